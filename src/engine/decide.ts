@@ -1,0 +1,109 @@
+import type { Policy } from '../policy/policy.ts';
+import { protectionFor } from '../policy/policy.ts';
+import type { Action } from '../ticket/payload.ts';
+import type { VerifiedTicket } from '../ticket/verify.ts';
+import { evaluateTicket, type Failure, type Pusher, type TicketState } from './evaluate.ts';
+import { actionsOf, updateKind, type RefUpdate, type UpdateKind } from './update.ts';
+
+/** A ticket the edge found for this push, or the reason it could not be read. */
+export type Candidate =
+  | { readonly id: string; readonly ticket: VerifiedTicket; readonly state: TicketState }
+  | { readonly id: string; readonly error: Failure };
+
+export type Path = 'unprotected' | 'normal' | 'breakglass' | 'rejected';
+
+export interface UpdateDecision {
+  readonly update: RefUpdate;
+  readonly kind: UpdateKind;
+  readonly actions: readonly Action[];
+  readonly path: Path;
+  /** The ticket that authorised it (path `breakglass`). */
+  readonly ticketId?: string;
+  /** Per examined ticket, why it did not authorise this update (path `rejected`). */
+  readonly rejections: readonly {
+    readonly ticketId: string | null;
+    readonly failures: readonly Failure[];
+  }[];
+}
+
+export interface PushDecision {
+  readonly accepted: boolean;
+  readonly updates: readonly UpdateDecision[];
+  /** Tickets that this push uses; each counts one use, however many refs it covers. */
+  readonly ticketsUsed: readonly string[];
+}
+
+export interface PushInput {
+  readonly policy: Policy;
+  readonly updates: readonly RefUpdate[];
+  readonly pusher: Pusher;
+  readonly candidates: readonly Candidate[];
+  readonly now: number;
+}
+
+/** The normal path (P1): a listed pusher fast-forwarding, without touching `.breakglass/`. */
+function isNormalPath(
+  policy: Policy,
+  u: RefUpdate,
+  actions: readonly Action[],
+  pusher: Pusher,
+): boolean {
+  const rule = protectionFor(policy, u.ref);
+  if (!rule || !pusher.known || !pusher.principal) return false;
+  return actions.length === 1 && actions[0] === 'push' && rule.pushers.includes(pusher.principal);
+}
+
+/**
+ * Decides a whole push (pure). Unprotected refs pass; protected refs take the normal path or need
+ * a candidate ticket that passes every rule for that update; one rejected update rejects the push.
+ */
+export function decidePush(input: PushInput): PushDecision {
+  const { policy, pusher, now } = input;
+  const decisions = input.updates.map((update): UpdateDecision => {
+    const kind = updateKind(update);
+    const actions = actionsOf(update);
+    if (!protectionFor(policy, update.ref)) {
+      return { update, kind, actions, path: 'unprotected', rejections: [] };
+    }
+    if (isNormalPath(policy, update, actions, pusher)) {
+      return { update, kind, actions, path: 'normal', rejections: [] };
+    }
+    const rejections: { ticketId: string | null; failures: Failure[] }[] = [];
+    for (const c of input.candidates) {
+      if ('error' in c) {
+        rejections.push({ ticketId: c.id, failures: [c.error] });
+        continue;
+      }
+      const failures = evaluateTicket(
+        c.ticket,
+        policy,
+        { ref: update.ref, actions, newSha: kind === 'delete' ? undefined : update.newSha, pusher },
+        c.state,
+        now,
+      );
+      if (failures.length === 0) {
+        return { update, kind, actions, path: 'breakglass', ticketId: c.id, rejections: [] };
+      }
+      rejections.push({ ticketId: c.id, failures });
+    }
+    if (rejections.length === 0) {
+      rejections.push({
+        ticketId: null,
+        failures: [
+          {
+            code: 'TICKET_REQUIRED',
+            rule: 'P2',
+            message: `${update.ref} is protected: ${actions.join(' + ')} needs a break-glass ticket covering ${actions.join(', ')}`,
+          },
+        ],
+      });
+    }
+    return { update, kind, actions, path: 'rejected', rejections };
+  });
+  const ticketsUsed = [...new Set(decisions.flatMap((d) => (d.ticketId ? [d.ticketId] : [])))];
+  return {
+    accepted: decisions.every((d) => d.path !== 'rejected'),
+    updates: decisions,
+    ticketsUsed,
+  };
+}

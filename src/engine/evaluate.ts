@@ -1,0 +1,195 @@
+import type { ErrorCode } from '../errors.ts';
+import { hasRole, type Policy } from '../policy/policy.ts';
+import { compileRefPattern, refMatches } from '../policy/refs.ts';
+import type { Action } from '../ticket/payload.ts';
+import { formatTime } from '../ticket/time.ts';
+import type { VerifiedTicket } from '../ticket/verify.ts';
+import { formatDuration } from '../policy/duration.ts';
+
+/** One failed rule, with the rule's number from docs/rules.md. */
+export interface Failure {
+  readonly code: ErrorCode;
+  readonly rule: string;
+  readonly message: string;
+}
+
+/** Who pushed, as far as the edge knows. */
+export type Pusher =
+  | { readonly known: false }
+  | { readonly known: true; readonly login: string; readonly principal: string | undefined };
+
+/** What a ticket is being asked to authorise. */
+export interface UseRequest {
+  readonly ref: string;
+  readonly actions: readonly Action[];
+  /** New tip; omitted for deletes and for checks without a commit. */
+  readonly newSha?: string | undefined;
+  readonly pusher: Pusher;
+}
+
+/** Ticket state that lives outside the envelope. */
+export interface TicketState {
+  readonly revoked: boolean;
+  readonly usesConsumed: number;
+}
+
+/** Authority of a ticket: who signed it and whether enough of the right people did (T1-T4). */
+export function evaluateSignatures(ticket: VerifiedTicket, policy: Policy): Failure[] {
+  const failures: Failure[] = [];
+  const p = ticket.payload;
+  const signerNames = ticket.signers.map((s) => s.principal);
+  // T1: the requester signed it.
+  if (!policy.principals.has(p.requester)) {
+    failures.push({
+      code: 'PRINCIPAL_UNKNOWN',
+      rule: 'T1',
+      message: `requester "${p.requester}" is not a principal in the policy`,
+    });
+  } else if (!signerNames.includes(p.requester)) {
+    failures.push({
+      code: 'REQUESTER_SIGNATURE_MISSING',
+      rule: 'T1',
+      message: `no valid signature from the requester ${p.requester} under a key the policy lists for them`,
+    });
+  } else if (!hasRole(policy, p.requester, policy.tickets.requesterRoles)) {
+    // T2: the requester may request.
+    failures.push({
+      code: 'REQUESTER_ROLE',
+      rule: 'T2',
+      message: `requester ${p.requester} has none of the roles ${policy.tickets.requesterRoles.join(', ')}`,
+    });
+  }
+  // T3/T4: enough distinct approver principals besides the requester (separation of duties).
+  const approvers = signerNames.filter(
+    (n) => n !== p.requester && hasRole(policy, n, policy.tickets.approverRoles),
+  );
+  if (approvers.length < policy.tickets.approvals) {
+    const ignored = signerNames.filter((n) => n !== p.requester && !approvers.includes(n));
+    const extra = [
+      ignored.length ? `${ignored.join(', ')} signed without an approver role` : '',
+      ticket.unverified.length
+        ? `${ticket.unverified.length} signature(s) verify under no trusted key`
+        : '',
+    ].filter(Boolean);
+    failures.push({
+      code: 'APPROVALS_MISSING',
+      rule: 'T3',
+      message:
+        `needs ${policy.tickets.approvals} approval(s) from ${policy.tickets.approverRoles.join('/')} other than the requester, has ${approvers.length}` +
+        (approvers.length ? ` (${approvers.join(', ')})` : '') +
+        (extra.length ? `; ${extra.join('; ')}` : ''),
+    });
+  }
+  return failures;
+}
+
+/** The approvers whose signatures count. */
+export function countedApprovers(ticket: VerifiedTicket, policy: Policy): string[] {
+  return ticket.signers
+    .map((s) => s.principal)
+    .filter(
+      (n) => n !== ticket.payload.requester && hasRole(policy, n, policy.tickets.approverRoles),
+    );
+}
+
+/** Time rules (T9-T11): window with clock skew at the start, hard expiry, TTL cap. */
+export function evaluateTime(ticket: VerifiedTicket, policy: Policy, now: number): Failure[] {
+  const failures: Failure[] = [];
+  const t = ticket.payload.times;
+  if (now < t.notBefore - policy.tickets.clockSkewMs) {
+    failures.push({
+      code: 'TICKET_NOT_YET_VALID',
+      rule: 'T9',
+      message: `ticket is valid from ${ticket.payload.notBefore} (now ${formatTime(now)})`,
+    });
+  }
+  if (now >= t.expiresAt) {
+    failures.push({
+      code: 'TICKET_EXPIRED',
+      rule: 'T10',
+      message: `ticket expired at ${ticket.payload.expiresAt} (now ${formatTime(now)})`,
+    });
+  }
+  if (t.expiresAt - t.issuedAt > policy.tickets.maxTtlMs) {
+    failures.push({
+      code: 'TTL_TOO_LONG',
+      rule: 'T11',
+      message: `ticket lifetime ${formatDuration(t.expiresAt - t.issuedAt)} is over the policy's maxTtl ${formatDuration(policy.tickets.maxTtlMs)}`,
+    });
+  }
+  return failures;
+}
+
+/**
+ * Every rule a ticket must pass to authorise one use, collected rather than stopping at the
+ * first, so the pusher sees all that is wrong at once.
+ */
+export function evaluateTicket(
+  ticket: VerifiedTicket,
+  policy: Policy,
+  use: UseRequest,
+  state: TicketState,
+  now: number,
+): Failure[] {
+  const p = ticket.payload;
+  const failures: Failure[] = [...evaluateSignatures(ticket, policy)];
+  // T5: tickets are bound to one repository.
+  if (p.repository !== policy.repository) {
+    failures.push({
+      code: 'REPOSITORY_MISMATCH',
+      rule: 'T5',
+      message: `ticket is for repository "${p.repository}", this is "${policy.repository}"`,
+    });
+  }
+  // T6: the ref is in scope.
+  if (!p.scope.refs.some((r) => refMatches(compileRefPattern(r), use.ref))) {
+    failures.push({
+      code: 'SCOPE_REF',
+      rule: 'T6',
+      message: `${use.ref} is not in the ticket's refs (${p.scope.refs.join(', ')})`,
+    });
+  }
+  // T7: every action the update performs is in scope.
+  const missing = use.actions.filter((a) => !p.scope.actions.includes(a));
+  if (missing.length) {
+    failures.push({
+      code: 'SCOPE_ACTION',
+      rule: 'T7',
+      message: `action ${missing.join(', ')} is not in the ticket's actions (${p.scope.actions.join(', ')})`,
+    });
+  }
+  // T8: pinned commits: the new tip must be one of them.
+  if (p.scope.commits && use.newSha !== undefined && !p.scope.commits.includes(use.newSha)) {
+    failures.push({
+      code: 'SCOPE_COMMIT',
+      rule: 'T8',
+      message: `new tip ${use.newSha.slice(0, 12)} is not one of the ticket's pinned commits (${p.scope.commits.map((c) => c.slice(0, 12)).join(', ')})`,
+    });
+  }
+  failures.push(...evaluateTime(ticket, policy, now));
+  // T12: not revoked.
+  if (state.revoked) {
+    failures.push({
+      code: 'TICKET_REVOKED',
+      rule: 'T12',
+      message: `ticket ${p.id} has been revoked`,
+    });
+  }
+  // T13: uses left.
+  if (state.usesConsumed >= p.maxUses) {
+    failures.push({
+      code: 'TICKET_USED_UP',
+      rule: 'T13',
+      message: `ticket ${p.id} has been used ${state.usesConsumed} of ${p.maxUses} time(s)`,
+    });
+  }
+  // T14: the holder is the pusher, where the edge knows who pushed.
+  if (use.pusher.known && use.pusher.principal !== p.holder) {
+    failures.push({
+      code: 'HOLDER_MISMATCH',
+      rule: 'T14',
+      message: `ticket is held by ${p.holder}, but the pusher is ${use.pusher.login}${use.pusher.principal ? ` (${use.pusher.principal})` : ' (no principal in the policy)'}`,
+    });
+  }
+  return failures;
+}

@@ -1,0 +1,70 @@
+/**
+ * One error base with a stable code. Tests assert on `code`; the message is a sentence a
+ * person can act on, and `hint` (optional) says what would make the input acceptable.
+ */
+export const ERROR_CODES = [
+  // input shape
+  'INPUT_TOO_LARGE',
+  'ENVELOPE_MALFORMED',
+  'PAYLOAD_TYPE',
+  'PAYLOAD_MALFORMED',
+  'VERSION_UNSUPPORTED',
+  'TIME_INVALID',
+  'DURATION_INVALID',
+  'KEY_INVALID',
+  'REF_INVALID',
+  // authenticity
+  'SIGNATURE_INVALID',
+  'REQUESTER_SIGNATURE_MISSING',
+  'REQUESTER_ROLE',
+  'APPROVALS_MISSING',
+  'SELF_APPROVAL',
+  'APPROVER_ROLE',
+  'PRINCIPAL_UNKNOWN',
+  // authorisation
+  'REPOSITORY_MISMATCH',
+  'SCOPE_REF',
+  'SCOPE_ACTION',
+  'SCOPE_COMMIT',
+  'TICKET_NOT_YET_VALID',
+  'TICKET_EXPIRED',
+  'TTL_TOO_LONG',
+  'TICKET_REVOKED',
+  'TICKET_USED_UP',
+  'HOLDER_MISMATCH',
+  'TICKET_REQUIRED',
+  'TICKET_NOT_FOUND',
+  'TICKET_REF_INVALID',
+  'REVOCATION_INVALID',
+  'REVIEW_INVALID',
+  'NAMESPACE_VIOLATION',
+  'PUSH_OPTION_INVALID',
+  // configuration and environment
+  'POLICY_INVALID',
+  'POLICY_MISSING',
+  'KEY_MISSING',
+  'KEY_EXISTS',
+  'GIT_FAILED',
+  'HOOK_FAILED',
+  'USAGE',
+  'INTERNAL',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export class BreakglassError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'BreakglassError';
+    this.code = code;
+    this.hint = options.hint;
+  }
+}
+
+/** True for our own coded errors (the ones a user can act on). */
+export function isBreakglassError(e: unknown): e is BreakglassError {
+  return e instanceof BreakglassError;
+}
