@@ -1,0 +1,159 @@
+import { spawn } from 'node:child_process';
+import { BreakglassError } from '../errors.ts';
+
+/** Where and how to run git. `env` is passed through whole (hooks need GIT_QUARANTINE_PATH etc.). */
+export interface GitContext {
+  /** Repository directory (`--git-dir`); for a bare repo or a hook's `$GIT_DIR`. */
+  readonly gitDir?: string;
+  /** Working directory (a clone) when gitDir is not given. */
+  readonly cwd?: string;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export interface GitResult {
+  readonly code: number;
+  readonly stdout: Buffer;
+  readonly stderr: string;
+}
+
+export interface RunOptions {
+  readonly input?: string | Buffer;
+  /** Do not throw on a non-zero exit. */
+  readonly allowFail?: boolean;
+  /** Kill git after this many milliseconds (default 60 s). */
+  readonly timeoutMs?: number;
+}
+
+const MAX_STDERR = 64 * 1024;
+
+function baseArgs(ctx: GitContext): string[] {
+  return ctx.gitDir ? ['--git-dir', ctx.gitDir] : [];
+}
+
+/** Runs one git command to completion, collecting stdout as bytes. */
+export function runGit(
+  ctx: GitContext,
+  args: readonly string[],
+  opts: RunOptions = {},
+): Promise<GitResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('git', [...baseArgs(ctx), ...args], {
+      cwd: ctx.cwd,
+      env: ctx.env ?? process.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    let err = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => {
+      if (err.length < MAX_STDERR) err += d.toString('utf8');
+    });
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new BreakglassError('GIT_FAILED', `could not run git: ${e.message}`, { cause: e }));
+    });
+    child.stdin.on('error', () => {
+      /* git may exit before reading all input; the exit code tells */
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const result = { code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(out), stderr: err };
+      if (result.code !== 0 && !opts.allowFail) {
+        reject(
+          new BreakglassError(
+            'GIT_FAILED',
+            `git ${args.slice(0, 3).join(' ')} failed${signal ? ` (${signal})` : ''}: ${err.trim().split('\n').slice(-3).join(' / ') || `exit ${result.code}`}`,
+          ),
+        );
+      } else resolve(result);
+    });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/** Runs git and returns trimmed stdout as text. */
+export async function gitText(
+  ctx: GitContext,
+  args: readonly string[],
+  opts: RunOptions = {},
+): Promise<string> {
+  const r = await runGit(ctx, args, opts);
+  return r.stdout.toString('utf8').replace(/\n$/, '');
+}
+
+export interface CatFileObject {
+  readonly sha: string;
+  readonly type: string;
+  readonly data: Buffer;
+}
+
+/**
+ * One long-lived `git cat-file --batch` process: read many objects with one spawn. Requests are
+ * answered in order; each `read` resolves to the object or null when it is missing.
+ */
+export class CatFileBatch {
+  private readonly child;
+  private buffer: Buffer = Buffer.alloc(0);
+  private readonly queue: {
+    resolve: (o: CatFileObject | null) => void;
+    reject: (e: Error) => void;
+  }[] = [];
+  private failed: Error | null = null;
+
+  constructor(ctx: GitContext) {
+    this.child = spawn('git', [...baseArgs(ctx), 'cat-file', '--batch'], {
+      cwd: ctx.cwd,
+      env: ctx.env ?? process.env,
+      stdio: ['pipe', 'pipe', 'ignore'],
+    });
+    this.child.stdout.on('data', (d: Buffer) => {
+      this.buffer = this.buffer.length ? Buffer.concat([this.buffer, d]) : d;
+      this.drain();
+    });
+    const fail = (e: Error) => {
+      this.failed = e;
+      for (const q of this.queue.splice(0)) q.reject(e);
+    };
+    this.child.on('error', (e) =>
+      fail(new BreakglassError('GIT_FAILED', `git cat-file: ${e.message}`)),
+    );
+    this.child.on('close', () => fail(new BreakglassError('GIT_FAILED', 'git cat-file exited')));
+    this.child.stdin.on('error', () => {});
+  }
+
+  private drain(): void {
+    while (this.queue.length) {
+      const nl = this.buffer.indexOf(10);
+      if (nl < 0) return;
+      const header = this.buffer.subarray(0, nl).toString('utf8');
+      if (header.endsWith(' missing') || header.endsWith(' ambiguous')) {
+        this.buffer = this.buffer.subarray(nl + 1);
+        this.queue.shift()!.resolve(null);
+        continue;
+      }
+      const [sha, type, sizeText] = header.split(' ');
+      const size = Number(sizeText);
+      if (this.buffer.length < nl + 1 + size + 1) return;
+      const data = Buffer.from(this.buffer.subarray(nl + 1, nl + 1 + size));
+      this.buffer = this.buffer.subarray(nl + 1 + size + 1);
+      this.queue.shift()!.resolve({ sha: sha!, type: type!, data });
+    }
+  }
+
+  /** Reads an object by any revision expression (`<sha>`, `<ref>:<path>`). */
+  read(spec: string): Promise<CatFileObject | null> {
+    if (this.failed) return Promise.reject(this.failed);
+    if (/[\n\r]/.test(spec)) return Promise.resolve(null);
+    return new Promise((resolve, reject) => {
+      this.queue.push({ resolve, reject });
+      this.child.stdin.write(spec + '\n');
+    });
+  }
+
+  /** Ends the process. */
+  close(): void {
+    this.child.removeAllListeners('close');
+    this.child.stdin.end();
+  }
+}
