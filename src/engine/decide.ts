@@ -65,9 +65,11 @@ export function decidePush(input: PushInput): PushDecision {
     if (!protectionFor(policy, update.ref)) {
       return { update, kind, actions, path: 'unprotected', rejections: [] };
     }
+    // P1: a listed pusher fast-forwarding, nothing else.
     if (isNormalPath(policy, update, actions, pusher)) {
       return { update, kind, actions, path: 'normal', rejections: [] };
     }
+    // P2: anything else on a protected ref needs a ticket that passes T1-T14 for this update.
     const rejections: { ticketId: string | null; failures: Failure[] }[] = [];
     for (const c of input.candidates) {
       if ('error' in c) {

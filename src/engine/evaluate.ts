@@ -59,7 +59,9 @@ export function evaluateSignatures(ticket: VerifiedTicket, policy: Policy): Fail
       message: `requester ${p.requester} has none of the roles ${policy.tickets.requesterRoles.join(', ')}`,
     });
   }
-  // T3/T4: enough distinct approver principals besides the requester (separation of duties).
+  // T3: enough approver principals besides the requester (separation of duties). T4: signers
+  // are already distinct principals (verifySignatures), so a second key or a copied signature
+  // adds nothing.
   const approvers = signerNames.filter(
     (n) => n !== p.requester && hasRole(policy, n, policy.tickets.approverRoles),
   );
@@ -96,6 +98,7 @@ export function countedApprovers(ticket: VerifiedTicket, policy: Policy): string
 export function evaluateTime(ticket: VerifiedTicket, policy: Policy, now: number): Failure[] {
   const failures: Failure[] = [];
   const t = ticket.payload.times;
+  // T9: not before notBefore, with the policy's clock skew (clocks on laptops drift).
   if (now < t.notBefore - policy.tickets.clockSkewMs) {
     failures.push({
       code: 'TICKET_NOT_YET_VALID',
@@ -103,6 +106,7 @@ export function evaluateTime(ticket: VerifiedTicket, policy: Policy, now: number
       message: `ticket is valid from ${ticket.payload.notBefore} (now ${formatTime(now)})`,
     });
   }
+  // T10: expiry is hard: no skew, so a ticket is dead when it says it is.
   if (now >= t.expiresAt) {
     failures.push({
       code: 'TICKET_EXPIRED',
@@ -110,6 +114,7 @@ export function evaluateTime(ticket: VerifiedTicket, policy: Policy, now: number
       message: `ticket expired at ${ticket.payload.expiresAt} (now ${formatTime(now)})`,
     });
   }
+  // T11: the whole lifetime, counted from issuedAt, is capped by the policy.
   if (t.expiresAt - t.issuedAt > policy.tickets.maxTtlMs) {
     failures.push({
       code: 'TTL_TOO_LONG',

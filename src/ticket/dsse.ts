@@ -15,12 +15,14 @@ export interface EnvelopeSignature {
   readonly sig: Buffer;
 }
 
+// Input limits (docs/rules.md): bound the work before anything is interpreted.
 export const MAX_ENVELOPE_BYTES = 64 * 1024;
 export const MAX_PAYLOAD_BYTES = 16 * 1024;
 export const MAX_SIGNATURES = 32;
 
 /** DSSE pre-authentication encoding: `DSSEv1 SP len(type) SP type SP len(body) SP body`. */
 export function pae(payloadType: string, payload: Uint8Array): Buffer {
+  // A2: lengths are byte counts; the type is bound into what is signed (see A1).
   const type = Buffer.from(payloadType, 'utf8');
   return Buffer.concat([
     Buffer.from(`DSSEv1 ${type.length} `),

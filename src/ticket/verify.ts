@@ -50,11 +50,13 @@ export function verifySignatures(
   envelope: Envelope,
   trusted: TrustedKeys,
 ): { signers: Signer[]; unverified: number[] } {
+  // A2: signatures cover PAE over the exact payload bytes, never re-serialised JSON.
   const message = pae(envelope.payloadType, envelope.payload);
   const signers: Signer[] = [];
   const unverified: number[] = [];
   let fallbackBudget = MAX_FALLBACK_ATTEMPTS;
   envelope.signatures.forEach((s, index) => {
+    // A3: only a policy-trusted key makes a signature count; keyid just says which to try first.
     let match: { principal: string; key: PublicKey } | undefined;
     const hinted = trusted.get(s.keyid);
     if (hinted && verifyEd25519(hinted.key, message, s.sig)) match = hinted;
@@ -68,6 +70,7 @@ export function verifySignatures(
       }
     }
     if (!match) unverified.push(index);
+    // T4: distinct principals; a duplicate signature or a person's second key counts once.
     else if (!signers.some((x) => x.principal === match.principal)) {
       signers.push({ principal: match.principal, keyid: match.key.keyid, index });
     }
@@ -77,6 +80,7 @@ export function verifySignatures(
 
 /** Authenticity of a ticket: payload type, at least one trusted signature, strict payload. */
 export function verifyTicketEnvelope(envelope: Envelope, trusted: TrustedKeys): VerifiedTicket {
+  // A1: the payload type is signed too (PAE), so another document kind can't pass as a ticket.
   if (envelope.payloadType !== TICKET_PAYLOAD_TYPE) {
     throw new BreakglassError(
       'PAYLOAD_TYPE',
@@ -91,6 +95,7 @@ export function verifyTicketEnvelope(envelope: Envelope, trusted: TrustedKeys): 
       { hint: 'the payload was changed after signing, or the signer is not in the policy' },
     );
   }
+  // A4: parse only after a trusted signature verified, and only the exact signed bytes.
   const payload = parsePayload(envelope.payload);
   return { envelope, payload, payloadDigest: payloadDigest(envelope.payload), signers, unverified };
 }
