@@ -1,0 +1,238 @@
+// Fuzz targets shared by the short run in `npm test` and the long run in `npm run fuzz`.
+// Each property: the parser either returns or throws one of our coded errors (never anything
+// else, never hangs), and no mutation of a signed ticket is ever accepted.
+import fc from 'fast-check';
+import { BreakglassError } from '../../src/errors.ts';
+import { parseEnvelope, serializeEnvelope, type Envelope } from '../../src/ticket/dsse.ts';
+import { parsePayload } from '../../src/ticket/payload.ts';
+import { parsePolicy } from '../../src/policy/policy.ts';
+import { verifyTicketEnvelope } from '../../src/ticket/verify.ts';
+import { evaluateTicket } from '../../src/engine/evaluate.ts';
+import { decidePush } from '../../src/engine/decide.ts';
+import { compileRefPattern } from '../../src/policy/refs.ts';
+import { parseTime } from '../../src/ticket/time.ts';
+import { parseDuration } from '../../src/policy/duration.ts';
+import { approvedEnvelope, policyYaml, testPolicy, T0 } from '../helpers/fixtures.ts';
+
+/** Runs `f`; a throw that is not a coded BreakglassError fails the property. */
+function onlyCodedErrors(f: () => unknown): boolean {
+  try {
+    f();
+    return true;
+  } catch (e) {
+    if (e instanceof BreakglassError) return true;
+    throw e;
+  }
+}
+
+const policy = testPolicy();
+const good = approvedEnvelope();
+const goodText = serializeEnvelope(good);
+const pusher = { known: true as const, login: 'alice', principal: 'alice' };
+const use = { ref: 'refs/heads/main', actions: ['push' as const], pusher };
+const state = { revoked: false, usesConsumed: 0 };
+const now = T0 + 60_000;
+
+/** Is this envelope accepted for the reference use? */
+function accepted(env: Envelope): boolean {
+  try {
+    const t = verifyTicketEnvelope(env, policy.keyOwners);
+    return evaluateTicket(t, policy, use, state, now).length === 0;
+  } catch (e) {
+    if (e instanceof BreakglassError) return false;
+    throw e;
+  }
+}
+
+/** Flip, insert or delete bytes of a buffer. */
+const byteMutation = (len: number) =>
+  fc.oneof(
+    fc.record({
+      kind: fc.constant('flip' as const),
+      at: fc.nat(len - 1),
+      bit: fc.integer({ min: 0, max: 7 }),
+    }),
+    fc.record({
+      kind: fc.constant('set' as const),
+      at: fc.nat(len - 1),
+      value: fc.integer({ min: 0, max: 255 }),
+    }),
+    fc.record({ kind: fc.constant('delete' as const), at: fc.nat(len - 1) }),
+    fc.record({
+      kind: fc.constant('insert' as const),
+      at: fc.nat(len),
+      value: fc.integer({ min: 0, max: 255 }),
+    }),
+  );
+
+function mutate(
+  buf: Buffer,
+  m: { kind: string; at: number; bit?: number; value?: number },
+): Buffer {
+  const b = Buffer.from(buf);
+  switch (m.kind) {
+    case 'flip':
+      b[m.at] = b[m.at]! ^ (1 << m.bit!);
+      return b;
+    case 'set':
+      if (b[m.at] === m.value) b[m.at] = (m.value! + 1) & 0xff;
+      else b[m.at] = m.value!;
+      return b;
+    case 'delete':
+      return Buffer.concat([b.subarray(0, m.at), b.subarray(m.at + 1)]);
+    default:
+      return Buffer.concat([b.subarray(0, m.at), Buffer.from([m.value!]), b.subarray(m.at)]);
+  }
+}
+
+export interface FuzzTarget {
+  readonly name: string;
+  readonly property: fc.IProperty<never> | fc.IPropertyWithHooks<never>;
+}
+
+/** The targets; `scale` multiplies nothing here, runs are chosen by the caller. */
+export function fuzzTargets(): { name: string; property: fc.IRawProperty<unknown> }[] {
+  const payloadLen = good.payload.length;
+  const envLen = Buffer.byteLength(goodText);
+  return [
+    {
+      name: 'envelope parser: arbitrary text',
+      property: fc.property(fc.string({ maxLength: 2000 }), (s) =>
+        onlyCodedErrors(() => parseEnvelope(s)),
+      ),
+    },
+    {
+      name: 'envelope parser: arbitrary JSON values',
+      property: fc.property(fc.jsonValue({ maxDepth: 4 }), (v) =>
+        onlyCodedErrors(() => parseEnvelope(JSON.stringify(v))),
+      ),
+    },
+    {
+      name: 'envelope parser: mutated serialised ticket never accepted unless identical',
+      property: fc.property(byteMutation(envLen), (m) => {
+        const bytes = mutate(Buffer.from(goodText), m);
+        let env: Envelope;
+        try {
+          env = parseEnvelope(bytes);
+        } catch (e) {
+          if (e instanceof BreakglassError) return true;
+          throw e;
+        }
+        // A mutation of JSON whitespace or of a keyid hint may still parse to a ticket that is
+        // authentic; what must never happen is a changed payload or signature being accepted.
+        const samePayload = env.payload.equals(good.payload);
+        const sameSigs =
+          env.signatures.length === good.signatures.length &&
+          env.signatures.every((s, i) => s.sig.equals(good.signatures[i]!.sig));
+        return !accepted(env) || (samePayload && sameSigs);
+      }),
+    },
+    {
+      name: 'signed payload bytes: any mutation is rejected',
+      property: fc.property(byteMutation(payloadLen), (m) => {
+        const payload = mutate(good.payload, m);
+        return !accepted({ ...good, payload });
+      }),
+    },
+    {
+      name: 'signatures: any mutation of a signature loses that approval',
+      property: fc.property(fc.nat(good.signatures.length - 1), byteMutation(64), (i, m) => {
+        const sig = mutate(good.signatures[i]!.sig, m).subarray(0, 64);
+        fc.pre(!sig.equals(good.signatures[i]!.sig));
+        const signatures = good.signatures.map((s, j) => (j === i ? { ...s, sig } : s));
+        return !accepted({ ...good, signatures });
+      }),
+    },
+    {
+      name: 'payload parser: arbitrary bytes and JSON',
+      property: fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 600 }),
+          fc.jsonValue({ maxDepth: 4 }).map((v) => new TextEncoder().encode(JSON.stringify(v))),
+        ),
+        (b) => onlyCodedErrors(() => parsePayload(b)),
+      ),
+    },
+    {
+      name: 'payload parser: field-level mutations of a valid payload',
+      property: fc.property(
+        fc.constantFrom(...Object.keys(JSON.parse(good.payload.toString()))),
+        fc.jsonValue({ maxDepth: 2 }),
+        (field, value) => {
+          const obj = JSON.parse(good.payload.toString()) as Record<string, unknown>;
+          obj[field] = value;
+          return onlyCodedErrors(() => parsePayload(Buffer.from(JSON.stringify(obj))));
+        },
+      ),
+    },
+    {
+      name: 'policy parser: arbitrary text and mutated policies',
+      property: fc.property(
+        fc.oneof(
+          fc.string({ maxLength: 500 }),
+          fc
+            .tuple(fc.nat(policyYaml().length - 1), fc.string({ maxLength: 8 }))
+            .map(([at, s]) => policyYaml().slice(0, at) + s + policyYaml().slice(at + 1)),
+        ),
+        (text) => onlyCodedErrors(() => parsePolicy(text)),
+      ),
+    },
+    {
+      name: 'ref patterns, times, durations: arbitrary strings',
+      property: fc.property(fc.string({ maxLength: 80 }), (s) =>
+        onlyCodedErrors(() => {
+          try {
+            compileRefPattern(s);
+          } finally {
+            try {
+              parseTime(s);
+            } finally {
+              parseDuration(s);
+            }
+          }
+        }),
+      ),
+    },
+    {
+      name: 'decidePush: arbitrary updates never throw and never accept a protected ref without a path',
+      property: fc.property(
+        fc.array(
+          fc.record({
+            ref: fc.oneof(
+              fc.constantFrom(
+                'refs/heads/main',
+                'refs/heads/release/1',
+                'refs/heads/main2',
+                'refs/heads/feature',
+              ),
+              fc.string({ maxLength: 30 }),
+            ),
+            oldSha: fc.constantFrom('0'.repeat(40), 'a'.repeat(40)),
+            newSha: fc.constantFrom('0'.repeat(40), 'b'.repeat(40)),
+            fastForward: fc.boolean(),
+            touchesPolicy: fc.boolean(),
+          }),
+          { maxLength: 5 },
+        ),
+        fc.boolean(),
+        (updates, withTicket) => {
+          const t = verifyTicketEnvelope(good, policy.keyOwners);
+          const d = decidePush({
+            policy,
+            updates,
+            pusher,
+            candidates: withTicket ? [{ id: t.payload.id, ticket: t, state }] : [],
+            now,
+          });
+          return d.updates.every(
+            (u) =>
+              u.path === 'unprotected' ||
+              u.path === 'rejected' ||
+              (u.path === 'breakglass' && withTicket && u.update.ref === 'refs/heads/main') ||
+              u.path === 'normal',
+          );
+        },
+      ),
+    },
+  ];
+}
