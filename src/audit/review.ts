@@ -1,0 +1,186 @@
+import { z } from 'zod';
+import { BreakglassError } from '../errors.ts';
+import { hasRole, type Policy } from '../policy/policy.ts';
+import type { Envelope } from '../ticket/dsse.ts';
+import type { SigningKey } from '../ticket/keys.ts';
+import { describeZodError, PRINCIPAL_NAME, TICKET_ID } from '../ticket/payload.ts';
+import { createEnvelope } from '../ticket/sign.ts';
+import { formatTime, parseTime } from '../ticket/time.ts';
+import { payloadDigest, verifySignatures, type VerifiedTicket } from '../ticket/verify.ts';
+
+/**
+ * Post-incident reviews (DESIGN §1 step 6, §4): a DSSE envelope on
+ * `refs/breakglass/reviews/<id>`, one review per commit; a later review fast-forwards the ref and
+ * the tip is the current verdict. Pure: the clock and the key come from the edge.
+ *
+ * Rules (docs/review-process.md):
+ * - R1 payload type is REVIEW_PAYLOAD_TYPE (signed via PAE, so a ticket or revocation signature
+ *   can't be replayed as a review);
+ * - R2 the payload is strict (unknown fields, bad outcome, bad time rejected) and names this exact
+ *   ticket by id and payload digest;
+ * - R3 the named reviewer signed it under a key the policy trusts;
+ * - R4 the reviewer holds one of `tickets.reviewerRoles`;
+ * - R5 the reviewer is neither the ticket's requester nor its holder (nobody reviews their own
+ *   emergency).
+ * Every failure is REVIEW_INVALID.
+ *
+ * For the hook (namespace guard): a push to `refs/breakglass/reviews/<id>` must be a create or a
+ * fast-forward, and the envelope in every new commit must pass `verifyReview` against the
+ * ticket `refs/breakglass/tickets/<id>` and the policy in force; anything else is rejected.
+ */
+
+export const REVIEW_PAYLOAD_TYPE = 'application/vnd.git-breakglass.review.v1+json';
+
+export const REVIEW_OUTCOMES = ['justified', 'unjustified', 'false-emergency'] as const;
+export type ReviewOutcome = (typeof REVIEW_OUTCOMES)[number];
+
+/** Longest review note; longer notes belong in the incident tracker, linked from here. */
+export const MAX_REVIEW_NOTE = 4000;
+
+const ReviewSchema = z.strictObject({
+  type: z.literal('git-breakglass/review'),
+  version: z.literal(1),
+  ticket: z.string().regex(TICKET_ID),
+  ticketDigest: z.string().regex(/^[0-9a-f]{64}$/),
+  reviewer: z.string().regex(PRINCIPAL_NAME),
+  outcome: z.enum(REVIEW_OUTCOMES),
+  note: z
+    .string()
+    .min(1)
+    .max(MAX_REVIEW_NOTE)
+    // eslint-disable-next-line no-control-regex
+    .refine((s) => !/[\x00-\x08\x0b-\x1f\x7f]/.test(s), 'must not contain control characters'),
+  reviewedAt: z.string().max(40),
+});
+
+export type ReviewPayload = z.infer<typeof ReviewSchema>;
+
+/** A review whose signature and rules were checked, with its time in epoch ms. */
+export interface VerifiedReview extends ReviewPayload {
+  readonly reviewedAtMs: number;
+  readonly keyid: string;
+  readonly digest: string;
+}
+
+function invalid(message: string, hint?: string): BreakglassError {
+  return new BreakglassError('REVIEW_INVALID', message, hint ? { hint } : {});
+}
+
+/** True if `outcome` is one of REVIEW_OUTCOMES. */
+export function isReviewOutcome(outcome: unknown): outcome is ReviewOutcome {
+  return (REVIEW_OUTCOMES as readonly unknown[]).includes(outcome);
+}
+
+/** R4, R5: throws REVIEW_INVALID unless `reviewer` may review this ticket under `policy`. */
+export function checkReviewer(policy: Policy, ticket: VerifiedTicket, reviewer: string): void {
+  // R5: separation of duties; whoever asked for or used the emergency access can't judge it.
+  if (reviewer === ticket.payload.requester) {
+    throw invalid(
+      `${reviewer} requested ticket ${ticket.payload.id} and can't review it`,
+      'ask someone with a reviewer role who was not involved',
+    );
+  }
+  if (reviewer === ticket.payload.holder) {
+    throw invalid(
+      `${reviewer} held ticket ${ticket.payload.id} and can't review it`,
+      'ask someone with a reviewer role who was not involved',
+    );
+  }
+  // R4: the policy names who may review.
+  if (!hasRole(policy, reviewer, policy.tickets.reviewerRoles)) {
+    throw invalid(
+      `${reviewer} has no reviewer role (tickets.reviewerRoles: ${policy.tickets.reviewerRoles.join(', ')})`,
+      'a principal with one of those roles must sign the review',
+    );
+  }
+}
+
+/** Builds the review payload bytes (compact JSON, fixed field order). */
+export function encodeReview(p: ReviewPayload): Buffer {
+  const ordered: ReviewPayload = {
+    type: p.type,
+    version: p.version,
+    ticket: p.ticket,
+    ticketDigest: p.ticketDigest,
+    reviewer: p.reviewer,
+    outcome: p.outcome,
+    note: p.note,
+    reviewedAt: p.reviewedAt,
+  };
+  return Buffer.from(JSON.stringify(ordered), 'utf8');
+}
+
+/**
+ * Checks the rules, then signs a review of `ticket` as `reviewer` with `key`. The key must be
+ * one of the reviewer's policy keys (otherwise the review would not verify later).
+ */
+export function createReview(
+  policy: Policy,
+  ticket: VerifiedTicket,
+  reviewer: string,
+  outcome: ReviewOutcome,
+  note: string,
+  now: number,
+  key: SigningKey,
+): Envelope {
+  const owner = policy.keyOwners.get(key.publicKey.keyid);
+  if (!owner || owner.principal !== reviewer) {
+    throw invalid(
+      `key ${key.publicKey.keyid} is not a key of ${reviewer} in the policy`,
+      'use your own key (--key) listed under your principal in .breakglass/policy.yml',
+    );
+  }
+  checkReviewer(policy, ticket, reviewer);
+  const payload: ReviewPayload = {
+    type: 'git-breakglass/review',
+    version: 1,
+    ticket: ticket.payload.id,
+    ticketDigest: ticket.payloadDigest,
+    reviewer,
+    outcome,
+    note,
+    reviewedAt: formatTime(now),
+  };
+  const parsed = ReviewSchema.safeParse(payload);
+  if (!parsed.success) throw invalid(`review ${describeZodError(parsed.error)}`);
+  return createEnvelope(REVIEW_PAYLOAD_TYPE, encodeReview(payload), key);
+}
+
+/** Verifies a stored review against its ticket and the policy (R1-R5); throws REVIEW_INVALID. */
+export function verifyReview(
+  envelope: Envelope,
+  ticket: VerifiedTicket,
+  policy: Policy,
+): VerifiedReview {
+  // R1: the type is part of what was signed.
+  if (envelope.payloadType !== REVIEW_PAYLOAD_TYPE) {
+    throw invalid(`review payloadType is "${envelope.payloadType.slice(0, 80)}"`);
+  }
+  const { signers } = verifySignatures(envelope, policy.keyOwners);
+  // R2: parse only the signed bytes, strictly.
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(envelope.payload));
+  } catch {
+    throw invalid('review payload is not valid UTF-8 JSON');
+  }
+  const parsed = ReviewSchema.safeParse(json);
+  if (!parsed.success) throw invalid(`review ${describeZodError(parsed.error)}`);
+  const r = parsed.data;
+  let reviewedAtMs: number;
+  try {
+    reviewedAtMs = parseTime(r.reviewedAt, 'reviewedAt');
+  } catch (e) {
+    throw invalid(`review ${(e as Error).message}`);
+  }
+  if (r.ticket !== ticket.payload.id || r.ticketDigest !== ticket.payloadDigest) {
+    throw invalid(`review names ticket ${r.ticket}, not ticket ${ticket.payload.id}`);
+  }
+  // R3: the reviewer named in the payload is the one who signed.
+  const signer = signers.find((s) => s.principal === r.reviewer);
+  if (!signer) {
+    throw invalid(`review is not signed by its reviewer ${r.reviewer} under a policy key`);
+  }
+  checkReviewer(policy, ticket, r.reviewer);
+  return { ...r, reviewedAtMs, keyid: signer.keyid, digest: payloadDigest(envelope.payload) };
+}

@@ -1,0 +1,192 @@
+// Post-incident reviews (DESIGN §1 step 6): who may sign one, and what a forged one looks like.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  createReview,
+  REVIEW_PAYLOAD_TYPE,
+  verifyReview,
+  encodeReview,
+  type ReviewPayload,
+} from '../../src/audit/review.ts';
+import { createEnvelope, addSignature } from '../../src/ticket/sign.ts';
+import { verifyTicketEnvelope } from '../../src/ticket/verify.ts';
+import { approvedEnvelope, keys, testPolicy, T0, ticketRequest } from '../helpers/fixtures.ts';
+
+const policy = testPolicy();
+const ticket = verifyTicketEnvelope(approvedEnvelope(), policy.keyOwners);
+const later = T0 + 8 * 3_600_000;
+
+function code(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    return (e as { code: string }).code;
+  }
+  return 'no error';
+}
+
+test('carol (approver, not involved) signs a review that verifies', () => {
+  const env = createReview(
+    policy,
+    ticket,
+    'carol',
+    'justified',
+    'hotfix was needed',
+    later,
+    keys.carol,
+  );
+  assert.equal(env.payloadType, REVIEW_PAYLOAD_TYPE);
+  const r = verifyReview(env, ticket, policy);
+  assert.equal(r.reviewer, 'carol');
+  assert.equal(r.outcome, 'justified');
+  assert.equal(r.ticket, ticket.payload.id);
+  assert.equal(r.ticketDigest, ticket.payloadDigest);
+  assert.equal(r.reviewedAt, '2026-11-29T11:12:00Z');
+  assert.equal(r.keyid, keys.carol.publicKey.keyid);
+});
+
+test('the requester may not review her own ticket (R5), even holding a reviewer role', () => {
+  assert.equal(
+    code(() => createReview(policy, ticket, 'alice', 'justified', 'me', later, keys.alice)),
+    'REVIEW_INVALID',
+  );
+  // A policy where alice is also an approver: still refused.
+  const p2 = testPolicy({ extra: '' });
+  const aliceApprover = {
+    ...p2,
+    principals: new Map(p2.principals).set('alice', {
+      ...p2.principals.get('alice')!,
+      roles: ['oncall', 'approver'],
+    }),
+  };
+  assert.equal(
+    code(() => createReview(aliceApprover, ticket, 'alice', 'justified', 'me', later, keys.alice)),
+    'REVIEW_INVALID',
+  );
+  // Hand-made envelope signed by alice bypassing createReview: verifyReview refuses it too.
+  const forged = createEnvelope(
+    REVIEW_PAYLOAD_TYPE,
+    encodeReview(payload({ reviewer: 'alice' })),
+    keys.alice,
+  );
+  assert.equal(
+    code(() => verifyReview(forged, ticket, aliceApprover)),
+    'REVIEW_INVALID',
+  );
+});
+
+test('the holder may not review the ticket they used (R5)', () => {
+  const t = verifyTicketEnvelope(
+    addSignature(
+      createEnvelope(
+        'application/vnd.git-breakglass.ticket.v1+json',
+        approvedEnvelope({ holder: 'carol' }).payload,
+        keys.alice,
+      ),
+      keys.bob,
+    ),
+    policy.keyOwners,
+  );
+  assert.equal(t.payload.holder, 'carol');
+  assert.equal(
+    code(() => createReview(policy, t, 'carol', 'justified', 'x', later, keys.carol)),
+    'REVIEW_INVALID',
+  );
+});
+
+test('a key without a reviewer role is refused (R4)', () => {
+  assert.equal(
+    code(() => createReview(policy, ticket, 'dave', 'justified', 'x', later, keys.dave)),
+    'REVIEW_INVALID',
+  );
+  const forged = createEnvelope(
+    REVIEW_PAYLOAD_TYPE,
+    encodeReview(payload({ reviewer: 'dave' })),
+    keys.dave,
+  );
+  assert.equal(
+    code(() => verifyReview(forged, ticket, policy)),
+    'REVIEW_INVALID',
+  );
+});
+
+test('signing as someone else is refused (R3)', () => {
+  // mallory is not in the policy; she claims to be carol.
+  assert.equal(
+    code(() => createReview(policy, ticket, 'carol', 'justified', 'x', later, keys.mallory)),
+    'REVIEW_INVALID',
+  );
+  const forged = createEnvelope(REVIEW_PAYLOAD_TYPE, encodeReview(payload()), keys.dave);
+  assert.equal(
+    code(() => verifyReview(forged, ticket, policy)),
+    'REVIEW_INVALID',
+  );
+});
+
+test('a review of another ticket, or with edited payload, is refused (R2)', () => {
+  const other = verifyTicketEnvelope(
+    approvedEnvelope(ticketRequest({ now: T0 + 1000, id: '20261129T031201Z-abcdef' })),
+    policy.keyOwners,
+  );
+  const env = createReview(policy, other, 'carol', 'unjustified', 'x', later, keys.carol);
+  assert.equal(
+    code(() => verifyReview(env, ticket, policy)),
+    'REVIEW_INVALID',
+  );
+  const good = createReview(policy, ticket, 'carol', 'justified', 'x', later, keys.carol);
+  const edited = {
+    ...good,
+    payload: encodeReview({ ...payload(), outcome: 'false-emergency' }),
+  };
+  assert.equal(
+    code(() => verifyReview(edited, ticket, policy)),
+    'REVIEW_INVALID',
+  );
+});
+
+test('a strict payload: unknown field, bad outcome, bad time (R2) and wrong type (R1)', () => {
+  const sign = (obj: unknown, type = REVIEW_PAYLOAD_TYPE) =>
+    createEnvelope(type, Buffer.from(JSON.stringify(obj)), keys.carol);
+  assert.equal(
+    code(() => verifyReview(sign({ ...payload(), extra: 1 }), ticket, policy)),
+    'REVIEW_INVALID',
+  );
+  assert.equal(
+    code(() => verifyReview(sign({ ...payload(), outcome: 'fine' }), ticket, policy)),
+    'REVIEW_INVALID',
+  );
+  assert.equal(
+    code(() =>
+      verifyReview(sign({ ...payload(), reviewedAt: '2026-11-29 11:12' }), ticket, policy),
+    ),
+    'REVIEW_INVALID',
+  );
+  assert.equal(
+    code(() =>
+      verifyReview(
+        sign(payload(), 'application/vnd.git-breakglass.ticket.v1+json'),
+        ticket,
+        policy,
+      ),
+    ),
+    'REVIEW_INVALID',
+  );
+  assert.equal(
+    code(() => verifyReview(sign(payload()), ticket, policy)),
+    'no error',
+  );
+});
+
+function payload(over: Partial<ReviewPayload> = {}): ReviewPayload {
+  return {
+    type: 'git-breakglass/review',
+    version: 1,
+    ticket: ticket.payload.id,
+    ticketDigest: ticket.payloadDigest,
+    reviewer: 'carol',
+    outcome: 'justified',
+    note: 'ok',
+    reviewedAt: '2026-11-29T11:12:00Z',
+    ...over,
+  };
+}
