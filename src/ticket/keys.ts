@@ -39,12 +39,37 @@ export function keyIdOf(raw: Buffer): string {
   return 'SHA256:' + createHash('sha256').update(sshWire(raw)).digest('base64').replace(/=+$/, '');
 }
 
-/** Builds a PublicKey from 32 raw bytes. */
+// Encodings of the small-order points (libsodium's blocklist; compared without the sign bit).
+// Under such a key a "signature" made of a small-order R and S = 0 verifies for many messages,
+// and Node's verifier accepts it: a placeholder key like all zeros would let anyone sign (A3).
+const SMALL_ORDER_POINTS = [
+  '0000000000000000000000000000000000000000000000000000000000000000',
+  '0100000000000000000000000000000000000000000000000000000000000000',
+  '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05',
+  'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a',
+  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+].map((h) => Buffer.from(h, 'hex'));
+
+function hasSmallOrder(raw: Uint8Array): boolean {
+  return SMALL_ORDER_POINTS.some((p) =>
+    p.every((b, i) => b === (i === 31 ? raw[i]! & 0x7f : raw[i])),
+  );
+}
+
+/** Builds a PublicKey from 32 raw bytes (small-order points refused). */
 export function publicKeyFromRaw(raw: Uint8Array): PublicKey {
   if (raw.length !== 32) {
     throw new BreakglassError(
       'KEY_INVALID',
       `an Ed25519 public key has 32 bytes, not ${raw.length}`,
+    );
+  }
+  if (hasSmallOrder(raw)) {
+    throw new BreakglassError(
+      'KEY_INVALID',
+      'this Ed25519 public key is a point of small order: signatures under it can be forged',
     );
   }
   const buf = Buffer.from(raw);
