@@ -21,5 +21,9 @@ export function decodeBase64Strict(
   if (bytes.toString('base64') !== text) {
     throw new BreakglassError(code, `${field}: not canonical base64`);
   }
+  // The length check above is on whole base64 quanta: up to 2 bytes more can get through it.
+  if (bytes.length > maxBytes) {
+    throw new BreakglassError('INPUT_TOO_LARGE', `${field}: more than ${maxBytes} bytes`);
+  }
   return bytes;
 }

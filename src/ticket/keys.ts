@@ -160,7 +160,8 @@ export function decodeSigningKeyFile(text: string, source = 'key file'): Signing
   if (!f || typeof f !== 'object' || f.type !== KEY_FILE_TYPE || f.version !== 1) {
     throw new BreakglassError('KEY_INVALID', `${source}: not a git-breakglass key file`);
   }
-  const seed = decodeBase64Strict(f.seed, `${source}: seed`, 'KEY_INVALID', 32);
+  // Room for a wrong length, so the error says what is wrong ("32 bytes, not 33").
+  const seed = decodeBase64Strict(f.seed, `${source}: seed`, 'KEY_INVALID', 64);
   const key = signingKeyFromSeed(seed);
   if (f.publicKey !== undefined && f.publicKey !== key.publicKey.text) {
     throw new BreakglassError('KEY_INVALID', `${source}: public key does not match the seed`);
