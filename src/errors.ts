@@ -48,6 +48,8 @@ export const ERROR_CODES = [
   'HOOK_FAILED',
   'USAGE',
   'INTERNAL',
+  // audit evidence
+  'AUDIT_RECORD_INVALID',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

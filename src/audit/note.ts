@@ -1,0 +1,314 @@
+import { parseTime } from '../ticket/time.ts';
+
+/**
+ * Audit notes (DESIGN §7): one git trailer block per event, blocks separated by a blank line,
+ * stored under `refs/notes/breakglass` on every commit an event touched. Pure: no IO, no clock.
+ */
+
+/** One recorded event: a ticketed push (`breakglass`) or a bypass no ticket covers (`violation`). */
+export interface AuditEvent {
+  kind: 'breakglass' | 'violation';
+  ticketId?: string;
+  actions: string[];
+  ref: string;
+  oldSha: string;
+  newSha: string;
+  pusher: string;
+  requester?: { principal: string; keyid: string };
+  approvers: { principal: string; keyid: string }[];
+  reason?: string;
+  incident?: string;
+  window?: { notBefore: string; expiresAt: string };
+  /** RFC 3339 UTC with `Z`. */
+  recordedAt: string;
+  /** Who wrote the record, e.g. `pre-receive@git.example.com` or `action@github`. */
+  recordedBy: string;
+  /** Force push: the tip that was replaced. */
+  replacedTip?: string;
+  /** Force push: commits no longer reachable from the ref (the note lists at most 50). */
+  dropped?: string[];
+  /** Total dropped commits when more than `dropped` lists (set by parseNote on a bounded list). */
+  droppedCount?: number;
+  /** Violation: what happened, in one sentence. */
+  violation?: string;
+}
+
+export const TRAILER_PREFIX = 'Break-glass-';
+/** At most this many dropped commits are listed in a note; the rest are counted. */
+export const MAX_DROPPED_LISTED = 50;
+/** Longest value written for one trailer (a longer one is cut and marked); the ticket keeps the rest. */
+export const MAX_VALUE_CHARS = 4096;
+
+const K = {
+  violation: 'Break-glass-Violation',
+  ticket: 'Break-glass-Ticket',
+  action: 'Break-glass-Action',
+  ref: 'Break-glass-Ref',
+  update: 'Break-glass-Update',
+  pusher: 'Break-glass-Pusher',
+  requester: 'Break-glass-Requester',
+  approvers: 'Break-glass-Approvers',
+  reason: 'Break-glass-Reason',
+  incident: 'Break-glass-Incident',
+  window: 'Break-glass-Window',
+  replaced: 'Break-glass-Replaced',
+  dropped: 'Break-glass-Dropped',
+  recorded: 'Break-glass-Recorded',
+} as const;
+
+// Characters that could break a line, fake a trailer or reorder text on screen (bidi controls,
+// "Trojan source"): C0, DEL, C1, line/paragraph separators, directional marks, BOM.
+const UNSAFE_G = new RegExp(
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  '[\\u0000-\\u001f\\u007f-\\u009f\\u200e\\u200f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069\\ufeff]',
+  'g',
+);
+
+function hexEscape(c: string): string {
+  return `\\u{${c.codePointAt(0)!.toString(16)}}`;
+}
+
+/**
+ * Makes an untrusted string one safe line, reversibly: `\` doubles, CR/LF/TAB become `\r` `\n`
+ * `\t`, other control and bidi characters become `\u{hex}`. A reason can't start a new trailer.
+ */
+export function escapeValue(s: string): string {
+  const capped = s.length > MAX_VALUE_CHARS ? s.slice(0, MAX_VALUE_CHARS) + '...[truncated]' : s;
+  return capped
+    .replace(/\\/g, '\\\\')
+    .replace(UNSAFE_G, (c) =>
+      c === '\n' ? '\\n' : c === '\r' ? '\\r' : c === '\t' ? '\\t' : hexEscape(c),
+    );
+}
+
+// List items (`bob SHA256:...`, actions, commits) also escape the separators they live between.
+function escapeItem(s: string): string {
+  return escapeValue(s).replace(/[ ,]/g, hexEscape);
+}
+
+/** Reverses escapeValue; unknown escapes are kept as written. */
+export function unescapeValue(s: string): string {
+  return s.replace(/\\(\\|n|r|t|u\{([0-9a-f]{1,6})\})/g, (all, what: string, hex?: string) => {
+    if (what === '\\') return '\\';
+    if (what === 'n') return '\n';
+    if (what === 'r') return '\r';
+    if (what === 't') return '\t';
+    const cp = parseInt(hex!, 16);
+    return cp <= 0x10ffff ? String.fromCodePoint(cp) : all;
+  });
+}
+
+function principalKey(p: { principal: string; keyid: string }): string {
+  return `${escapeItem(p.principal)} ${escapeItem(p.keyid)}`;
+}
+
+function droppedValue(e: AuditEvent): string {
+  const list = e.dropped ?? [];
+  const total = Math.max(list.length, e.droppedCount ?? 0);
+  const shown = list.slice(0, MAX_DROPPED_LISTED).map(escapeItem);
+  const noun = total === 1 ? 'commit' : 'commits';
+  if (shown.length === 0) return `${total} ${noun}`;
+  const more = total - shown.length;
+  return `${total} ${noun}: ${shown.join(', ')}${more > 0 ? `, ... and ${more} more` : ''}`;
+}
+
+/** Formats one event as the DESIGN §7 trailer block (ends with a newline, no blank line). */
+export function formatNoteBlock(e: AuditEvent): string {
+  const lines: string[] = [];
+  const add = (key: string, value: string) => lines.push(`${key}: ${value}`);
+  if (e.kind === 'violation') add(K.violation, escapeValue(e.violation ?? 'unrecorded bypass'));
+  if (e.ticketId !== undefined) add(K.ticket, escapeValue(e.ticketId));
+  add(K.action, e.actions.map(escapeItem).join(', '));
+  add(K.ref, escapeValue(e.ref));
+  add(K.update, `${escapeValue(e.oldSha)}..${escapeValue(e.newSha)}`);
+  add(K.pusher, escapeValue(e.pusher));
+  if (e.requester) add(K.requester, principalKey(e.requester));
+  if (e.approvers.length > 0) add(K.approvers, e.approvers.map(principalKey).join(', '));
+  if (e.reason !== undefined) add(K.reason, escapeValue(e.reason));
+  if (e.incident !== undefined) add(K.incident, escapeValue(e.incident));
+  if (e.window)
+    add(K.window, `${escapeValue(e.window.notBefore)}/${escapeValue(e.window.expiresAt)}`);
+  if (e.replacedTip !== undefined) add(K.replaced, escapeValue(e.replacedTip));
+  if (e.dropped !== undefined || e.droppedCount !== undefined) add(K.dropped, droppedValue(e));
+  add(K.recorded, `${escapeValue(e.recordedAt)} ${escapeValue(e.recordedBy)}`);
+  return lines.join('\n') + '\n';
+}
+
+/** Appends a block to a note's text, separated by one blank line (as `git notes append` does). */
+export function appendBlock(existing: string | undefined, block: string): string {
+  const body = block.replace(/\n+$/, '') + '\n';
+  const head = (existing ?? '').replace(/\s+$/, '');
+  return head === '' ? body : `${head}\n\n${body}`;
+}
+
+/** Splits note text into blocks (runs of non-blank lines), trailing whitespace removed. */
+export function splitBlocks(text: string): string[] {
+  return text
+    .replace(/\r\n/g, '\n')
+    .split(/\n[ \t]*\n/)
+    .map((b) => b.replace(/^\n+|\s+$/g, ''))
+    .filter((b) => b !== '');
+}
+
+/** True when the note already holds exactly this block (how a retried recorder skips an event). */
+export function noteHasBlock(text: string | undefined, block: string): boolean {
+  if (!text) return false;
+  const want = block.replace(/\s+$/, '');
+  return splitBlocks(text).includes(want);
+}
+
+/** Identity of an event for de-duplication: kind, ticket, ref and the exact update. */
+export function eventKey(
+  e: Pick<AuditEvent, 'kind' | 'ticketId' | 'ref' | 'oldSha' | 'newSha'>,
+): string {
+  return `${e.kind} ${e.ticketId ?? '-'} ${e.ref} ${e.oldSha}..${e.newSha}`;
+}
+
+const OID = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
+const TRAILER_LINE = /^(Break-glass-[A-Za-z0-9-]+):(?: (.*))?$/;
+
+function parsePrincipal(item: string): { principal: string; keyid: string } | undefined {
+  const parts = item.split(' ');
+  if (parts.length !== 2 || parts[0] === '' || parts[1] === '') return undefined;
+  return { principal: unescapeValue(parts[0]!), keyid: unescapeValue(parts[1]!) };
+}
+
+function checkTime(text: string, what: string): string | undefined {
+  try {
+    parseTime(text, what);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+function parseBlock(lines: string[]): { event?: AuditEvent; errors: string[] } {
+  const errors: string[] = [];
+  const fields = new Map<string, string>();
+  for (const line of lines) {
+    const m = TRAILER_LINE.exec(line);
+    if (!m) {
+      errors.push(`not a trailer line: ${JSON.stringify(line.slice(0, 80))}`);
+      continue;
+    }
+    if (fields.has(m[1]!)) errors.push(`${m[1]} appears twice`);
+    else fields.set(m[1]!, m[2] ?? '');
+  }
+  const need = (key: string): string => {
+    const v = fields.get(key);
+    if (v === undefined) errors.push(`${key} missing`);
+    return v ?? '';
+  };
+  const violation = fields.get(K.violation);
+  const kind = violation === undefined ? 'breakglass' : 'violation';
+  const ticket = fields.get(K.ticket);
+  if (kind === 'breakglass' && ticket === undefined) errors.push(`${K.ticket} missing`);
+  const actionText = need(K.action);
+  const ref = need(K.ref);
+  const update = need(K.update);
+  const pusher = need(K.pusher);
+  const recorded = need(K.recorded);
+
+  const u = /^(.*)\.\.(.*)$/.exec(update);
+  if (update !== '' && (!u || !OID.test(u[1]!) || !OID.test(u[2]!))) {
+    errors.push(`${K.update} is not <old>..<new> object ids`);
+  }
+  const sp = recorded.indexOf(' ');
+  const recordedAt = sp < 0 ? recorded : recorded.slice(0, sp);
+  const recordedBy = sp < 0 ? '' : unescapeValue(recorded.slice(sp + 1));
+  if (recorded !== '') {
+    const bad = checkTime(recordedAt, K.recorded);
+    if (bad) errors.push(bad);
+    if (recordedBy === '') errors.push(`${K.recorded} names no recorder`);
+  }
+
+  const event: AuditEvent = {
+    kind,
+    ...(violation !== undefined ? { violation: unescapeValue(violation) } : {}),
+    ...(ticket !== undefined ? { ticketId: unescapeValue(ticket) } : {}),
+    actions: actionText === '' ? [] : actionText.split(', ').map(unescapeValue),
+    ref: unescapeValue(ref),
+    oldSha: u?.[1] ?? '',
+    newSha: u?.[2] ?? '',
+    pusher: unescapeValue(pusher),
+    approvers: [],
+    recordedAt,
+    recordedBy,
+  };
+  if (event.actions.length === 0) errors.push(`${K.action} is empty`);
+
+  const requester = fields.get(K.requester);
+  if (requester !== undefined) {
+    const p = parsePrincipal(requester);
+    if (p) event.requester = p;
+    else errors.push(`${K.requester} is not "<principal> <keyid>"`);
+  }
+  const approvers = fields.get(K.approvers);
+  if (approvers !== undefined) {
+    for (const item of approvers.split(', ')) {
+      const p = parsePrincipal(item);
+      if (p) event.approvers.push(p);
+      else errors.push(`${K.approvers} item is not "<principal> <keyid>"`);
+    }
+  }
+  const reason = fields.get(K.reason);
+  if (reason !== undefined) event.reason = unescapeValue(reason);
+  const incident = fields.get(K.incident);
+  if (incident !== undefined) event.incident = unescapeValue(incident);
+  const window = fields.get(K.window);
+  if (window !== undefined) {
+    const parts = window.split('/');
+    const bad =
+      parts.length !== 2
+        ? `${K.window} is not <start>/<end>`
+        : (checkTime(parts[0]!, `${K.window} start`) ?? checkTime(parts[1]!, `${K.window} end`));
+    if (bad) errors.push(bad);
+    else event.window = { notBefore: parts[0]!, expiresAt: parts[1]! };
+  }
+  const replaced = fields.get(K.replaced);
+  if (replaced !== undefined) {
+    if (OID.test(replaced)) event.replacedTip = replaced;
+    else errors.push(`${K.replaced} is not an object id`);
+  }
+  const dropped = fields.get(K.dropped);
+  if (dropped !== undefined) {
+    const d = /^(\d{1,9}) commits?(?:: (.*))?$/.exec(dropped);
+    if (!d) errors.push(`${K.dropped} is not "<n> commits: <id>, ..."`);
+    else {
+      const total = Number(d[1]);
+      const items = d[2] === undefined ? [] : d[2].split(', ');
+      const more = items.length
+        ? /^\.\.\. and (\d{1,9}) more$/.exec(items[items.length - 1]!)
+        : null;
+      if (more) items.pop();
+      const ids = items.map(unescapeValue);
+      if (!ids.every((x) => OID.test(x))) errors.push(`${K.dropped} lists a non-object id`);
+      else if (ids.length + (more ? Number(more[1]) : 0) !== total) {
+        errors.push(`${K.dropped} count ${total} does not match the list`);
+      } else {
+        event.dropped = ids;
+        if (total > ids.length) event.droppedCount = total;
+      }
+    }
+  }
+  return errors.length ? { errors } : { event, errors };
+}
+
+/**
+ * Parses every break-glass block of a note. Never throws: malformed blocks are reported in
+ * `errors` (numbered by block) and left out of `events`; blocks that are not break-glass
+ * trailers (someone's free text) are ignored; unknown `Break-glass-*` trailers are tolerated.
+ */
+export function parseNote(text: string): { events: AuditEvent[]; errors: string[] } {
+  const events: AuditEvent[] = [];
+  const errors: string[] = [];
+  if (typeof text !== 'string') return { events, errors: ['note is not text'] };
+  splitBlocks(text).forEach((block, i) => {
+    const lines = block.split('\n');
+    if (!lines.some((l) => l.startsWith(TRAILER_PREFIX))) return;
+    const r = parseBlock(lines);
+    if (r.event) events.push(r.event);
+    for (const e of r.errors) errors.push(`block ${i + 1}: ${e}`);
+  });
+  return { events, errors };
+}

@@ -1,0 +1,276 @@
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { consumedRefOf, formatUseRecord, useRecordOf, type UseRecord } from '../audit/consumed.ts';
+import { appendBlock, formatNoteBlock, noteHasBlock, type AuditEvent } from '../audit/note.ts';
+import { BreakglassError } from '../errors.ts';
+import { isValidRefName } from '../policy/refs.ts';
+import { parseTime } from '../ticket/time.ts';
+import { runGit, type GitContext } from './git.ts';
+import { DEFAULT_NOTES_REF, readNotesFor, readRefTips } from './notes.ts';
+
+/**
+ * The evidence writer (DESIGN §6, §7): turns events into audit notes on every affected commit and
+ * one `refs/breakglass/consumed/<id>` commit per ticket use. Per attempt: one `for-each-ref`, one
+ * `cat-file --batch` (existing notes), one `fast-import` (all new objects, no ref touched) and one
+ * `update-ref --stdin` transaction that moves every ref with its expected old value. A race with
+ * another writer fails that transaction as a whole; we re-read and rebuild, so nothing is lost and,
+ * because an event already present is skipped, nothing is written twice.
+ */
+
+/** One event and the commits whose notes must carry it (first = the one checked for idempotence). */
+export interface RecordItem {
+  event: AuditEvent;
+  /** Commits to annotate; empty means the new tip (or the old tip for a delete). */
+  commits: string[];
+}
+
+export interface RecordOptions {
+  /** Environment for git (a hook passes its own through). */
+  env?: NodeJS.ProcessEnv;
+  notesRef?: string;
+  /** Transaction attempts after the first one (default 40). */
+  maxRetries?: number;
+  /** Commit time of the notes commit, epoch ms (default: now). */
+  now?: number;
+  /** Test hook: runs after the objects are built and before the ref transaction. */
+  beforeUpdate?: (attempt: number) => void | Promise<void>;
+}
+
+export interface RecordResult {
+  /** Commit notes created or extended. */
+  notesWritten: number;
+  /** consumed/ commits written. */
+  usesRecorded: number;
+  /** Transactions lost to a concurrent writer and redone. */
+  retries: number;
+  /** Events skipped because their block was already in the note of their first commit. */
+  skipped: number;
+}
+
+const OID = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
+const ZERO = /^0+$/;
+const IDENTITY = 'git-breakglass';
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function usage(message: string): BreakglassError {
+  return new BreakglassError('AUDIT_RECORD_INVALID', message);
+}
+
+/** Validates an item and fills in its default commits; throws before anything is written. */
+function normalize(item: RecordItem, index: number): RecordItem {
+  const e = item.event;
+  const where = `event ${index + 1} (${e?.ref ?? '?'})`;
+  if (!e || (e.kind !== 'breakglass' && e.kind !== 'violation')) throw usage(`${where}: bad kind`);
+  if (!OID.test(e.oldSha) || !OID.test(e.newSha))
+    throw usage(`${where}: old/new must be object ids`);
+  if (!isValidRefName(e.ref)) throw usage(`${where}: invalid ref name`);
+  try {
+    parseTime(e.recordedAt, 'recordedAt');
+  } catch (err) {
+    throw usage(`${where}: ${(err as Error).message}`);
+  }
+  // A break-glass event must make a valid use record (ticket id, actions); check it now.
+  if (e.kind === 'breakglass') useRecordOf(e, 0);
+  let commits = [...new Set(item.commits ?? [])];
+  if (commits.length === 0) {
+    const tip = ZERO.test(e.newSha) ? e.oldSha : e.newSha;
+    if (ZERO.test(tip)) throw usage(`${where}: nothing to annotate`);
+    commits = [tip];
+  }
+  for (const c of commits) if (!OID.test(c)) throw usage(`${where}: "${c}" is not a commit id`);
+  return { event: e, commits };
+}
+
+function noteText(b: Buffer | string | undefined): string | undefined {
+  return b === undefined || typeof b === 'string' ? b : b.toString('utf8');
+}
+
+/** Appends a block, keeping a non-UTF-8 note's bytes intact. */
+function appendTo(existing: Buffer | string | undefined, block: string): Buffer | string {
+  if (existing === undefined || typeof existing === 'string') return appendBlock(existing, block);
+  try {
+    return appendBlock(utf8.decode(existing), block);
+  } catch {
+    let end = existing.length;
+    while (end > 0 && /\s/.test(String.fromCharCode(existing[end - 1]!))) end--;
+    return Buffer.concat([existing.subarray(0, end), Buffer.from(`\n\n${block}`)]);
+  }
+}
+
+function dataCommand(content: Buffer | string): Buffer[] {
+  const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
+  return [Buffer.from(`data ${bytes.length}\n`), bytes, Buffer.from('\n')];
+}
+
+function committerLine(recordedBy: string, ms: number): string {
+  const email = recordedBy.replace(/[<>\s]/g, '-').slice(0, 200) || 'unknown';
+  return `committer ${IDENTITY} <${email}> ${Math.floor(ms / 1000)} +0000\n`;
+}
+
+interface Plan {
+  notes: Map<string, Buffer | string>;
+  uses: Map<string, UseRecord[]>;
+  skipped: number;
+  recorder: string;
+}
+
+/** Decides what to write given the notes as they are now. */
+function plan(items: readonly RecordItem[], existing: Map<string, Buffer>): Plan {
+  const notes = new Map<string, Buffer | string>();
+  const uses = new Map<string, UseRecord[]>();
+  let skipped = 0;
+  const current = (c: string) => notes.get(c) ?? existing.get(c);
+  for (const { event, commits } of items) {
+    const block = formatNoteBlock(event);
+    if (noteHasBlock(noteText(current(commits[0]!)), block)) {
+      skipped++;
+      continue;
+    }
+    for (const c of commits) {
+      const cur = current(c);
+      if (!noteHasBlock(noteText(cur), block)) notes.set(c, appendTo(cur, block));
+    }
+    if (event.kind === 'breakglass') {
+      const ref = consumedRefOf(event.ticketId!);
+      uses.set(ref, [...(uses.get(ref) ?? []), useRecordOf(event, commits.length)]);
+    }
+  }
+  return { notes, uses, skipped, recorder: items[0]?.event.recordedBy ?? IDENTITY };
+}
+
+/**
+ * Builds every new object with one fast-import and returns the new tips. The commits go on
+ * scratch branch names that are reset away before fast-import ends, so no ref is created: the
+ * only ref writes are the caller's transaction.
+ */
+async function buildObjects(
+  ctx: GitContext,
+  p: Plan,
+  tips: Map<string, string>,
+  notesRef: string,
+  now: number,
+): Promise<Map<string, string>> {
+  const scratch = `refs/breakglass/scratch/${process.pid}-${randomBytes(6).toString('hex')}`;
+  const parts: Buffer[] = [];
+  const put = (s: string) => parts.push(Buffer.from(s, 'utf8'));
+  const marks: { ref: string; branch: string; mark: number }[] = [];
+  let mark = 0;
+
+  if (p.notes.size > 0) {
+    const branch = `${scratch}/notes`;
+    mark++;
+    marks.push({ ref: notesRef, branch, mark });
+    put(`commit ${branch}\nmark :${mark}\n${committerLine(p.recorder, now)}`);
+    parts.push(...dataCommand(`Notes added by git-breakglass (${p.notes.size} commits)\n`));
+    const from = tips.get(notesRef);
+    if (from) put(`from ${from}\n`);
+    for (const [commit, content] of p.notes) {
+      put(`N inline ${commit}\n`);
+      parts.push(...dataCommand(content));
+    }
+    put('\n');
+  }
+  let n = 0;
+  for (const [ref, records] of p.uses) {
+    const branch = `${scratch}/consumed-${n++}`;
+    const from = tips.get(ref);
+    records.forEach((r, k) => {
+      mark++;
+      put(`commit ${branch}\nmark :${mark}\n`);
+      put(committerLine(r.recordedBy, parseTime(r.recordedAt)));
+      parts.push(...dataCommand(formatUseRecord(r)));
+      if (k === 0 && from) put(`from ${from}\n`);
+      put('\n');
+    });
+    marks.push({ ref, branch, mark });
+  }
+  for (const b of new Set(marks.map((m) => m.branch))) put(`reset ${b}\n\n`);
+  for (const m of marks) put(`get-mark :${m.mark}\n`);
+  put('done\n');
+
+  const r = await runGit(ctx, ['fast-import', '--quiet', '--done'], {
+    input: Buffer.concat(parts),
+    timeoutMs: 300_000,
+  });
+  const ids = r.stdout.toString('utf8').trim().split('\n');
+  if (ids.length !== marks.length || !ids.every((id) => OID.test(id))) {
+    throw new BreakglassError('GIT_FAILED', 'git fast-import returned unexpected marks');
+  }
+  return new Map(marks.map((m, k) => [m.ref, ids[k]!]));
+}
+
+/** Moves all refs in one transaction; false when another writer got there first. */
+async function moveRefs(
+  ctx: GitContext,
+  newTips: Map<string, string>,
+  oldTips: Map<string, string>,
+): Promise<boolean> {
+  const lines = ['start'];
+  for (const [ref, id] of newTips) {
+    const old = oldTips.get(ref);
+    lines.push(old ? `update ${ref} ${id} ${old}` : `create ${ref} ${id}`);
+  }
+  lines.push('prepare', 'commit', '');
+  const r = await runGit(ctx, ['update-ref', '--stdin'], {
+    input: lines.join('\n'),
+    allowFail: true,
+  });
+  if (r.code === 0) return true;
+  // "is at X but expected Y", "reference already exists", a held .lock: all lost races.
+  if (/cannot lock ref/i.test(r.stderr)) return false;
+  throw new BreakglassError(
+    'GIT_FAILED',
+    `git update-ref failed: ${r.stderr.trim().split('\n').slice(-2).join(' / ')}`,
+  );
+}
+
+/**
+ * Records events: appends each event's note block to every listed commit and adds one consumed/
+ * commit per break-glass event, atomically, retrying on a race. Events whose exact block is
+ * already in the note of their first commit are skipped, so re-running after a crash is safe.
+ */
+export async function recordEvents(
+  gitDir: string,
+  items: readonly RecordItem[],
+  opts: RecordOptions = {},
+): Promise<RecordResult> {
+  const notesRef = opts.notesRef ?? DEFAULT_NOTES_REF;
+  if (!isValidRefName(notesRef)) throw usage(`invalid notes ref "${notesRef}"`);
+  const work = items.map(normalize);
+  const ctx: GitContext = { gitDir, env: opts.env ?? process.env };
+  const maxRetries = opts.maxRetries ?? 40;
+  const commits = [...new Set(work.flatMap((w) => w.commits))];
+  const refs = [
+    notesRef,
+    ...new Set(
+      work
+        .filter((w) => w.event.kind === 'breakglass')
+        .map((w) => consumedRefOf(w.event.ticketId!)),
+    ),
+  ];
+  for (let attempt = 0; ; attempt++) {
+    const tips = await readRefTips(ctx, refs);
+    const existing = await readNotesFor(ctx, tips.get(notesRef), commits);
+    const p = plan(work, existing);
+    const usesRecorded = [...p.uses.values()].reduce((s, u) => s + u.length, 0);
+    const result = {
+      notesWritten: p.notes.size,
+      usesRecorded,
+      retries: attempt,
+      skipped: p.skipped,
+    };
+    if (p.notes.size === 0 && usesRecorded === 0) return result;
+    const newTips = await buildObjects(ctx, p, tips, notesRef, opts.now ?? Date.now());
+    await opts.beforeUpdate?.(attempt);
+    if (await moveRefs(ctx, newTips, tips)) return result;
+    if (attempt >= maxRetries) {
+      throw new BreakglassError(
+        'GIT_FAILED',
+        `could not record ${work.length} audit event(s): ${notesRef} kept changing (${attempt + 1} attempts)`,
+        { hint: 'run `bg-sign audit flush` again; the pending events are kept' },
+      );
+    }
+    // Back off with jitter so concurrent writers stop colliding.
+    await sleep(Math.min(400, 5 * 2 ** Math.min(attempt, 7)) * (0.5 + Math.random()));
+  }
+}
