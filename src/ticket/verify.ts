@@ -41,8 +41,8 @@ export function payloadDigest(payload: Uint8Array): string {
 
 /**
  * Checks every signature over PAE(payloadType, payload) against the trusted keys and returns the
- * distinct signing principals. `keyid` is only a hint: a signature with an unknown hint is tried
- * against every trusted key (bounded). Duplicate signatures and second keys of one person count
+ * distinct signing principals. `keyid` is only a hint: a signature whose hint is unknown or wrong is tried
+ * against the other trusted keys (bounded). Duplicate signatures and second keys of one person count
  * once (T4). Throws SIGNATURE_INVALID when nothing verifies: an unauthenticated payload is not
  * even parsed.
  */
@@ -60,8 +60,11 @@ export function verifySignatures(
     let match: { principal: string; key: PublicKey } | undefined;
     const hinted = trusted.get(s.keyid);
     if (hinted && verifyEd25519(hinted.key, message, s.sig)) match = hinted;
-    if (!match && !hinted) {
+    // A wrong hint may name another trusted key: still try the rest (DESIGN §3: a signature
+    // counts when it verifies under any key the policy trusts).
+    if (!match) {
       for (const candidate of trusted.values()) {
+        if (candidate === hinted) continue;
         if (fallbackBudget-- <= 0) break;
         if (verifyEd25519(candidate.key, message, s.sig)) {
           match = candidate;
