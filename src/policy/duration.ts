@@ -21,12 +21,17 @@ export function parseDuration(text: unknown, field = 'duration'): number {
     number,
     number,
   ];
-  return d * UNIT_MS.d + h * UNIT_MS.h + mi * UNIT_MS.m + s * UNIT_MS.s;
+  const ms = d * UNIT_MS.d + h * UNIT_MS.h + mi * UNIT_MS.m + s * UNIT_MS.s;
+  // `0m` matches the grammar but is no duration: a zero TTL or maxTtl is a mistake.
+  if (ms === 0) {
+    throw new BreakglassError('DURATION_INVALID', `${field}: "${text}" is zero; use e.g. 15m`);
+  }
+  return ms;
 }
 
 /** Parses a duration that may be zero (`0m`, `0s`), for thresholds like `--older-than 0m`. */
 export function parseDurationAllowZero(text: unknown, field = 'duration'): number {
-  if (typeof text === 'string' && /^0+[dhms]$/.test(text)) return 0;
+  if (typeof text === 'string' && /^(?:0+[dhms])+$/.test(text) && DURATION.test(text)) return 0;
   return parseDuration(text, field);
 }
 

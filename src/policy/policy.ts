@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { BreakglassError } from '../errors.ts';
 import { parsePublicKey, type PublicKey } from '../ticket/keys.ts';
 import { PRINCIPAL_NAME } from '../ticket/payload.ts';
-import { parseDuration } from './duration.ts';
+import { parseDuration, parseDurationAllowZero } from './duration.ts';
 import { compileRefPattern, anyRefMatches, type RefPattern } from './refs.ts';
 import { loadYamlStrict } from './yaml.ts';
 
@@ -175,7 +175,9 @@ export function parsePolicy(text: string, source = '.breakglass/policy.yml'): Po
 
   const ms = (field: 'maxTtl' | 'clockSkew'): number => {
     try {
-      return parseDuration(p.tickets[field], field);
+      // No skew is a valid choice; a zero maxTtl is not.
+      const parse = field === 'clockSkew' ? parseDurationAllowZero : parseDuration;
+      return parse(p.tickets[field], field);
     } catch (e) {
       return fail(['tickets', field], (e as Error).message.replace(`${field}: `, ''));
     }
