@@ -39,12 +39,10 @@ export default defineCommand({
         },
         chain: {
           type: 'boolean',
-          default: false,
           describe: 'keep an existing pre-/post-receive hook as <hook>.chained and run it first',
         },
         force: {
           type: 'boolean',
-          default: false,
           describe: 'replace an existing hook (a backup copy <hook>.breakglass-backup is kept)',
         },
         bundle: {
@@ -73,8 +71,8 @@ export default defineCommand({
       bundle: argv.bundle ? resolve(cli.cwd, argv.bundle) : currentBundle(),
       ...(argv.node ? { node: resolve(cli.cwd, argv.node) } : {}),
       ...(argv.policy ? { policy: resolve(cli.cwd, argv.policy) } : {}),
-      chain: argv.chain,
-      force: argv.force,
+      chain: argv.chain === true,
+      force: argv.force === true,
       env: cli.env,
     });
     const { output } = cli;
