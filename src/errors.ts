@@ -48,6 +48,8 @@ export const ERROR_CODES = [
   'HOOK_FAILED',
   'USAGE',
   'INTERNAL',
+  // CLI
+  'ALREADY_APPROVED',
   // audit evidence
   'AUDIT_RECORD_INVALID',
 ] as const;

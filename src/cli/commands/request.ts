@@ -1,0 +1,233 @@
+import { randomBytes } from 'node:crypto';
+import { BreakglassError } from '../../errors.ts';
+import { refFor, writeEnvelope } from '../../git/store.ts';
+import { formatDuration } from '../../policy/duration.ts';
+import { hasRole, protectionFor } from '../../policy/policy.ts';
+import { ACTIONS, parsePayload } from '../../ticket/payload.ts';
+import { createTicketEnvelope, formatTicketId } from '../../ticket/sign.ts';
+import { formatTime } from '../../ticket/time.ts';
+import { fromArg, fromArgAsync } from '../exit.ts';
+import { loadPolicy } from '../policy-source.ts';
+import { describeTicket, ticketJson } from '../render.ts';
+import { commitAuthor, openRepo, pushRefs, resolveCommit } from '../repo.ts';
+import { loadSigner } from '../signer.ts';
+import { readTicketView } from '../tickets.ts';
+import {
+  cliFor,
+  defineCommand,
+  jsonOption,
+  keyOption,
+  list,
+  parseActionsArg,
+  parseDurationArg,
+  parseRefPatternArg,
+  parseTimeArg,
+  policyOption,
+  pushOption,
+  remoteOption,
+} from '../options.ts';
+
+/** `bg-sign request`: a new ticket signed by the requester, stored on refs/breakglass/tickets/<id>. */
+export default defineCommand({
+  command: 'request',
+  describe: 'Request a break-glass ticket (signed by you as requester)',
+  builder: (y) =>
+    y
+      .options({
+        ref: {
+          type: 'string',
+          array: true,
+          demandOption: true,
+          requiresArg: true,
+          describe: 'ref or pattern the ticket covers (bare names mean refs/heads/<name>)',
+        },
+        action: {
+          type: 'string',
+          array: true,
+          demandOption: true,
+          requiresArg: true,
+          choices: ACTIONS,
+          describe: 'what the ticket allows',
+        },
+        ttl: {
+          type: 'string',
+          demandOption: true,
+          requiresArg: true,
+          describe: 'lifetime, e.g. 15m or 1h (at most the policy maxTtl)',
+        },
+        reason: {
+          type: 'string',
+          demandOption: true,
+          requiresArg: true,
+          describe: 'why (shown to approvers and auditors)',
+        },
+        commit: {
+          type: 'string',
+          array: true,
+          requiresArg: true,
+          describe: 'pin the allowed new tip(s): any revision, stored as the full commit id',
+        },
+        holder: {
+          type: 'string',
+          requiresArg: true,
+          describe: 'principal who will push (default: you)',
+        },
+        'max-uses': {
+          type: 'number',
+          requiresArg: true,
+          describe: 'how many pushes (default: policy maxUses)',
+        },
+        incident: { type: 'string', requiresArg: true, describe: 'incident id, e.g. INC-4711' },
+        'not-before': {
+          type: 'string',
+          requiresArg: true,
+          describe: 'start of validity (RFC 3339 UTC); default now',
+        },
+        ...keyOption,
+        ...policyOption,
+        ...pushOption,
+        ...remoteOption,
+        ...jsonOption,
+      })
+      .example(
+        '$0 request --ref main --action push --commit HEAD --ttl 15m --reason "INC-4711 hotfix" --push',
+        'a 15-minute ticket to push the current commit to main',
+      )
+      .example(
+        '$0 request --ref "release/*" --action force-push --ttl 30m --reason "revert bad tag" --json',
+        'print the whole ticket as JSON',
+      ),
+  handler: async (argv) => {
+    const cli = cliFor(argv);
+    const now = Date.now();
+    const refs = list(argv.ref).map((r) => parseRefPatternArg('--ref', r));
+    const actions = [...new Set(parseActionsArg('--action', list(argv.action)))];
+    const ttlMs = parseDurationArg('--ttl', argv.ttl);
+    const notBefore =
+      argv.notBefore === undefined ? undefined : parseTimeArg('--not-before', argv.notBefore);
+    if (notBefore !== undefined && notBefore < now - 60_000) {
+      throw fromArg('--not-before', () => {
+        throw new BreakglassError('TIME_INVALID', `${formatTime(notBefore)} is in the past`);
+      });
+    }
+    const maxUses = argv.maxUses;
+    if (maxUses !== undefined && (!Number.isInteger(maxUses) || maxUses < 1 || maxUses > 1000)) {
+      throw new BreakglassError('USAGE', '--max-uses: expected a whole number from 1 to 1000');
+    }
+
+    const ctx = await openRepo(cli.cwd, cli.env);
+    const { policy, source } = await loadPolicy(ctx, {
+      file: argv.policy,
+      remote: argv.remote,
+      cwd: cli.cwd,
+    });
+    cli.note(`policy: ${source}`);
+    const signer = await loadSigner(cli, argv.key, policy);
+
+    // T2: only requester roles may ask; say so before signing anything.
+    if (!hasRole(policy, signer.principal, policy.tickets.requesterRoles)) {
+      throw new BreakglassError(
+        'REQUESTER_ROLE',
+        `${signer.principal} has none of the requester roles (${policy.tickets.requesterRoles.join(', ')})`,
+        { hint: 'ask someone on call to request the ticket, with --holder you' },
+      );
+    }
+    const holder = argv.holder ?? signer.principal;
+    if (!policy.principals.has(holder)) {
+      throw new BreakglassError(
+        'PRINCIPAL_UNKNOWN',
+        `--holder ${holder} is not a principal in the policy`,
+      );
+    }
+    // T11: the whole lifetime from issue to expiry counts, including a delayed start.
+    const lifetime = (notBefore !== undefined ? Math.max(0, notBefore - now) : 0) + ttlMs;
+    if (lifetime > policy.tickets.maxTtlMs) {
+      throw new BreakglassError(
+        'TTL_TOO_LONG',
+        `a ${formatDuration(lifetime)} ticket is over the policy's maxTtl of ${formatDuration(policy.tickets.maxTtlMs)}`,
+        { hint: `use --ttl ${formatDuration(policy.tickets.maxTtlMs)} or less` },
+      );
+    }
+    const commits: string[] = [];
+    for (const rev of list(argv.commit)) {
+      const sha = await fromArgAsync('--commit', () => resolveCommit(ctx, rev));
+      if (!commits.includes(sha)) commits.push(sha);
+    }
+    for (const ref of refs) {
+      if (!ref.includes('*') && !protectionFor(policy, ref)) {
+        cli.output.err(
+          cli.output.errStyle.yellow(
+            `warning: ${ref} is not protected by the policy; pushes to it need no ticket`,
+          ),
+        );
+      }
+    }
+
+    const request = {
+      now,
+      repository: policy.repository,
+      requester: signer.principal,
+      holder,
+      refs,
+      actions,
+      commits,
+      reason: argv.reason,
+      ...(argv.incident ? { incident: argv.incident } : {}),
+      ttlMs,
+      ...(notBefore !== undefined ? { notBefore } : {}),
+      maxUses: maxUses ?? policy.tickets.maxUses,
+    };
+    const author = await commitAuthor(ctx, signer.principal);
+    // Ids carry 24 random bits; on the rare clash with an existing ref, draw again.
+    const id = await (async () => {
+      for (let attempt = 0; ; attempt++) {
+        const candidate = formatTicketId(now, randomBytes(3).toString('hex'));
+        const envelope = createTicketEnvelope(
+          { ...request, id: candidate, nonce: randomBytes(16).toString('base64') },
+          signer.key,
+        );
+        // Reject what the verifier would reject (reason too long, control characters...) now.
+        fromArg('request', () => parsePayload(envelope.payload));
+        try {
+          await writeEnvelope(
+            ctx,
+            'tickets',
+            candidate,
+            envelope,
+            `breakglass: request ${candidate}\n\nRequester: ${signer.principal}\nRefs: ${refs.join(' ')}\nActions: ${actions.join(' ')}\nReason: ${argv.reason.replace(/\s+/g, ' ')}\n`,
+            author,
+            { createOnly: true },
+          );
+          return candidate;
+        } catch (e) {
+          if (attempt < 3 && e instanceof BreakglassError && /already exists/.test(e.message))
+            continue;
+          throw e;
+        }
+      }
+    })();
+    if (argv.push) {
+      await pushRefs(ctx, argv.remote, [`${refFor('tickets', id)}:${refFor('tickets', id)}`]);
+      cli.note(`pushed ${refFor('tickets', id)} to ${argv.remote}`);
+    }
+    const view = await readTicketView(ctx, policy, id, now);
+    const { output } = cli;
+    if (argv.json) {
+      output.json(ticketJson(view, policy));
+      return;
+    }
+    output.out(id);
+    if (cli.verbose)
+      for (const line of describeTicket(view, policy, now, output.errStyle)) output.err(line);
+    const need = policy.tickets.approvals;
+    output.err(
+      output.errStyle.dim(
+        `ticket ${id} requested; expires ${request.notBefore !== undefined ? formatTime(request.notBefore + ttlMs) : formatTime(now + ttlMs)}.` +
+          (need > 0
+            ? ` It needs ${need} approval(s): ask an approver to run "bg-sign approve ${id}".`
+            : ''),
+      ),
+    );
+    if (!argv.push) output.err(output.errStyle.dim(`share it with: bg-sign push ${id}`));
+  },
+});

@@ -1,0 +1,112 @@
+import { BreakglassError } from '../../errors.ts';
+import { refExists, refFor, writeEnvelope } from '../../git/store.ts';
+import { hasRole } from '../../policy/policy.ts';
+import { createRevocation } from '../../ticket/revocation.ts';
+import { loadPolicy } from '../policy-source.ts';
+import { commitAuthor, openRepo, pushRefs } from '../repo.ts';
+import { loadSigner } from '../signer.ts';
+import { ensureTicketLocal } from '../ticket-source.ts';
+import { readTicketView, requireTicket } from '../tickets.ts';
+import {
+  cliFor,
+  defineCommand,
+  jsonOption,
+  keyOption,
+  parseTicketIdArg,
+  policyOption,
+  pushOption,
+  remoteOption,
+} from '../options.ts';
+
+/** `bg-sign revoke ID --reason TEXT`: a signed revocation on refs/breakglass/revoked/<id>. */
+export default defineCommand({
+  command: 'revoke <id>',
+  describe: 'Revoke a ticket before it expires (requester, approvers, admins)',
+  builder: (y) =>
+    y
+      .positional('id', { type: 'string', describe: 'ticket id', demandOption: true })
+      .options({
+        reason: {
+          type: 'string',
+          demandOption: true,
+          requiresArg: true,
+          describe: 'why it is revoked',
+        },
+        ...keyOption,
+        ...policyOption,
+        ...pushOption,
+        ...remoteOption,
+        ...jsonOption,
+      })
+      .example(
+        '$0 revoke 20261129T031200Z-7f3a9c --reason "fixed by rollback" --push',
+        'close it early',
+      ),
+  handler: async (argv) => {
+    const cli = cliFor(argv);
+    const now = Date.now();
+    const id = parseTicketIdArg(argv.id);
+    if (argv.reason.trim() === '' || argv.reason.length > 1000) {
+      throw new BreakglassError('USAGE', '--reason: 1 to 1000 characters');
+    }
+    const ctx = await openRepo(cli.cwd, cli.env);
+    const { policy, source } = await loadPolicy(ctx, {
+      file: argv.policy,
+      remote: argv.remote,
+      cwd: cli.cwd,
+    });
+    cli.note(`policy: ${source}`);
+    const signer = await loadSigner(cli, argv.key, policy);
+    await ensureTicketLocal(ctx, cli, argv.remote, id);
+    const view = await readTicketView(ctx, policy, id, now);
+    const ticket = requireTicket(view);
+    // T12: requester, approver roles and admin roles may revoke.
+    const p = ticket.payload;
+    if (
+      signer.principal !== p.requester &&
+      !hasRole(policy, signer.principal, policy.tickets.approverRoles) &&
+      !hasRole(policy, signer.principal, policy.adminRoles)
+    ) {
+      throw new BreakglassError(
+        'REVOCATION_INVALID',
+        `${signer.principal} may not revoke ticket ${id}: only its requester (${p.requester}), approvers and admins may`,
+      );
+    }
+    const ref = refFor('revoked', id);
+    if (await refExists(ctx, ref)) {
+      throw new BreakglassError(
+        'TICKET_REVOKED',
+        `ticket ${id} is already revoked (${ref} exists)`,
+      );
+    }
+    const envelope = createRevocation(ticket, signer.principal, argv.reason, now, signer.key);
+    const author = await commitAuthor(ctx, signer.principal);
+    const sha = await writeEnvelope(
+      ctx,
+      'revoked',
+      id,
+      envelope,
+      `breakglass: revoke ${id}\n\nRevoker: ${signer.principal}\nReason: ${argv.reason.replace(/\s+/g, ' ')}\n`,
+      author,
+      { createOnly: true },
+    );
+    if (argv.push) {
+      await pushRefs(ctx, argv.remote, [`${ref}:${ref}`]);
+      cli.note(`pushed ${ref} to ${argv.remote}`);
+    }
+    if (argv.json) {
+      cli.output.json({
+        id,
+        ref,
+        commit: sha,
+        revoker: signer.principal,
+        reason: argv.reason,
+        pushed: argv.push,
+      });
+      return;
+    }
+    cli.output.out(`revoked ticket ${id} (${ref})`);
+    if (!argv.push)
+      cli.output.err(cli.output.errStyle.dim(`publish the revocation with: bg-sign push ${id}`));
+  },
+});

@@ -1,0 +1,98 @@
+import { BreakglassError } from '../errors.ts';
+import { gitText, runGit, type GitContext } from '../git/git.ts';
+import type { Author } from '../git/store.ts';
+
+/** The clone the command runs in; fails with a clear message outside a repository. */
+export async function openRepo(cwd: string, env: NodeJS.ProcessEnv): Promise<GitContext> {
+  const ctx: GitContext = { cwd, env };
+  const r = await runGit(ctx, ['rev-parse', '--git-dir'], { allowFail: true });
+  if (r.code !== 0) {
+    throw new BreakglassError('GIT_FAILED', `${cwd} is not inside a Git repository`, {
+      hint: 'run bg-sign inside a clone of the protected repository',
+    });
+  }
+  return ctx;
+}
+
+/** Git identity for ticket commits: the user's configured one, else the principal's. */
+export async function commitAuthor(ctx: GitContext, principal: string): Promise<Author> {
+  const get = async (key: string) =>
+    (await runGit(ctx, ['config', '--get', key], { allowFail: true })).stdout.toString().trim();
+  const [name, email] = await Promise.all([get('user.name'), get('user.email')]);
+  return {
+    name: name || principal,
+    email: email || `${principal}@breakglass.invalid`,
+  };
+}
+
+/** Resolves any revision to the full commit id it names (`git rev-parse REV^{commit}`). */
+export async function resolveCommit(ctx: GitContext, rev: string): Promise<string> {
+  if (rev.startsWith('-') || /[\s\0]/.test(rev) || rev.length > 255) {
+    throw new BreakglassError('REF_INVALID', `"${rev.slice(0, 80)}" is not a revision`);
+  }
+  const r = await runGit(ctx, ['rev-parse', '--verify', '--quiet', `${rev}^{commit}`], {
+    allowFail: true,
+  });
+  const sha = r.stdout.toString().trim();
+  if (r.code !== 0 || !/^[0-9a-f]{40}([0-9a-f]{24})?$/.test(sha)) {
+    throw new BreakglassError('REF_INVALID', `"${rev}" does not name a commit in this repository`, {
+      hint: 'pass a branch, tag or commit id that exists locally (git fetch first?)',
+    });
+  }
+  return sha;
+}
+
+/** True if the remote is configured in this clone. */
+export async function remoteExists(ctx: GitContext, remote: string): Promise<boolean> {
+  if (!isRemoteName(remote)) return false;
+  const r = await runGit(ctx, ['remote', 'get-url', remote], { allowFail: true });
+  return r.code === 0;
+}
+
+/** Refuses remote names that could be read as options. */
+export function checkRemoteName(remote: string): string {
+  if (!isRemoteName(remote)) {
+    throw new BreakglassError('USAGE', `"${remote.slice(0, 80)}" is not a remote name`);
+  }
+  return remote;
+}
+
+function isRemoteName(remote: string): boolean {
+  return /^[A-Za-z0-9_][A-Za-z0-9._\-/]{0,99}$/.test(remote);
+}
+
+/** Pushes refs (exact refspecs) to a remote; never forced. */
+export async function pushRefs(
+  ctx: GitContext,
+  remote: string,
+  refspecs: readonly string[],
+): Promise<string> {
+  checkRemoteName(remote);
+  const r = await runGit(ctx, ['push', '--porcelain', remote, ...refspecs], { allowFail: true });
+  if (r.code !== 0) {
+    const detail = (r.stderr + '\n' + r.stdout.toString())
+      .split('\n')
+      .filter((l) => /^!|error|rejected|fatal/.test(l.trim()))
+      .slice(0, 5)
+      .join(' / ');
+    throw new BreakglassError(
+      'GIT_FAILED',
+      `push to ${remote} failed: ${detail || `exit ${r.code}`}`,
+      {
+        hint: 'run "bg-sign fetch" to pick up changes on the remote, then try again',
+      },
+    );
+  }
+  return r.stdout.toString();
+}
+
+/** Top-level directory of the working tree, or null in a bare repository. */
+export async function workTreeRoot(ctx: GitContext): Promise<string | null> {
+  const r = await runGit(ctx, ['rev-parse', '--show-toplevel'], { allowFail: true });
+  return r.code === 0 ? r.stdout.toString().trim() || null : null;
+}
+
+/** Reads one config value (empty when unset). */
+export async function gitConfig(ctx: GitContext, key: string): Promise<string> {
+  return gitText(ctx, ['config', '--get', key], { allowFail: true });
+}
