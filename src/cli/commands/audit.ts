@@ -1,0 +1,270 @@
+import { createWriteStream } from 'node:fs';
+import { once } from 'node:events';
+import { resolve } from 'node:path';
+import type { Writable } from 'node:stream';
+import { BreakglassError, isBreakglassError } from '../../errors.ts';
+import { buildReport, formatReport, type AuditReport, type AuditRow } from '../../audit/report.ts';
+import { readAuditData, type Progress } from '../../git/audit-source.ts';
+import { CatFileBatch, runGit, type GitContext } from '../../git/git.ts';
+import { formatDuration, parseDurationAllowZero } from '../../policy/duration.ts';
+import type { Policy } from '../../policy/policy.ts';
+import { compileRefPattern, refMatches } from '../../policy/refs.ts';
+import { parseTime } from '../../ticket/time.ts';
+import { readServerConfig } from '../../server/config.ts';
+import { loadServerPolicy } from '../../server/policy-source.ts';
+import { EXIT, fromArg } from '../exit.ts';
+import { loadPolicy } from '../policy-source.ts';
+import { openRepo } from '../repo.ts';
+import {
+  cliFor,
+  defineCommand,
+  jsonOption,
+  parseTicketIdArg,
+  policyOption,
+  remoteOption,
+  type Cli,
+} from '../options.ts';
+
+export const AUDIT_FORMATS = ['table', 'json', 'csv', 'md'] as const;
+
+/** The repository an audit-family command reads, and the policy to verify signed records. */
+export interface AuditRepo {
+  readonly ctx: GitContext;
+  readonly policy: Policy | null;
+  readonly policySource: string | null;
+}
+
+/**
+ * Opens the repository for `audit`/`log`: a GIT_DIR argument (a bare server repository: policy
+ * from `git config breakglass.policy` or HEAD, as the hook reads it) or the clone we run in (the
+ * CLI's policy lookup). Without a policy the report still runs, but signed records (reviews,
+ * revocations) are marked unverified and never count as reviewed.
+ */
+export async function openAuditRepo(
+  cli: Cli,
+  gitDir: string | undefined,
+  opts: { policy?: string | undefined; remote: string },
+): Promise<AuditRepo> {
+  let ctx: GitContext;
+  if (gitDir) {
+    const dir = resolve(cli.cwd, gitDir);
+    const r = await runGit({ gitDir: dir, env: cli.env }, ['rev-parse', '--git-dir'], {
+      allowFail: true,
+    });
+    if (r.code !== 0) {
+      throw new BreakglassError('USAGE', `${dir} is not a Git repository`, {
+        hint: 'pass the repository directory (a bare repo or a .git directory)',
+      });
+    }
+    ctx = { gitDir: dir, env: cli.env };
+  } else {
+    ctx = await openRepo(cli.cwd, cli.env);
+  }
+  try {
+    if (opts.policy || !ctx.gitDir) {
+      const loaded = await loadPolicy(ctx, {
+        file: opts.policy,
+        remote: opts.remote,
+        cwd: cli.cwd,
+      });
+      return { ctx, policy: loaded.policy, policySource: loaded.source };
+    }
+    const config = await readServerConfig(ctx);
+    const reader = new CatFileBatch(ctx);
+    try {
+      const load = await loadServerPolicy(
+        ctx as GitContext & { gitDir: string },
+        reader,
+        config.policyFile,
+      );
+      if (load.kind === 'policy') return { ctx, policy: load.policy, policySource: load.source };
+      if (load.kind === 'error') throw load.error;
+      throw new BreakglassError('POLICY_MISSING', 'the repository has no branches yet');
+    } finally {
+      reader.close();
+    }
+  } catch (e) {
+    if (opts.policy || !isBreakglassError(e)) throw e;
+    cli.output.err(
+      cli.output.errStyle.yellow(
+        `warning: no policy (${e.message}); reviews and revocations are reported unverified`,
+      ),
+    );
+    return { ctx, policy: null, policySource: null };
+  }
+}
+
+/** `--since`/`--until`: RFC 3339 UTC or a date (`2026-01-01`, start of that day in UTC). */
+export function parseDateArg(option: string, text: unknown, endOfDay: boolean): number {
+  return fromArg(option, () => {
+    const s = String(text ?? '');
+    if (/^\d{4}-\d{2}-\d{2}$/.test(s)) {
+      const start = parseTime(`${s}T00:00:00Z`, option);
+      // `--until 2026-12-31` means "through the 31st": the day is included.
+      return endOfDay ? start + 86_400_000 : start;
+    }
+    return parseTime(s, option);
+  });
+}
+
+/** Writes chunks to stdout or a file, honouring backpressure. */
+async function writeChunks(chunks: Iterable<string>, file: string | undefined, cwd: string) {
+  const out: Writable = file ? createWriteStream(resolve(cwd, file)) : process.stdout;
+  const failed = file ? once(out, 'error').then(([e]) => Promise.reject(e as Error)) : null;
+  failed?.catch(() => {});
+  for (const chunk of chunks) {
+    if (!out.write(chunk)) await Promise.race([once(out, 'drain'), ...(failed ? [failed] : [])]);
+  }
+  if (file) {
+    out.end();
+    await Promise.race([once(out, 'finish'), failed!]);
+  }
+}
+
+/** Progress on stderr, only on a TTY and only once a run has taken a second. */
+function ttyProgress(): { progress: Progress | undefined; done: () => void } {
+  if (!process.stderr.isTTY) return { progress: undefined, done: () => {} };
+  const start = Date.now();
+  let shown = false;
+  return {
+    progress: (phase, done, total) => {
+      if (Date.now() - start < 1000) return;
+      shown = true;
+      process.stderr.write(`\r\x1b[Kreading ${phase}: ${done}${total ? `/${total}` : ''}`);
+    },
+    done: () => {
+      if (shown) process.stderr.write('\r\x1b[K');
+    },
+  };
+}
+
+function overdueMessage(report: AuditReport, rows: readonly AuditRow[]): string {
+  const lines = rows
+    .slice(0, 50)
+    .map(
+      (r) =>
+        `  ${r.ticket ?? r.id} ${r.ref} ${r.time} waiting ${formatDuration(r.review.waitingMs ?? 0)} (${r.review.status})`,
+    );
+  if (rows.length > 50) lines.push(`  ... and ${rows.length - 50} more`);
+  return (
+    `${rows.length} break-glass event(s) waiting for review longer than ${report.filters.olderThan}:\n` +
+    lines.join('\n')
+  );
+}
+
+/** `bg-sign audit`: the audit report (table, JSON, CSV or an auditor's Markdown report). */
+export default defineCommand({
+  command: 'audit [gitdir]',
+  describe: 'Report break-glass events with their tickets, uses and reviews',
+  builder: (y) =>
+    y
+      .positional('gitdir', {
+        type: 'string',
+        describe: 'repository directory (e.g. a bare server repo); default: the clone you are in',
+      })
+      .options({
+        since: {
+          type: 'string',
+          requiresArg: true,
+          describe: 'events at or after (2026-01-01 or RFC 3339 UTC)',
+        },
+        until: {
+          type: 'string',
+          requiresArg: true,
+          describe: 'events before (a date includes that whole day)',
+        },
+        ref: {
+          type: 'string',
+          requiresArg: true,
+          describe: 'only this ref or pattern (main, release/*)',
+        },
+        ticket: { type: 'string', requiresArg: true, describe: 'only this ticket id' },
+        unreviewed: {
+          type: 'boolean',
+          default: false,
+          describe: 'only events still waiting for a valid review',
+        },
+        'older-than': {
+          type: 'string',
+          requiresArg: true,
+          describe:
+            'with --unreviewed: only those waiting longer than this (e.g. 24h); exit 1 if any',
+        },
+        format: {
+          type: 'string',
+          choices: AUDIT_FORMATS,
+          default: 'table',
+          describe: 'output format',
+        },
+        output: { type: 'string', requiresArg: true, describe: 'write the report to this file' },
+        ...jsonOption,
+        ...policyOption,
+        ...remoteOption,
+      })
+      .example('$0 audit --unreviewed', 'what still needs a post-incident review?')
+      .example('$0 audit --unreviewed --older-than 24h', 'CI check: exit 1 if a review is overdue')
+      .example(
+        '$0 audit --since 2026-01-01 --format csv --output evidence.csv',
+        'evidence for the auditor',
+      )
+      .example(
+        '$0 audit --since 2026-01-01 --until 2026-03-31 --format md',
+        'quarterly evidence report',
+      )
+      .example('$0 audit /srv/git/api.git --format json', 'on the server, in a bare repository'),
+  handler: async (argv) => {
+    const cli = cliFor(argv);
+    const now = Date.now();
+    const format = argv.json ? 'json' : (argv.format as (typeof AUDIT_FORMATS)[number]);
+    const since = argv.since === undefined ? undefined : parseDateArg('--since', argv.since, false);
+    const until = argv.until === undefined ? undefined : parseDateArg('--until', argv.until, true);
+    const ticket = argv.ticket === undefined ? undefined : parseTicketIdArg(argv.ticket);
+    const refPattern =
+      argv.ref === undefined
+        ? undefined
+        : fromArg('--ref', () => compileRefPattern(argv.ref, '--ref'));
+    const olderThanMs =
+      argv['older-than'] === undefined
+        ? undefined
+        : fromArg('--older-than', () => parseDurationAllowZero(argv['older-than'], '--older-than'));
+
+    const repo = await openAuditRepo(cli, argv.gitdir, {
+      policy: argv.policy,
+      remote: argv.remote,
+    });
+    cli.note(`policy: ${repo.policySource ?? 'none'}`);
+    const tty = ttyProgress();
+    let report: AuditReport;
+    try {
+      const data = await readAuditData(repo.ctx, { policy: repo.policy, progress: tty.progress });
+      report = buildReport(data, {
+        now,
+        since,
+        until,
+        ticket,
+        refFilter: refPattern ? (ref) => refMatches(refPattern, ref) : undefined,
+        refText: refPattern?.source,
+        unreviewed: argv.unreviewed,
+        olderThanMs,
+        repository: repo.policy?.repository ?? null,
+        policySource: repo.policySource,
+      });
+    } finally {
+      tty.done();
+    }
+    await writeChunks(formatReport(report, format), argv.output, cli.cwd);
+    if (argv.output) cli.note(`wrote ${report.rows.length} event(s) to ${argv.output}`);
+    if (report.problems.length) {
+      cli.output.err(
+        cli.output.errStyle.yellow(
+          `warning: ${report.problems.length} problem(s) reading the records (listed in the report)`,
+        ),
+      );
+    }
+    // The review duty as a CI check: anything listed here is overdue.
+    if (olderThanMs !== undefined && report.rows.length > 0) {
+      cli.output.err(overdueMessage(report, report.rows));
+      process.exitCode = EXIT.denied;
+    }
+  },
+});
