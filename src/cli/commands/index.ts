@@ -10,6 +10,8 @@ export { default as list } from './list.ts';
 export { default as revoke } from './revoke.ts';
 export { default as push } from './push.ts';
 export { default as fetch } from './fetch.ts';
+export { default as installHooks } from './install-hooks.ts';
+export { default as demo } from './demo.ts';
 export { default as audit } from './audit.ts';
 export { default as review } from './review.ts';
 export { default as log } from './log.ts';
