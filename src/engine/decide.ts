@@ -41,6 +41,15 @@ export interface PushInput {
   readonly now: number;
 }
 
+/** The failure for a ticket found under a ref id that is not its own (checked by decidePush). */
+export function ticketIdMismatch(refId: string, ticket: VerifiedTicket): Failure {
+  return {
+    code: 'TICKET_REF_INVALID',
+    rule: 'T13',
+    message: `refs/breakglass/tickets/${refId} holds ticket ${ticket.payload.id}`,
+  };
+}
+
 /** The normal path (P1): a listed pusher fast-forwarding, without touching `.breakglass/`. */
 function isNormalPath(
   policy: Policy,
@@ -74,6 +83,12 @@ export function decidePush(input: PushInput): PushDecision {
     for (const c of input.candidates) {
       if ('error' in c) {
         rejections.push({ ticketId: c.id, failures: [c.error] });
+        continue;
+      }
+      // T13: uses and revocations are recorded under the ticket's own id; a copy of a ticket
+      // under another ref name would otherwise start with fresh uses and no revocation.
+      if (c.ticket.payload.id !== c.id) {
+        rejections.push({ ticketId: c.id, failures: [ticketIdMismatch(c.id, c.ticket)] });
         continue;
       }
       const failures = evaluateTicket(
