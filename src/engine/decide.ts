@@ -29,7 +29,10 @@ export interface UpdateDecision {
 export interface PushDecision {
   readonly accepted: boolean;
   readonly updates: readonly UpdateDecision[];
-  /** Tickets that this push uses; each counts one use, however many refs it covers. */
+  /**
+   * Tickets that this push uses; each counts one use, however many refs it covers. Empty when
+   * the push is rejected.
+   */
   readonly ticketsUsed: readonly string[];
 }
 
@@ -117,9 +120,13 @@ export function decidePush(input: PushInput): PushDecision {
     }
     return { update, kind, actions, path: 'rejected', rejections };
   });
-  const ticketsUsed = [...new Set(decisions.flatMap((d) => (d.ticketId ? [d.ticketId] : [])))];
+  const accepted = decisions.every((d) => d.path !== 'rejected');
+  // A rejected push happens not at all, so it must not spend a use of any ticket.
+  const ticketsUsed = accepted
+    ? [...new Set(decisions.flatMap((d) => (d.ticketId ? [d.ticketId] : [])))]
+    : [];
   return {
-    accepted: decisions.every((d) => d.path !== 'rejected'),
+    accepted,
     updates: decisions,
     ticketsUsed,
   };
