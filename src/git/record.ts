@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { consumedRefOf, formatUseRecord, useRecordOf, type UseRecord } from '../audit/consumed.ts';
 import { appendBlock, formatNoteBlock, noteHasBlock, type AuditEvent } from '../audit/note.ts';
@@ -7,6 +8,7 @@ import { isValidRefName } from '../policy/refs.ts';
 import { parseTime } from '../ticket/time.ts';
 import { runGit, type GitContext } from './git.ts';
 import { DEFAULT_NOTES_REF, readNotesFor, readRefTips } from './notes.ts';
+import { withRecorderLock } from './record-lock.ts';
 
 /**
  * The evidence writer (DESIGN §6, §7): turns events into audit notes on every affected commit and
@@ -32,6 +34,12 @@ export interface RecordOptions {
   maxRetries?: number;
   /** Commit time of the notes commit, epoch ms (default: now). */
   now?: number;
+  /**
+   * Queue behind other recorders of this repository with an advisory lock file
+   * (`<gitDir>/breakglass-record.lock`, default true). Only a throughput aid: races are still
+   * settled by the ref transaction.
+   */
+  lock?: boolean;
   /** Test hook: runs after the objects are built and before the ref transaction. */
   beforeUpdate?: (attempt: number) => void | Promise<void>;
 }
@@ -216,8 +224,15 @@ async function moveRefs(
     allowFail: true,
   });
   if (r.code === 0) return true;
-  // "is at X but expected Y", "reference already exists", a held .lock: all lost races.
-  if (/cannot lock ref/i.test(r.stderr)) return false;
+  // Lost races: "is at X but expected Y", "reference already exists", a .lock another writer
+  // holds, a ref deleted meanwhile. Anything else (a D/F conflict, a broken repo) is an error.
+  if (
+    /but expected|reference already exists|\.lock': File exists|unable to resolve reference/.test(
+      r.stderr,
+    )
+  ) {
+    return false;
+  }
   throw new BreakglassError(
     'GIT_FAILED',
     `git update-ref failed: ${r.stderr.trim().split('\n').slice(-2).join(' / ')}`,
@@ -248,7 +263,22 @@ export async function recordEvents(
         .map((w) => consumedRefOf(w.event.ticketId!)),
     ),
   ];
+  const run = () => recordLoop(ctx, work, refs, commits, notesRef, maxRetries, opts);
+  if (opts.lock === false) return run();
+  return withRecorderLock(join(gitDir, 'breakglass-record.lock'), run);
+}
+
+async function recordLoop(
+  ctx: GitContext,
+  work: readonly RecordItem[],
+  refs: readonly string[],
+  commits: readonly string[],
+  notesRef: string,
+  maxRetries: number,
+  opts: RecordOptions,
+): Promise<RecordResult> {
   for (let attempt = 0; ; attempt++) {
+    const started = performance.now();
     const tips = await readRefTips(ctx, refs);
     const existing = await readNotesFor(ctx, tips.get(notesRef), commits);
     const p = plan(work, existing);
@@ -270,7 +300,9 @@ export async function recordEvents(
         { hint: 'run `bg-sign audit flush` again; the pending events are kept' },
       );
     }
-    // Back off with jitter so concurrent writers stop colliding.
-    await sleep(Math.min(400, 5 * 2 ** Math.min(attempt, 7)) * (0.5 + Math.random()));
+    // Back off by a random multiple of what an attempt costs, growing with each loss, so that
+    // writers that collided spread out instead of colliding again (decorrelated jitter).
+    const cost = Math.max(10, performance.now() - started);
+    await sleep(Math.min(2000, cost * 2 ** Math.min(attempt, 4)) * Math.random());
   }
 }

@@ -4,6 +4,10 @@ import { formatNoteBlock, parseNote } from '../../src/audit/note.ts';
 import { parseUseRecord } from '../../src/audit/consumed.ts';
 import { recordEvents } from '../../src/git/record.ts';
 import { readNote } from '../../src/git/notes.ts';
+import { execFileSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { GIT_ENV, makeRepo, pushEvent, TICKET } from './repo.ts';
 
 const NOTES = ['notes', '--ref=breakglass'];
@@ -249,7 +253,8 @@ test('a retry that finds its own event already written (by a crashed twin) write
       beforeUpdate: async () => {
         if (twin) return;
         twin = true;
-        await recordEvents(repo.gitDir, [item], opts);
+        // The twin runs while we hold the recorder lock, as a writer that ignores it would.
+        await recordEvents(repo.gitDir, [item], { ...opts, lock: false });
       },
     });
     assert.deepEqual(r, { notesWritten: 0, usesRecorded: 0, retries: 1, skipped: 1 });
@@ -263,36 +268,47 @@ test('a retry that finds its own event already written (by a crashed twin) write
   }
 });
 
-test('10 concurrent recorders with distinct events: every event present exactly once', async () => {
-  const repo = makeRepo(5);
-  try {
-    const c = repo.commits;
-    const calls = Array.from({ length: 10 }, (_, i) => {
-      const ticketId = `20261129T0312${String(i).padStart(2, '0')}Z-abc${i}00`;
-      // Every caller annotates the same tip (worst case) plus one commit of its own.
-      return recordEvents(
-        repo.gitDir,
-        [{ event: pushEvent(c[0]!, c[4]!, { ticketId }), commits: [c[4]!, c[i % 4]!] }],
-        opts,
+for (const lock of [true, false]) {
+  test(`10 concurrent recorders (lock: ${lock}) with distinct events: each present exactly once`, async () => {
+    const repo = makeRepo(5);
+    try {
+      const c = repo.commits;
+      const calls = Array.from({ length: 10 }, (_, i) => {
+        const ticketId = `20261129T0312${String(i).padStart(2, '0')}Z-abc${i}00`;
+        // Every caller annotates the same tip (worst case) plus one commit of its own.
+        return recordEvents(
+          repo.gitDir,
+          [{ event: pushEvent(c[0]!, c[4]!, { ticketId }), commits: [c[4]!, c[i % 4]!] }],
+          { ...opts, lock },
+        );
+      });
+      const results = await Promise.all(calls);
+      assert.ok(results.every((r) => r.notesWritten === 2 && r.usesRecorded === 1));
+      const events = parseNote(repo.git([...NOTES, 'show', c[4]!])).events;
+      assert.equal(events.length, 10);
+      assert.equal(new Set(events.map((e) => e.ticketId)).size, 10);
+      for (let i = 0; i < 10; i++) {
+        const id = `20261129T0312${String(i).padStart(2, '0')}Z-abc${i}00`;
+        assert.equal(
+          repo.git(['rev-list', '--count', `refs/breakglass/consumed/${id}`]).trim(),
+          '1',
+        );
+      }
+      const perCommit = [0, 1, 2, 3].map(
+        (k) => parseNote(repo.git([...NOTES, 'show', c[k]!])).events.length,
       );
-    });
-    const results = await Promise.all(calls);
-    assert.ok(results.every((r) => r.notesWritten === 2 && r.usesRecorded === 1));
-    const events = parseNote(repo.git([...NOTES, 'show', c[4]!])).events;
-    assert.equal(events.length, 10);
-    assert.equal(new Set(events.map((e) => e.ticketId)).size, 10);
-    for (let i = 0; i < 10; i++) {
-      const id = `20261129T0312${String(i).padStart(2, '0')}Z-abc${i}00`;
-      assert.equal(repo.git(['rev-list', '--count', `refs/breakglass/consumed/${id}`]).trim(), '1');
+      assert.deepEqual(perCommit, [3, 3, 2, 2]);
+      if (!lock)
+        assert.ok(
+          results.some((r) => r.retries > 0),
+          'the race path ran',
+        );
+      assert.ok(!existsSync(join(repo.gitDir, 'breakglass-record.lock')));
+    } finally {
+      repo.cleanup();
     }
-    const perCommit = [0, 1, 2, 3].map(
-      (k) => parseNote(repo.git([...NOTES, 'show', c[k]!])).events.length,
-    );
-    assert.deepEqual(perCommit, [3, 3, 2, 2]);
-  } finally {
-    repo.cleanup();
-  }
-});
+  });
+}
 
 test('invalid input is refused before anything is written', async () => {
   const repo = makeRepo(2);
@@ -311,6 +327,31 @@ test('invalid input is refused before anything is written', async () => {
       });
     }
     assert.equal(repo.git(['for-each-ref', '--format=%(refname)']).trim(), 'refs/heads/main');
+  } finally {
+    repo.cleanup();
+  }
+});
+
+test('a recorder lock left by a dead process is taken over at once', async () => {
+  const repo = makeRepo(2);
+  try {
+    const c = repo.commits;
+    const deadPid = execFileSync(
+      process.execPath,
+      ['-e', 'process.stdout.write(String(process.pid))'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    const lockPath = join(repo.gitDir, 'breakglass-record.lock');
+    writeFileSync(lockPath, `${deadPid} ${hostname()} feedface\n`);
+    const r = await recordEvents(
+      repo.gitDir,
+      [{ event: pushEvent(c[0]!, c[1]!), commits: [] }],
+      opts,
+    );
+    assert.equal(r.notesWritten, 1);
+    assert.ok(!existsSync(lockPath));
   } finally {
     repo.cleanup();
   }
