@@ -50,6 +50,9 @@ export const ERROR_CODES = [
   'INTERNAL',
   // CLI
   'ALREADY_APPROVED',
+  // GitHub Action
+  'GITHUB_API',
+  'GITHUB_PERMISSION',
   // audit evidence
   'AUDIT_RECORD_INVALID',
 ] as const;
