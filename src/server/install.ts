@@ -1,7 +1,7 @@
 // `bg-sign install-hooks`: puts the pre-receive/post-receive shims into a repository and records
 // where Node and the bundle live, so a server needs nothing but Node and one file.
 import { spawnSync } from 'node:child_process';
-import { constants as fsc } from 'node:fs';
+import { constants as fsc, statSync } from 'node:fs';
 import { access, chmod, lstat, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { BreakglassError } from '../errors.ts';
@@ -143,6 +143,11 @@ async function exists(p: string): Promise<boolean> {
 /** Resolves the repository's git dir without wandering up into an enclosing repository. */
 function resolveGitDir(path: string, env: NodeJS.ProcessEnv): { gitDir: string; bare: boolean } {
   const abs = resolve(path);
+  if (!statSync(abs, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new BreakglassError('USAGE', `${abs} is not a git repository (no such directory)`, {
+      hint: 'create one with "git init --bare <dir>" or pass the path of an existing repository',
+    });
+  }
   const e: NodeJS.ProcessEnv = { ...env, GIT_CEILING_DIRECTORIES: dirname(abs) };
   delete e.GIT_DIR;
   delete e.GIT_WORK_TREE;
@@ -266,7 +271,7 @@ export async function installHooks(o: InstallOptions): Promise<InstallReport> {
       actions.push(`policy stays pinned to ${pinned.stdout}`);
     } else {
       warnings.push(
-        'no policy pinned: the hook reads .breakglass/policy.yml from each protected branch tip; pin one with --policy FILE',
+        'no policy pinned: the hook reads .breakglass/policy.yml on the default branch (HEAD) as it was before each push; pin a file with --policy FILE',
       );
     }
   }

@@ -13,7 +13,14 @@ import { writeEnvelope } from '../../src/git/store.ts';
 import { installHooks } from '../../src/server/install.ts';
 import type { Action } from '../../src/ticket/payload.ts';
 import { encodeSigningKeyFile, type SigningKey } from '../../src/ticket/keys.ts';
-import { addSignature, createTicketEnvelope, formatTicketId } from '../../src/ticket/sign.ts';
+import type { TicketPayloadJson } from '../../src/ticket/payload.ts';
+import {
+  addSignature,
+  buildTicketPayload,
+  createTicketEnvelope,
+  formatTicketId,
+  type TicketRequest,
+} from '../../src/ticket/sign.ts';
 import { keys, policyYaml } from './fixtures.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -195,30 +202,32 @@ export class DevClone {
   async makeTicket(t: TicketSpec = {}): Promise<string> {
     const now = Date.now();
     const id = formatTicketId(now, randomBytes(5).toString('hex'));
-    let env = createTicketEnvelope(
-      {
-        id,
-        nonce: randomBytes(16).toString('base64'),
-        now: now - 1000,
-        repository: t.repository ?? 'acme/api',
-        requester: this.user,
-        holder: t.holder ?? this.user,
-        refs: t.refs ?? ['refs/heads/main'],
-        actions: t.actions ?? ['push'],
-        ...(t.commits ? { commits: t.commits } : {}),
-        reason: t.reason ?? 'INC-4711 payment outage hotfix',
-        ttlMs: t.ttlMs ?? 15 * 60_000,
-        maxUses: t.maxUses ?? 1,
-      },
-      USERS[this.user],
-    );
+    const request: TicketRequest = {
+      id,
+      nonce: randomBytes(16).toString('base64'),
+      now: Math.floor(now / 1000) * 1000 - 1000,
+      repository: t.repository ?? 'acme/api',
+      requester: this.user,
+      holder: t.holder ?? this.user,
+      refs: t.refs ?? ['refs/heads/main'],
+      actions: t.actions ?? ['push'],
+      ...(t.commits ? { commits: t.commits } : {}),
+      reason: t.reason ?? 'INC-4711 payment outage hotfix',
+      ttlMs: t.ttlMs ?? 15 * 60_000,
+      maxUses: t.maxUses ?? 1,
+    };
+    let env = createTicketEnvelope(request, USERS[this.user]);
     for (const a of t.approvers ?? ['bob']) env = addSignature(env, USERS[a]);
     await writeEnvelope({ cwd: this.dir, env: this.env }, 'tickets', id, env, `ticket ${id}`, {
       name: this.user,
       email: `${this.user}@example.test`,
     });
+    this.tickets.set(id, buildTicketPayload(request));
     return id;
   }
+
+  /** The payloads of the tickets this clone made, by id. */
+  readonly tickets = new Map<string, TicketPayloadJson>();
 
   /** Pushes ticket refs to the server in one push. */
   pushTickets(ids: readonly string[]): Promise<RunResult> {
@@ -353,6 +362,11 @@ export class TestServer {
     };
     await walk(base);
     return out;
+  }
+
+  /** Everything a rejected push must leave alone: refs (incl. notes) and the hook's state files. */
+  async snapshot(): Promise<{ refs: string; state: Record<string, number> }> {
+    return { refs: await this.refs(), state: await this.stateFiles() };
   }
 
   /** The URL for a transport (starting the daemon or sshd on first use). */

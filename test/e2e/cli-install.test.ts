@@ -1,0 +1,63 @@
+// `bg-sign install-hooks` through the built bundle, as an admin runs it.
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { BUNDLE, cleanEnv, run } from '../helpers/server.ts';
+import { policyYaml } from '../helpers/fixtures.ts';
+
+describe('bg-sign install-hooks', () => {
+  let root: string;
+  let gitDir: string;
+  const env = () => cleanEnv({ HOME: root });
+  const bg = (args: string[]) =>
+    run(process.execPath, [BUNDLE, ...args], { env: env(), cwd: root });
+  before(async () => {
+    root = await mkdtemp(join(os.tmpdir(), 'bg-install-'));
+    gitDir = join(root, 'api.git');
+    await run('git', ['init', '-q', '--bare', gitDir], { env: env(), check: true });
+    await writeFile(join(root, 'policy.yml'), policyYaml());
+  });
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('installs, pins the policy, reports what it did, and is idempotent', async () => {
+    const r = await bg(['install-hooks', gitDir, '--policy', 'policy.yml']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`installed ${gitDir}/hooks/pre-receive`));
+    assert.match(r.stdout, new RegExp(`set breakglass.bundle = ${BUNDLE}`));
+    assert.match(r.stdout, new RegExp(`set breakglass.policy = ${root}/policy.yml`));
+    assert.match(r.stdout, /set receive.advertisePushOptions = true/);
+
+    const again = await bg(['install-hooks', gitDir, '--json']);
+    assert.equal(again.code, 0, again.stderr);
+    const report = JSON.parse(again.stdout) as { actions: string[]; bare: boolean };
+    assert.equal(report.bare, true);
+    assert.ok(
+      report.actions.every((a) => /up to date|stays pinned/.test(a)),
+      report.actions.join('\n'),
+    );
+  });
+
+  it('refuses a foreign hook with a clear message and exit 2, no stack trace', async () => {
+    const hook = join(gitDir, 'hooks/post-receive');
+    await writeFile(hook, '#!/bin/sh\necho mail the team\n');
+    await chmod(hook, 0o755);
+    const r = await bg(['install-hooks', gitDir]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /already exists and is not a git-breakglass hook/);
+    assert.match(r.stderr, /--chain/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+    const chained = await bg(['install-hooks', gitDir, '--chain']);
+    assert.equal(chained.code, 0, chained.stderr);
+    assert.equal(await readFile(`${hook}.chained`, 'utf8'), '#!/bin/sh\necho mail the team\n');
+  });
+
+  it('says so when the path is not a repository', async () => {
+    const r = await bg(['install-hooks', join(root, 'nope')]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /is not a git repository/);
+  });
+});
