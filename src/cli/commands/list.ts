@@ -5,7 +5,14 @@ import { table } from '../output.ts';
 import { relative, statusText, ticketJson } from '../render.ts';
 import { openRepo } from '../repo.ts';
 import { loadTicketView, scanBreakglassRefs, ticketIds, type TicketView } from '../tickets.ts';
-import { cliFor, defineCommand, jsonOption, policyOption, remoteOption } from '../options.ts';
+import {
+  cliFor,
+  defineCommand,
+  jsonOption,
+  parseTimeArg,
+  policyOption,
+  remoteOption,
+} from '../options.ts';
 
 const DAY_MS = 86_400_000;
 const ENDED = new Set(['expired', 'revoked', 'used up']);
@@ -22,6 +29,11 @@ export default defineCommand({
           default: false,
           describe: 'include tickets that ended over 24h ago',
         },
+        at: {
+          type: 'string',
+          requiresArg: true,
+          describe: 'status as of this time (RFC 3339 UTC)',
+        },
         ...policyOption,
         ...remoteOption,
         ...jsonOption,
@@ -30,7 +42,7 @@ export default defineCommand({
       .example('$0 fetch && $0 list --all --json', 'every ticket on the remote, as JSON'),
   handler: async (argv) => {
     const cli = cliFor(argv);
-    const now = Date.now();
+    const now = argv.at === undefined ? Date.now() : parseTimeArg('--at', argv.at);
     const ctx = await openRepo(cli.cwd, cli.env);
     const { policy, source } = await loadPolicy(ctx, {
       file: argv.policy,

@@ -8,6 +8,7 @@ import {
   defineCommand,
   jsonOption,
   parseTicketIdArg,
+  parseTimeArg,
   policyOption,
   remoteOption,
 } from '../options.ts';
@@ -19,12 +20,21 @@ export default defineCommand({
   builder: (y) =>
     y
       .positional('id', { type: 'string', describe: 'ticket id', demandOption: true })
-      .options({ ...policyOption, ...remoteOption, ...jsonOption })
+      .options({
+        at: {
+          type: 'string',
+          requiresArg: true,
+          describe: 'status as of this time (RFC 3339 UTC)',
+        },
+        ...policyOption,
+        ...remoteOption,
+        ...jsonOption,
+      })
       .example('$0 show 20261129T031200Z-7f3a9c', 'read a ticket before approving it')
       .example('$0 show 20261129T031200Z-7f3a9c --json', 'as JSON'),
   handler: async (argv) => {
     const cli = cliFor(argv);
-    const now = Date.now();
+    const now = argv.at === undefined ? Date.now() : parseTimeArg('--at', argv.at);
     const id = parseTicketIdArg(argv.id);
     const ctx = await openRepo(cli.cwd, cli.env);
     const { policy, source } = await loadPolicy(ctx, {
