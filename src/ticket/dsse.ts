@@ -1,5 +1,6 @@
 import { BreakglassError } from '../errors.ts';
 import { decodeBase64Strict } from './base64.ts';
+import { findDuplicateKey } from './strict-json.ts';
 
 /** A DSSE envelope (github.com/secure-systems-lab/dsse, envelope.md). */
 export interface Envelope {
@@ -60,6 +61,10 @@ export function parseEnvelope(input: string | Uint8Array): Envelope {
     json = JSON.parse(text);
   } catch {
     fail('ticket envelope is not valid JSON (truncated or corrupted?)');
+  }
+  const duplicate = findDuplicateKey(text);
+  if (duplicate !== undefined) {
+    fail(`ticket envelope has the field ${JSON.stringify(duplicate.slice(0, 40))} twice`);
   }
   if (!json || typeof json !== 'object' || Array.isArray(json))
     fail('ticket envelope is not a JSON object');

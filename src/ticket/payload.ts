@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { BreakglassError } from '../errors.ts';
 import { compileRefPattern } from '../policy/refs.ts';
+import { findDuplicateKey } from './strict-json.ts';
 import { parseTime } from './time.ts';
 
 export const TICKET_PAYLOAD_TYPE = 'application/vnd.git-breakglass.ticket.v1+json';
@@ -85,10 +86,19 @@ export function describeZodError(error: z.ZodError): string {
  */
 export function parsePayload(bytes: Uint8Array): TicketPayload {
   let json: unknown;
+  let text: string;
   try {
-    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    json = JSON.parse(text);
   } catch {
     throw new BreakglassError('PAYLOAD_MALFORMED', 'ticket payload is not valid UTF-8 JSON');
+  }
+  const duplicate = findDuplicateKey(text);
+  if (duplicate !== undefined) {
+    throw new BreakglassError(
+      'PAYLOAD_MALFORMED',
+      `ticket payload has the field ${JSON.stringify(duplicate.slice(0, 40))} twice`,
+    );
   }
   if (
     json &&

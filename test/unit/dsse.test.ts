@@ -203,3 +203,16 @@ test('size limits: envelope 64 KiB, payload 16 KiB, 32 signatures -> INPUT_TOO_L
     32,
   );
 });
+
+test('an envelope field given twice is ENVELOPE_MALFORMED', () => {
+  const twice = goodText.replace(
+    '"payload":',
+    `"payload": ${JSON.stringify(good.payload)},\n  "payload":`,
+  );
+  assert.notEqual(twice, goodText);
+  throwsCode(() => parseEnvelope(twice), 'ENVELOPE_MALFORMED', /"payload" twice/);
+  const sigTwice = withFields({
+    signatures: [{ keyid: 'a', sig: good.signatures[0]!.sig }],
+  }).replace('"keyid":"a"', '"keyid":"a","keyid":"b"');
+  throwsCode(() => parseEnvelope(sigTwice), 'ENVELOPE_MALFORMED', /"keyid" twice/);
+});

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { encodePayload, parsePayload, type TicketPayloadJson } from '../../src/ticket/payload.ts';
 import { buildTicketPayload, formatTicketId } from '../../src/ticket/sign.ts';
 import { formatTime, parseTime } from '../../src/ticket/time.ts';
+import { findDuplicateKey } from '../../src/ticket/strict-json.ts';
 import { BreakglassError, type ErrorCode } from '../../src/errors.ts';
 import { T0, ticketRequest } from '../helpers/fixtures.ts';
 
@@ -252,4 +253,43 @@ test('expiresAt must be after notBefore, and notBefore not before issuedAt', () 
     'PAYLOAD_MALFORMED',
     /notBefore must not be before issuedAt/,
   );
+});
+
+test('a field given twice is PAYLOAD_MALFORMED: no parser may read a different ticket', () => {
+  const bytes = encodePayload(buildTicketPayload(ticketRequest())).toString();
+  // JSON.parse keeps the last "refs", another reader may keep the first.
+  const twice = bytes.replace(
+    '"refs":["refs/heads/main"]',
+    '"refs":["refs/heads/docs"],"refs":["refs/heads/main"]',
+  );
+  assert.notEqual(twice, bytes);
+  throwsCode(() => parsePayload(Buffer.from(twice)), 'PAYLOAD_MALFORMED', /"refs" twice/);
+  // Escapes do not hide it: "\u0068older" is "holder".
+  const escaped = bytes.replace('"holder":"alice"', '"holder":"alice","\\u0068older":"mallory"');
+  throwsCode(() => parsePayload(Buffer.from(escaped)), 'PAYLOAD_MALFORMED', /"holder" twice/);
+  // The same key in different objects, and keys that look alike in values, are fine.
+  assert.doesNotThrow(() =>
+    parsePayload(
+      Buffer.from(
+        bytes.replace(
+          '"reason":"INC-4711 payment outage hotfix"',
+          '"reason":"\\"type\\": x, {\\"id\\":1}"',
+        ),
+      ),
+    ),
+  );
+});
+
+test('findDuplicateKey: per object, through nesting, strings and escapes', () => {
+  assert.equal(findDuplicateKey('{"a":1,"b":2}'), undefined);
+  assert.equal(findDuplicateKey('[{"a":1},{"a":2}]'), undefined);
+  assert.equal(findDuplicateKey('{"a":{"b":1},"b":2}'), undefined);
+  assert.equal(findDuplicateKey('{"a":[1,{"a":1}],"b":[]}'), undefined);
+  assert.equal(findDuplicateKey('{"a":"\\"a\\":","b":"a"}'), undefined);
+  assert.equal(findDuplicateKey('{"a":[1,{"a":1}],"a":2}'), 'a');
+  assert.equal(findDuplicateKey('{"x":{"a":1,"b":{},"a":2}}'), 'a');
+  assert.equal(findDuplicateKey('{"a\\\\":1,"a\\\\":2}'), 'a\\');
+  assert.equal(findDuplicateKey('{"\\"":1,"\\u0022":2}'), '"');
+  assert.equal(findDuplicateKey(' { "k" : 1 , "k" : 2 } '), 'k');
+  assert.equal(findDuplicateKey('"just a string"'), undefined);
 });
