@@ -11,7 +11,9 @@ export function findDuplicateKey(text: string): string | undefined {
     const c = text[i];
     if (c === '"') {
       let j = i + 1;
-      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      // Bounded even if the text were not valid JSON (callers parse it first).
+      while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      if (j >= text.length) return undefined;
       const keys = stack[stack.length - 1];
       if (keys && expectKey) {
         const key = JSON.parse(text.slice(i, j + 1)) as string;

@@ -293,3 +293,9 @@ test('findDuplicateKey: per object, through nesting, strings and escapes', () =>
   assert.equal(findDuplicateKey(' { "k" : 1 , "k" : 2 } '), 'k');
   assert.equal(findDuplicateKey('"just a string"'), undefined);
 });
+
+test('findDuplicateKey stops on text that is not JSON (no hang, no throw)', () => {
+  for (const junk of ['{"a', '{"a\\', '{"a":"', '"', '{{{', '}}]]']) {
+    assert.equal(findDuplicateKey(junk), undefined, junk);
+  }
+});
