@@ -46,6 +46,23 @@ export async function readRefTips(
   return tips;
 }
 
+/** Which of `ids` name commits present in the repository (one `git cat-file --batch-check`). */
+export async function commitsPresent(
+  ctx: GitContext,
+  ids: readonly string[],
+): Promise<Set<string>> {
+  const present = new Set<string>();
+  if (ids.length === 0) return present;
+  const r = await runGit(ctx, ['cat-file', '--batch-check=%(objectname) %(objecttype)'], {
+    input: ids.join('\n') + '\n',
+  });
+  const lines = r.stdout.toString('utf8').split('\n');
+  ids.forEach((id, k) => {
+    if (lines[k] === `${id} commit`) present.add(id);
+  });
+  return present;
+}
+
 /**
  * The notes that `notesCommit` holds for `commits`, as raw bytes (a note written by someone
  * else need not be UTF-8). Commits without a note are absent from the map.
@@ -108,4 +125,37 @@ export async function readNote(
   const tip = (await readRefTips(ctx, [notesRef])).get(notesRef);
   const notes = await readNotesFor(ctx, tip, [commit]);
   return notes.get(commit)?.toString('utf8');
+}
+
+/**
+ * Every note under `notesRef` (commit id and raw bytes), read with one `ls-tree` and one
+ * `cat-file --batch`, yielded in chunks so a large history needn't sit in memory at once.
+ */
+export async function* iterateNotes(
+  ctx: GitContext,
+  notesRef: string = DEFAULT_NOTES_REF,
+  chunk = 2000,
+): AsyncGenerator<{ commit: string; note: Buffer }> {
+  const tip = (await readRefTips(ctx, [notesRef])).get(notesRef);
+  if (!tip) return;
+  const listing = (await runGit(ctx, ['ls-tree', '-r', '-z', tip])).stdout.toString('latin1');
+  const entries: { commit: string; oid: string }[] = [];
+  for (const line of listing.split('\0')) {
+    const m = /^\d+ blob ([0-9a-f]+)\t([0-9a-f/]+)$/.exec(line);
+    const commit = m?.[2]!.replace(/\//g, '');
+    if (m && commit!.length === m[1]!.length) entries.push({ commit: commit!, oid: m[1]! });
+  }
+  const batch = new CatFileBatch(ctx);
+  try {
+    for (let i = 0; i < entries.length; i += chunk) {
+      const part = entries.slice(i, i + chunk);
+      const objects = await Promise.all(part.map((e) => batch.read(e.oid)));
+      for (let k = 0; k < part.length; k++) {
+        const o = objects[k];
+        if (o?.type === 'blob') yield { commit: part[k]!.commit, note: o.data };
+      }
+    }
+  } finally {
+    batch.close();
+  }
 }

@@ -7,7 +7,7 @@ import { BreakglassError } from '../errors.ts';
 import { isValidRefName } from '../policy/refs.ts';
 import { parseTime } from '../ticket/time.ts';
 import { runGit, type GitContext } from './git.ts';
-import { DEFAULT_NOTES_REF, readNotesFor, readRefTips } from './notes.ts';
+import { commitsPresent, DEFAULT_NOTES_REF, readNotesFor, readRefTips } from './notes.ts';
 import { withRecorderLock } from './record-lock.ts';
 
 /**
@@ -53,6 +53,10 @@ export interface RecordResult {
   retries: number;
   /** Events skipped because their block was already in the note of their first commit. */
   skipped: number;
+  /** Listed commits that are not in the repository (e.g. pruned dropped commits): not annotated. */
+  missing: string[];
+  /** Indices of items none of whose commits exist: nothing was recorded for them. */
+  unrecorded: number[];
 }
 
 const OID = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
@@ -251,10 +255,20 @@ export async function recordEvents(
 ): Promise<RecordResult> {
   const notesRef = opts.notesRef ?? DEFAULT_NOTES_REF;
   if (!isValidRefName(notesRef)) throw usage(`invalid notes ref "${notesRef}"`);
-  const work = items.map(normalize);
+  const normalized = items.map(normalize);
   const ctx: GitContext = { gitDir, env: opts.env ?? process.env };
   const maxRetries = opts.maxRetries ?? 40;
-  const commits = [...new Set(work.flatMap((w) => w.commits))];
+  // fast-import refuses a note on a missing commit; one bad event must not block the others.
+  const listed = [...new Set(normalized.flatMap((w) => w.commits))];
+  const present = await commitsPresent(ctx, listed);
+  const missing = listed.filter((c) => !present.has(c));
+  const unrecorded: number[] = [];
+  const work = normalized.flatMap((w, i) => {
+    const commits = w.commits.filter((c) => present.has(c));
+    if (commits.length === 0) unrecorded.push(i);
+    return commits.length ? [{ event: w.event, commits }] : [];
+  });
+  const commits = listed.filter((c) => present.has(c));
   const refs = [
     notesRef,
     ...new Set(
@@ -263,7 +277,13 @@ export async function recordEvents(
         .map((w) => consumedRefOf(w.event.ticketId!)),
     ),
   ];
-  const run = () => recordLoop(ctx, work, refs, commits, notesRef, maxRetries, opts);
+  const extra = { missing, unrecorded };
+  const run = async () => ({
+    ...(await recordLoop(ctx, work, refs, commits, notesRef, maxRetries, opts)),
+    ...extra,
+  });
+  if (work.length === 0)
+    return { notesWritten: 0, usesRecorded: 0, retries: 0, skipped: 0, ...extra };
   if (opts.lock === false) return run();
   return withRecorderLock(join(gitDir, 'breakglass-record.lock'), run);
 }
@@ -276,7 +296,7 @@ async function recordLoop(
   notesRef: string,
   maxRetries: number,
   opts: RecordOptions,
-): Promise<RecordResult> {
+): Promise<Omit<RecordResult, 'missing' | 'unrecorded'>> {
   for (let attempt = 0; ; attempt++) {
     const started = performance.now();
     const tips = await readRefTips(ctx, refs);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { formatNoteBlock, parseNote } from '../../src/audit/note.ts';
 import { parseUseRecord } from '../../src/audit/consumed.ts';
 import { recordEvents } from '../../src/git/record.ts';
-import { readNote } from '../../src/git/notes.ts';
+import { iterateNotes, readNote } from '../../src/git/notes.ts';
 import { execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -20,7 +20,14 @@ test('a ticketed push writes the exact note on each new commit and one consumed/
     const [c1, c2, c3, c4] = repo.commits as [string, string, string, string];
     const e = pushEvent(c2, c4);
     const r = await recordEvents(repo.gitDir, [{ event: e, commits: [c4, c3] }], opts);
-    assert.deepEqual(r, { notesWritten: 2, usesRecorded: 1, retries: 0, skipped: 0 });
+    assert.deepEqual(r, {
+      notesWritten: 2,
+      usesRecorded: 1,
+      retries: 0,
+      skipped: 0,
+      missing: [],
+      unrecorded: [],
+    });
     const expected = [
       `Break-glass-Ticket: ${TICKET}`,
       'Break-glass-Action: push',
@@ -166,6 +173,15 @@ test('2,000 commits annotated in one call; fanout handled; then appended to agai
       `${formatNoteBlock(e)}\n${formatNoteBlock(e2)}`,
     );
     assert.equal(repo.git([...NOTES, 'show', c[100]!]), formatNoteBlock(e));
+    // iterateNotes reads them all back, through the fanout.
+    let count = 0;
+    let events = 0;
+    for await (const n of iterateNotes({ gitDir: repo.gitDir, env: GIT_ENV })) {
+      count++;
+      events += parseNote(n.note.toString('utf8')).events.length;
+    }
+    assert.equal(count, 2000);
+    assert.equal(events, 2500);
   } finally {
     repo.cleanup();
   }
@@ -187,10 +203,24 @@ test('re-running the same items is a no-op (crash-retry safe)', async () => {
       },
     ];
     const first = await recordEvents(repo.gitDir, items, opts);
-    assert.deepEqual(first, { notesWritten: 2, usesRecorded: 1, retries: 0, skipped: 0 });
+    assert.deepEqual(first, {
+      notesWritten: 2,
+      usesRecorded: 1,
+      retries: 0,
+      skipped: 0,
+      missing: [],
+      unrecorded: [],
+    });
     const tip = repo.git(['rev-parse', 'refs/notes/breakglass']);
     const again = await recordEvents(repo.gitDir, items, opts);
-    assert.deepEqual(again, { notesWritten: 0, usesRecorded: 0, retries: 0, skipped: 2 });
+    assert.deepEqual(again, {
+      notesWritten: 0,
+      usesRecorded: 0,
+      retries: 0,
+      skipped: 2,
+      missing: [],
+      unrecorded: [],
+    });
     assert.equal(repo.git(['rev-parse', 'refs/notes/breakglass']), tip);
     assert.equal(
       repo.git(['rev-list', '--count', `refs/breakglass/consumed/${TICKET}`]).trim(),
@@ -257,7 +287,14 @@ test('a retry that finds its own event already written (by a crashed twin) write
         await recordEvents(repo.gitDir, [item], { ...opts, lock: false });
       },
     });
-    assert.deepEqual(r, { notesWritten: 0, usesRecorded: 0, retries: 1, skipped: 1 });
+    assert.deepEqual(r, {
+      notesWritten: 0,
+      usesRecorded: 0,
+      retries: 1,
+      skipped: 1,
+      missing: [],
+      unrecorded: [],
+    });
     assert.equal(repo.git([...NOTES, 'show', c[1]!]), formatNoteBlock(item.event));
     assert.equal(
       repo.git(['rev-list', '--count', `refs/breakglass/consumed/${TICKET}`]).trim(),
@@ -309,6 +346,29 @@ for (const lock of [true, false]) {
     }
   });
 }
+
+test('commits missing from the repository are reported, not fatal to the other events', async () => {
+  const repo = makeRepo(3);
+  try {
+    const c = repo.commits;
+    const gone = 'd'.repeat(40);
+    const r = await recordEvents(
+      repo.gitDir,
+      [
+        { event: pushEvent(c[0]!, c[2]!), commits: [gone, c[2]!] },
+        { event: pushEvent(c[0]!, gone, { ticketId: '20261129T041200Z-cccccc' }), commits: [] },
+      ],
+      opts,
+    );
+    assert.deepEqual(r.missing, [gone]);
+    assert.deepEqual(r.unrecorded, [1]);
+    assert.equal(r.notesWritten, 1);
+    assert.equal(r.usesRecorded, 1);
+    assert.equal(repo.git([...NOTES, 'show', c[2]!]), formatNoteBlock(pushEvent(c[0]!, c[2]!)));
+  } finally {
+    repo.cleanup();
+  }
+});
 
 test('invalid input is refused before anything is written', async () => {
   const repo = makeRepo(2);
