@@ -1,12 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { consumedRefOf, formatUseRecord, useRecordOf, type UseRecord } from '../audit/consumed.ts';
+import {
+  CONSUMED_REF_PREFIX,
+  consumedRefOf,
+  formatUseRecord,
+  parseUseRecord,
+  useRecordOf,
+  type UseRecord,
+} from '../audit/consumed.ts';
 import { appendBlock, formatNoteBlock, noteHasBlock, type AuditEvent } from '../audit/note.ts';
 import { BreakglassError } from '../errors.ts';
 import { isValidRefName } from '../policy/refs.ts';
 import { parseTime } from '../ticket/time.ts';
-import { runGit, type GitContext } from './git.ts';
+import { CatFileBatch, runGit, type GitContext } from './git.ts';
 import { commitsPresent, DEFAULT_NOTES_REF, readNotesFor, readRefTips } from './notes.ts';
 import { withRecorderLock } from './record-lock.ts';
 
@@ -62,6 +69,8 @@ export interface RecordResult {
 const OID = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 const ZERO = /^0+$/;
 const IDENTITY = 'git-breakglass';
+/** Longest consumed/ chain walked when looking for an already recorded use. */
+const MAX_USES_READ = 100_000;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 function usage(message: string): BreakglassError {
@@ -126,25 +135,85 @@ interface Plan {
   recorder: string;
 }
 
-/** Decides what to write given the notes as they are now. */
-function plan(items: readonly RecordItem[], existing: Map<string, Buffer>): Plan {
+// Same use, whatever number of commits it ended up annotating.
+function useKey(r: UseRecord): string {
+  return formatUseRecord({ ...r, commits: 0 });
+}
+
+/**
+ * The uses already recorded on each consumed/ chain (first-parent walk, one cat-file process).
+ * A files-backend transaction is not atomic across a crash mid-commit, so the use and the note
+ * are checked separately: a retry completes whichever half is missing.
+ */
+async function readUseKeys(
+  ctx: GitContext,
+  tips: Map<string, string>,
+  refs: readonly string[],
+): Promise<Map<string, Set<string>>> {
+  const keys = new Map<string, Set<string>>();
+  const starts = refs.filter((r) => r.startsWith(CONSUMED_REF_PREFIX) && tips.has(r));
+  if (starts.length === 0) return keys;
+  const batch = new CatFileBatch(ctx);
+  try {
+    await Promise.all(
+      starts.map(async (ref) => {
+        const seen = new Set<string>();
+        keys.set(ref, seen);
+        let next: string | undefined = tips.get(ref);
+        for (let n = 0; next && n < MAX_USES_READ; n++) {
+          const o = await batch.read(next);
+          if (o?.type !== 'commit') break;
+          const text = o.data.toString('utf8');
+          const split = text.indexOf('\n\n');
+          const headers = split < 0 ? text : text.slice(0, split);
+          try {
+            seen.add(useKey(parseUseRecord(text.slice(split + 2))));
+          } catch {
+            /* not one of ours: it can't match */
+          }
+          next = /^parent ([0-9a-f]+)$/m.exec(headers)?.[1];
+        }
+      }),
+    );
+    return keys;
+  } finally {
+    batch.close();
+  }
+}
+
+/** Decides what to write given the notes and uses as they are now. */
+function plan(
+  items: readonly RecordItem[],
+  existing: Map<string, Buffer>,
+  usedKeys: Map<string, Set<string>>,
+): Plan {
   const notes = new Map<string, Buffer | string>();
   const uses = new Map<string, UseRecord[]>();
   let skipped = 0;
   const current = (c: string) => notes.get(c) ?? existing.get(c);
   for (const { event, commits } of items) {
     const block = formatNoteBlock(event);
-    if (noteHasBlock(noteText(current(commits[0]!)), block)) {
+    const noted = noteHasBlock(noteText(current(commits[0]!)), block);
+    let use: UseRecord | undefined;
+    let ref = '';
+    if (event.kind === 'breakglass') {
+      ref = consumedRefOf(event.ticketId!);
+      use = useRecordOf(event, commits.length);
+      if (usedKeys.get(ref)?.has(useKey(use))) use = undefined;
+    }
+    if (noted && !use) {
       skipped++;
       continue;
     }
-    for (const c of commits) {
-      const cur = current(c);
-      if (!noteHasBlock(noteText(cur), block)) notes.set(c, appendTo(cur, block));
+    if (!noted) {
+      for (const c of commits) {
+        const cur = current(c);
+        if (!noteHasBlock(noteText(cur), block)) notes.set(c, appendTo(cur, block));
+      }
     }
-    if (event.kind === 'breakglass') {
-      const ref = consumedRefOf(event.ticketId!);
-      uses.set(ref, [...(uses.get(ref) ?? []), useRecordOf(event, commits.length)]);
+    if (use) {
+      uses.set(ref, [...(uses.get(ref) ?? []), use]);
+      usedKeys.set(ref, (usedKeys.get(ref) ?? new Set()).add(useKey(use)));
     }
   }
   return { notes, uses, skipped, recorder: items[0]?.event.recordedBy ?? IDENTITY };
@@ -301,7 +370,7 @@ async function recordLoop(
     const started = performance.now();
     const tips = await readRefTips(ctx, refs);
     const existing = await readNotesFor(ctx, tips.get(notesRef), commits);
-    const p = plan(work, existing);
+    const p = plan(work, existing, await readUseKeys(ctx, tips, refs));
     const usesRecorded = [...p.uses.values()].reduce((s, u) => s + u.length, 0);
     const result = {
       notesWritten: p.notes.size,

@@ -241,6 +241,31 @@ test('re-running the same items is a no-op (crash-retry safe)', async () => {
   }
 });
 
+test('a half-applied transaction (crash mid-commit) is completed by the retry, not duplicated', async () => {
+  const repo = makeRepo(3);
+  try {
+    const c = repo.commits;
+    const ref = `refs/breakglass/consumed/${TICKET}`;
+    const item = { event: pushEvent(c[0]!, c[2]!), commits: [c[2]!, c[1]!] };
+    await recordEvents(repo.gitDir, [item], opts);
+    const note = repo.git([...NOTES, 'show', c[2]!]);
+    // Only the note landed: the retry adds the use and leaves the notes alone.
+    repo.git(['update-ref', '-d', ref]);
+    const r1 = await recordEvents(repo.gitDir, [item], opts);
+    assert.deepEqual([r1.notesWritten, r1.usesRecorded], [0, 1]);
+    assert.equal(repo.git([...NOTES, 'show', c[2]!]), note);
+    assert.equal(repo.git(['rev-list', '--count', ref]).trim(), '1');
+    // Only the use landed: the retry writes the notes and no second use.
+    repo.git(['update-ref', '-d', 'refs/notes/breakglass']);
+    const r2 = await recordEvents(repo.gitDir, [item], opts);
+    assert.deepEqual([r2.notesWritten, r2.usesRecorded], [2, 0]);
+    assert.equal(repo.git([...NOTES, 'show', c[2]!]), note);
+    assert.equal(repo.git(['rev-list', '--count', ref]).trim(), '1');
+  } finally {
+    repo.cleanup();
+  }
+});
+
 test('a concurrent writer between build and commit forces a retry; both writes survive', async () => {
   const repo = makeRepo(3);
   try {
