@@ -15,3 +15,4 @@ export { default as demo } from './demo.ts';
 export { default as audit } from './audit.ts';
 export { default as review } from './review.ts';
 export { default as log } from './log.ts';
+export { default as hook } from './hook.ts';

@@ -1,0 +1,36 @@
+import { runPostReceive } from '../../server/post-receive.ts';
+import { hookGitDir, runPreReceive } from '../../server/pre-receive.ts';
+import { defineCommand } from '../options.ts';
+
+const HOOKS = ['pre-receive', 'post-receive'] as const;
+
+/**
+ * `bg-sign hook pre-receive|post-receive`: what the hook shims in hooks/ run. Reads git's stdin
+ * and environment as they are; the exit code is the decision (pre-receive) or always 0
+ * (post-receive).
+ */
+export default defineCommand({
+  command: 'hook <which>',
+  describe: 'Run a server hook (called by the installed hook shims, not by people)',
+  builder: (y) =>
+    y
+      .positional('which', { choices: HOOKS, demandOption: true, describe: 'which hook' })
+      .example('$0 hook pre-receive < updates', 'decide a push (in a server repository)')
+      .example('$0 hook post-receive < updates', 'record the pending break-glass events'),
+  handler: async (argv) => {
+    const which = (argv as unknown as { which: (typeof HOOKS)[number] }).which;
+    const common = {
+      gitDir: hookGitDir(process.env),
+      env: process.env,
+      stdin: process.stdin,
+      now: Date.now(),
+      stdout: process.stdout,
+      stderr: process.stderr,
+    };
+    const code =
+      which === 'pre-receive' ? await runPreReceive(common) : await runPostReceive(common);
+    process.exitCode = code;
+    // A git child stuck past the watchdog must not keep the push waiting: leave shortly after.
+    setTimeout(() => process.exit(code), 2000).unref();
+  },
+});

@@ -1,0 +1,81 @@
+import { BreakglassError } from '../errors.ts';
+import { updateKind, ZERO_SHA, type RefUpdate, type UpdateKind } from '../engine/update.ts';
+import { gitText, runGit, type GitContext } from '../git/git.ts';
+import type { UpdateLine } from './push-input.ts';
+
+/** A protected-ref update as the engine needs it, plus the commits it brings in. */
+export interface ClassifiedUpdate extends RefUpdate {
+  readonly kind: UpdateKind;
+  /** Commits that are new to the repository (`rev-list <new> --not --all`), newest first. */
+  readonly newCommits: string[];
+}
+
+/** Protected refs one push may update; a push beyond this is refused rather than slowed down. */
+export const MAX_PROTECTED_UPDATES = 64;
+
+const POLICY_DIR = '.breakglass/';
+
+/** `git merge-base --is-ancestor`: exit 0 yes, 1 no, anything else is an error. */
+async function isAncestor(ctx: GitContext, a: string, b: string): Promise<boolean> {
+  const r = await runGit(ctx, ['merge-base', '--is-ancestor', a, b], { allowFail: true });
+  if (r.code === 0) return true;
+  if (r.code === 1) return false;
+  throw new BreakglassError('GIT_FAILED', `git merge-base failed: ${r.stderr.trim()}`);
+}
+
+function lines(text: string): string[] {
+  return text ? text.split('\n') : [];
+}
+
+/**
+ * Classifies protected-ref updates (create, fast-forward, force, delete; touches `.breakglass/`)
+ * and lists the commits each brings in. Runs inside git's quarantine: `ctx.env` must be the
+ * hook's environment so the pushed objects are visible. With one non-delete update (the usual
+ * case) the new commits come from a single `rev-list <new> --not --all`.
+ */
+export async function classifyUpdates(
+  ctx: GitContext,
+  updates: readonly UpdateLine[],
+): Promise<ClassifiedUpdate[]> {
+  if (updates.length > MAX_PROTECTED_UPDATES) {
+    throw new BreakglassError(
+      'INPUT_TOO_LARGE',
+      `this push updates ${updates.length} protected refs; at most ${MAX_PROTECTED_UPDATES} per push`,
+    );
+  }
+  const result: ClassifiedUpdate[] = [];
+  for (const u of updates) {
+    const isCreate = ZERO_SHA.test(u.oldSha);
+    const isDelete = ZERO_SHA.test(u.newSha);
+    let fastForward = false;
+    let touchesPolicy = false;
+    let newCommits: string[] = [];
+    if (!isDelete) {
+      newCommits = lines(await gitText(ctx, ['rev-list', u.newSha, '--not', '--all']));
+    }
+    if (!isCreate && !isDelete) {
+      fastForward = await isAncestor(ctx, u.oldSha, u.newSha);
+      // The net change of the policy directory between the old and the new tip.
+      touchesPolicy =
+        (
+          await gitText(ctx, [
+            'diff-tree',
+            '-r',
+            '--name-only',
+            u.oldSha,
+            u.newSha,
+            '--',
+            POLICY_DIR,
+          ])
+        ).length > 0;
+    } else if (isCreate && newCommits.length > 0) {
+      // A new branch changes the policy if any commit it brings in touches `.breakglass/`.
+      touchesPolicy =
+        (await gitText(ctx, ['rev-list', '-1', u.newSha, '--not', '--all', '--', POLICY_DIR]))
+          .length > 0;
+    }
+    const update = { ...u, fastForward, touchesPolicy };
+    result.push({ ...update, kind: updateKind(update), newCommits });
+  }
+  return result;
+}

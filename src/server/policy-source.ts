@@ -1,0 +1,134 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { BreakglassError, isBreakglassError } from '../errors.ts';
+import { gitText, runGit, type CatFileBatch, type GitContext } from '../git/git.ts';
+import { parsePolicy, type Policy } from '../policy/policy.ts';
+import { MAX_POLICY_BYTES } from '../policy/yaml.ts';
+
+export const POLICY_PATH = '.breakglass/policy.yml';
+
+/** Where the server's policy came from, or why there is none. */
+export type PolicyLoad =
+  | { readonly kind: 'policy'; readonly policy: Policy; readonly source: string }
+  /** An empty repository (no branches) and no pinned policy: the first push may bring one. */
+  | { readonly kind: 'bootstrap'; readonly defaultRef: string }
+  | { readonly kind: 'error'; readonly error: BreakglassError };
+
+function asPolicyError(e: unknown, source: string): BreakglassError {
+  if (isBreakglassError(e) && e.code === 'POLICY_INVALID') return e;
+  const msg = e instanceof Error ? e.message : String(e);
+  return new BreakglassError('POLICY_INVALID', `${source}: ${msg}`);
+}
+
+/** Parses policy bytes, turning any failure into POLICY_INVALID naming the source. */
+export function parsePolicyBytes(data: Buffer, source: string): Policy {
+  if (data.length > MAX_POLICY_BYTES) {
+    throw new BreakglassError('POLICY_INVALID', `${source}: larger than ${MAX_POLICY_BYTES} bytes`);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(data);
+  } catch {
+    throw new BreakglassError('POLICY_INVALID', `${source}: not valid UTF-8`);
+  }
+  try {
+    return parsePolicy(text, source);
+  } catch (e) {
+    throw asPolicyError(e, source);
+  }
+}
+
+async function loadPinned(gitDir: string, file: string): Promise<PolicyLoad> {
+  const full = path.resolve(gitDir, file);
+  let data: Buffer;
+  try {
+    const fh = await fs.open(full, 'r');
+    try {
+      // Read one byte past the limit so an oversized file is reported, not truncated.
+      const buf = Buffer.alloc(MAX_POLICY_BYTES + 1);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      data = buf.subarray(0, bytesRead);
+    } finally {
+      await fh.close();
+    }
+  } catch (e) {
+    return {
+      kind: 'error',
+      error: new BreakglassError(
+        'POLICY_MISSING',
+        `the pinned policy ${full} (git config breakglass.policy) can't be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      ),
+    };
+  }
+  try {
+    return { kind: 'policy', policy: parsePolicyBytes(data, full), source: full };
+  } catch (e) {
+    return { kind: 'error', error: asPolicyError(e, full) };
+  }
+}
+
+/**
+ * The policy that governs a push (DESIGN §5): the pinned file if `breakglass.policy` is set,
+ * else `.breakglass/policy.yml` at the tip of the default branch (HEAD's target) as it was before
+ * this push — never from the pushed commits. Failures come back as values so the caller can fail
+ * closed for protected refs and still let other refs through.
+ */
+export async function loadServerPolicy(
+  ctx: GitContext & { gitDir: string },
+  reader: CatFileBatch,
+  pinnedFile: string | undefined,
+): Promise<PolicyLoad> {
+  if (pinnedFile) return loadPinned(ctx.gitDir, pinnedFile);
+  const [head, blob] = await Promise.all([
+    reader.read('HEAD^{commit}'),
+    reader.read(`HEAD:${POLICY_PATH}`),
+  ]);
+  if (head) {
+    const source = `${POLICY_PATH} at HEAD (${head.sha.slice(0, 12)})`;
+    if (!blob) {
+      return {
+        kind: 'error',
+        error: new BreakglassError(
+          'POLICY_MISSING',
+          `the default branch has no ${POLICY_PATH} (at ${head.sha.slice(0, 12)})`,
+          {
+            hint: `commit a policy to the default branch, or pin one: git config breakglass.policy FILE`,
+          },
+        ),
+      };
+    }
+    if (blob.type !== 'blob') {
+      return {
+        kind: 'error',
+        error: new BreakglassError('POLICY_INVALID', `${source} is a ${blob.type}, not a file`),
+      };
+    }
+    try {
+      return { kind: 'policy', policy: parsePolicyBytes(blob.data, POLICY_PATH), source };
+    } catch (e) {
+      return { kind: 'error', error: asPolicyError(e, POLICY_PATH) };
+    }
+  }
+  // HEAD is unborn. Only a repository without any branch is a bootstrap; otherwise the default
+  // branch is simply missing and nothing says what is protected.
+  const defaultRef = await gitText(ctx, ['symbolic-ref', '-q', 'HEAD'], { allowFail: true });
+  const anyBranch = await runGit(ctx, [
+    'for-each-ref',
+    '--count=1',
+    '--format=%(refname)',
+    'refs/heads/',
+  ]);
+  if (anyBranch.stdout.length === 0 && defaultRef.startsWith('refs/heads/')) {
+    return { kind: 'bootstrap', defaultRef };
+  }
+  return {
+    kind: 'error',
+    error: new BreakglassError(
+      'POLICY_MISSING',
+      `HEAD points to ${defaultRef || 'nothing'}, which does not exist, so there is no policy to read`,
+      {
+        hint: 'point HEAD at the default branch (git symbolic-ref HEAD refs/heads/main) or pin a policy: git config breakglass.policy FILE',
+      },
+    ),
+  };
+}

@@ -1,0 +1,186 @@
+// A throwaway server repository (bare, no hooks) and a developer clone, for calling the hook
+// functions directly. Pushed objects are made visible the way git's quarantine does it: the
+// clone's object directory as GIT_ALTERNATE_OBJECT_DIRECTORIES in the hook environment.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { writeEnvelope } from '../../src/git/store.ts';
+import { runPreReceive } from '../../src/server/pre-receive.ts';
+import { flushJournal, type FlushResult } from '../../src/server/post-receive.ts';
+import type { Envelope } from '../../src/ticket/dsse.ts';
+import { policyYaml, T0 } from '../helpers/fixtures.ts';
+
+export const ZERO = '0'.repeat(40);
+export const NOW = T0 + 60_000;
+
+const baseEnv: NodeJS.ProcessEnv = {
+  PATH: process.env.PATH,
+  HOME: os.tmpdir(),
+  GIT_CONFIG_NOSYSTEM: '1',
+  GIT_CONFIG_GLOBAL: '/dev/null',
+  GIT_AUTHOR_NAME: 'Alice',
+  GIT_AUTHOR_EMAIL: 'alice@example.com',
+  GIT_COMMITTER_NAME: 'Alice',
+  GIT_COMMITTER_EMAIL: 'alice@example.com',
+  GIT_AUTHOR_DATE: '2026-11-29T03:00:00Z',
+  GIT_COMMITTER_DATE: '2026-11-29T03:00:00Z',
+};
+
+export interface HookRun {
+  code: number;
+  out: string;
+  err: string;
+  text: string;
+}
+
+export class Fixture {
+  readonly dir: string;
+  readonly server: string;
+  readonly work: string;
+  readonly env = baseEnv;
+  private n = 0;
+
+  constructor(opts: { policy?: string | null } = {}) {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bg-server-'));
+    this.server = path.join(this.dir, 'server.git');
+    this.work = path.join(this.dir, 'work');
+    this.git(this.dir, 'init', '-q', '--bare', '-b', 'main', this.server);
+    this.git(this.dir, 'init', '-q', '-b', 'main', this.work);
+    if (opts.policy !== null) {
+      this.write('.breakglass/policy.yml', opts.policy ?? policyYaml());
+      this.write('README.md', 'hello\n');
+      const sha = this.commitAll('initial commit with policy');
+      this.land(sha, 'refs/heads/main');
+    }
+  }
+
+  git(cwd: string, ...args: string[]): string {
+    return execFileSync('git', args, { cwd, env: this.env, encoding: 'utf8' }).trim();
+  }
+
+  /** git in the server repository. */
+  sgit(...args: string[]): string {
+    return this.git(this.server, ...args);
+  }
+
+  write(file: string, content: string): void {
+    const full = path.join(this.work, file);
+    fs.mkdirSync(path.dirname(full), { recursive: true });
+    fs.writeFileSync(full, content);
+  }
+
+  commitAll(message: string): string {
+    this.git(this.work, 'add', '-A');
+    this.git(this.work, 'commit', '-q', '--allow-empty', '-m', message);
+    return this.git(this.work, 'rev-parse', 'HEAD');
+  }
+
+  /** A new commit on the clone's HEAD. */
+  commit(message = `change ${++this.n}`): string {
+    this.write(`file-${this.n}-${message.length}.txt`, `${message}\n`);
+    return this.commitAll(message);
+  }
+
+  /** What git does after pre-receive accepted: the objects arrive and the ref moves. */
+  land(sha: string, ref: string): void {
+    this.git(this.work, 'push', '-q', '--force', this.server, `${sha}:${ref}`);
+  }
+
+  serverRef(ref: string): string | null {
+    try {
+      return this.sgit('rev-parse', '--verify', '-q', ref);
+    } catch {
+      return null;
+    }
+  }
+
+  /** Stores a ticket on the server, as if pushed earlier. */
+  async serverTicket(id: string, envelope: Envelope): Promise<string> {
+    return writeEnvelope(
+      { gitDir: this.server, env: this.env },
+      'tickets',
+      id,
+      envelope,
+      'ticket',
+      {
+        name: 'Alice',
+        email: 'alice@example.com',
+      },
+    );
+  }
+
+  /** Writes an envelope in the clone (to be pushed), returning the commit. */
+  async workEnvelope(
+    ns: 'tickets' | 'revoked' | 'reviews',
+    id: string,
+    envelope: Envelope,
+  ): Promise<string> {
+    return writeEnvelope(
+      { gitDir: path.join(this.work, '.git'), env: this.env },
+      ns,
+      id,
+      envelope,
+      ns,
+      { name: 'Alice', email: 'alice@example.com' },
+    );
+  }
+
+  hookEnv(extra: NodeJS.ProcessEnv = {}, options: string[] = []): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = {
+      ...this.env,
+      GIT_ALTERNATE_OBJECT_DIRECTORIES: path.join(this.work, '.git', 'objects'),
+      GL_USERNAME: 'alice',
+      ...extra,
+    };
+    if (options.length) {
+      env.GIT_PUSH_OPTION_COUNT = String(options.length);
+      options.forEach((o, i) => (env[`GIT_PUSH_OPTION_${i}`] = o));
+    }
+    return env;
+  }
+
+  /** Runs pre-receive on `<old> <new> <ref>` lines. */
+  async pre(
+    lines: string[][],
+    o: { env?: NodeJS.ProcessEnv; options?: string[]; now?: number; timeoutMs?: number } = {},
+  ): Promise<HookRun> {
+    let out = '';
+    let err = '';
+    const code = await runPreReceive({
+      gitDir: this.server,
+      env: this.hookEnv(o.env, o.options),
+      stdin: lines.map((l) => l.join(' ') + '\n').join(''),
+      now: o.now ?? NOW,
+      stdout: { write: (s: string) => (out += s) },
+      stderr: { write: (s: string) => (err += s) },
+      hostname: 'test-server',
+      ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
+    });
+    return { code, out, err, text: out + err };
+  }
+
+  flush(now = NOW + 1000, updated: string[][] = [], graceMs?: number): Promise<FlushResult> {
+    return flushJournal(this.server, this.env, now, {
+      updated: updated.map(([oldSha, newSha, ref]) => ({
+        oldSha: oldSha!,
+        newSha: newSha!,
+        ref: ref!,
+      })),
+      ...(graceMs !== undefined ? { graceMs } : {}),
+    });
+  }
+
+  /** Files under $GIT_DIR/breakglass/<sub>, recursively (relative paths). */
+  state(sub: string): string[] {
+    const root = path.join(this.server, 'breakglass', sub);
+    if (!fs.existsSync(root)) return [];
+    return (fs.readdirSync(root, { recursive: true }) as string[])
+      .filter((f) => fs.statSync(path.join(root, f)).isFile())
+      .sort();
+  }
+
+  cleanup(): void {
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
