@@ -77,19 +77,21 @@ class Demo {
     args: readonly string[],
     expect: 'ok' | 'fail',
     show: 'all' | 'stdout' | 'none' = 'all',
+    mustSay?: RegExp,
   ): Promise<Result> {
     this.out.out(`  ${this.s.cyan(`${who.name}$`)} ${display}`);
     const r = await exec(cmd, args, who.dir, who.env);
     const text = show === 'none' ? '' : show === 'stdout' ? r.stdout : r.stderr + r.stdout;
+    // git pads "remote:" lines with spaces; keep blank lines (git log needs them to read well).
     for (const line of text.replace(/\s+$/, '').split('\n')) {
-      if (line) this.out.out(this.s.dim('  │ ') + line);
+      if (text.trim()) this.out.out((this.s.dim('  │ ') + line).trimEnd());
     }
     const ok = r.code === 0;
-    if (ok !== (expect === 'ok')) {
+    if (ok !== (expect === 'ok') || (mustSay && !mustSay.test(r.stderr + r.stdout))) {
       if (show !== 'all') this.out.err(r.stderr + r.stdout);
       throw new BreakglassError(
         'INTERNAL',
-        `demo step ${this.step}: "${display}" ${ok ? 'succeeded' : `failed (exit ${r.code})`}, expected it to ${expect === 'ok' ? 'succeed' : 'be refused'}`,
+        `demo step ${this.step}: "${display}" ${ok ? 'succeeded' : `failed (exit ${r.code})`}, expected it to ${expect === 'ok' ? 'succeed' : 'be refused'}${mustSay ? ` saying ${String(mustSay)}` : ''}`,
       );
     }
     return r;
@@ -111,8 +113,17 @@ class Demo {
     args: readonly string[],
     expect: 'ok' | 'fail',
     show: 'all' | 'stdout' | 'none' = 'all',
+    mustSay?: RegExp,
   ) {
-    return this.run(who, `git ${args.map(shellWord).join(' ')}`, 'git', args, expect, show);
+    return this.run(
+      who,
+      `git ${args.map(shellWord).join(' ')}`,
+      'git',
+      args,
+      expect,
+      show,
+      mustSay,
+    );
   }
 
   verdict(text: string): void {
@@ -219,10 +230,18 @@ tickets:
       'none',
     );
     await demo.git(adminIn, ['push', '-q', gitDir, 'main'], 'ok', 'none');
+    out.out(s.dim('  The policy on main (.breakglass/policy.yml):'));
+    for (const line of policy.trimEnd().split('\n')) out.out(s.dim(`  │ ${line}`));
     await demo.bg(admin, ['install-hooks', gitDir], 'ok');
     const url = `file://${gitDir}`;
     await demo.git(alice, ['clone', '-q', url, 'alice'], 'ok', 'none');
     await demo.git(bob, ['clone', '-q', url, 'bob'], 'ok', 'none');
+    out.out(
+      s.dim(
+        '  The server learns who pushes from REMOTE_USER: set here in each person’s environment (file://\n' +
+          '  passes it to the hook); over ssh or https the server sets it (docs/server-setup.md).',
+      ),
+    );
     const a = { ...alice, dir: join(root, 'alice') };
     const b = { ...bob, dir: join(root, 'bob') };
 
@@ -232,7 +251,7 @@ tickets:
     );
     await writeFile(join(a.dir, 'app.txt'), 'payments: v1 + hotfix for INC-4711\n');
     await demo.git(a, ['commit', '-q', '-am', 'Fix payment timeout (INC-4711)'], 'ok', 'none');
-    await demo.git(a, ['push', 'origin', 'HEAD:main'], 'fail');
+    await demo.git(a, ['push', 'origin', 'HEAD:main'], 'fail', 'all', /TICKET_REQUIRED/);
     demo.verdict('Rejected: main is protected and Alice holds no ticket.');
 
     demo.heading(
@@ -266,14 +285,26 @@ tickets:
       'Alice pushes again, with the ticket',
       'The hook verifies it and lets exactly this push through.',
     );
-    await demo.git(a, ['push', '-o', `breakglass=${id}`, 'origin', 'HEAD:main'], 'ok');
+    await demo.git(
+      a,
+      ['push', '-o', `breakglass=${id}`, 'origin', 'HEAD:main'],
+      'ok',
+      'all',
+      /BREAK-GLASS PUSH ACCEPTED/,
+    );
     demo.verdict('Accepted, with the banner. post-receive wrote the audit note.');
 
     demo.heading('Alice tries the same ticket again', 'It was good for one push.');
     await writeFile(join(a.dir, 'app.txt'), 'payments: v1 + hotfix + one more thing\n');
     await demo.git(a, ['commit', '-q', '-am', 'One more thing'], 'ok', 'none');
-    await demo.git(a, ['push', '-o', `breakglass=${id}`, 'origin', 'HEAD:main'], 'fail');
-    demo.verdict('Rejected: the ticket is used up.');
+    await demo.git(
+      a,
+      ['push', '-o', `breakglass=${id}`, 'origin', 'HEAD:main'],
+      'fail',
+      'all',
+      /TICKET_USED_UP/,
+    );
+    demo.verdict('Rejected: the ticket is used up (and it was pinned to the first commit anyway).');
 
     demo.heading(
       'Alice force-pushes with a ticket that only allows push',
@@ -308,6 +339,8 @@ tickets:
       a,
       ['push', '--force', '-o', `breakglass=${id2}`, 'origin', 'HEAD:main'],
       'fail',
+      'all',
+      /SCOPE_ACTION/,
     );
     demo.verdict('Rejected: the push would rewrite main and the ticket does not allow force-push.');
 
