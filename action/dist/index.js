@@ -27055,6 +27055,59 @@ function failStartup(e) {
   setFailed(`git-breakglass: ${e.message}`);
 }
 
+// src/policy/refs.ts
+var MAX_REF_LENGTH = 255;
+var FORBIDDEN = /[\x00-\x20\x7f~^:?*[\\]/;
+function isValidRefName(ref) {
+  if (ref.length === 0 || ref.length > MAX_REF_LENGTH) return false;
+  if (!ref.startsWith("refs/")) return false;
+  if (FORBIDDEN.test(ref) || ref.includes("..") || ref.includes("@{") || ref.includes("//")) {
+    return false;
+  }
+  if (ref.endsWith("/") || ref.endsWith(".")) return false;
+  return ref.split("/").every((c) => c.length > 0 && !c.startsWith(".") && !c.endsWith(".lock"));
+}
+function normalizeRefPattern(pattern) {
+  return pattern.startsWith("refs/") ? pattern : `refs/heads/${pattern}`;
+}
+function compileRefPattern(input2, field = "ref") {
+  if (typeof input2 !== "string" || input2.length === 0 || input2.length > MAX_REF_LENGTH) {
+    throw new BreakglassError("REF_INVALID", `${field}: expected a ref name or pattern`);
+  }
+  const source = normalizeRefPattern(input2);
+  const segments = source.split("/");
+  let regex = "^";
+  segments.forEach((seg, i) => {
+    if (seg === "**") {
+      regex += i === segments.length - 1 ? "(?:/[^/]+)+" : "(?:/[^/]+)*";
+      return;
+    }
+    if (seg.includes("**")) {
+      throw new BreakglassError(
+        "REF_INVALID",
+        `${field}: "**" must be a whole path segment in "${input2}"`
+      );
+    }
+    const probe = seg.replace(/\*/g, "x");
+    if (probe.length === 0 || probe.startsWith(".") || probe.endsWith(".lock") || FORBIDDEN.test(probe)) {
+      throw new BreakglassError("REF_INVALID", `${field}: "${input2}" is not a valid ref pattern`);
+    }
+    if (i > 0) regex += "/";
+    regex += seg.split("*").map((lit) => lit.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join("[^/]*");
+  });
+  regex += "$";
+  if (!isValidRefName(source.replace(/\*+/g, "x"))) {
+    throw new BreakglassError("REF_INVALID", `${field}: "${input2}" is not a valid ref pattern`);
+  }
+  return { source, regex: new RegExp(regex) };
+}
+function refMatches(pattern, ref) {
+  return isValidRefName(ref) && pattern.regex.test(ref);
+}
+function anyRefMatches(patterns, ref) {
+  return patterns.some((p) => refMatches(p, ref));
+}
+
 // node_modules/zod/v4/classic/external.js
 var external_exports = {};
 __export(external_exports, {
@@ -46772,158 +46825,6 @@ function date4(params) {
   return _coercedDate(ZodDate, params);
 }
 
-// src/ticket/keys.ts
-var import_tweetnacl = __toESM(require_nacl_fast(), 1);
-import { createHash, createPublicKey, verify as nodeVerify } from "node:crypto";
-
-// src/ticket/base64.ts
-var STD_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-function decodeBase64Strict(text2, field, code, maxBytes) {
-  if (typeof text2 !== "string") throw new BreakglassError(code, `${field}: expected base64 text`);
-  if (text2.length > Math.ceil(maxBytes / 3) * 4) {
-    throw new BreakglassError("INPUT_TOO_LARGE", `${field}: more than ${maxBytes} bytes`);
-  }
-  if (!STD_BASE64.test(text2)) throw new BreakglassError(code, `${field}: not canonical base64`);
-  const bytes = Buffer.from(text2, "base64");
-  if (bytes.toString("base64") !== text2) {
-    throw new BreakglassError(code, `${field}: not canonical base64`);
-  }
-  if (bytes.length > maxBytes) {
-    throw new BreakglassError("INPUT_TOO_LARGE", `${field}: more than ${maxBytes} bytes`);
-  }
-  return bytes;
-}
-
-// src/ticket/keys.ts
-var PREFIX = "ed25519:";
-var SPKI_ED25519_HEADER = Buffer.from("302a300506032b6570032100", "hex");
-function sshWire(raw) {
-  const type = Buffer.from("ssh-ed25519");
-  const out = Buffer.alloc(4 + type.length + 4 + raw.length);
-  out.writeUInt32BE(type.length, 0);
-  type.copy(out, 4);
-  out.writeUInt32BE(raw.length, 4 + type.length);
-  raw.copy(out, 8 + type.length);
-  return out;
-}
-function keyIdOf(raw) {
-  return "SHA256:" + createHash("sha256").update(sshWire(raw)).digest("base64").replace(/=+$/, "");
-}
-var SMALL_ORDER_POINTS = [
-  "0000000000000000000000000000000000000000000000000000000000000000",
-  "0100000000000000000000000000000000000000000000000000000000000000",
-  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
-  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
-  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-  "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-  "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"
-].map((h) => Buffer.from(h, "hex"));
-function hasSmallOrder(raw) {
-  return SMALL_ORDER_POINTS.some(
-    (p) => p.every((b, i) => b === (i === 31 ? raw[i] & 127 : raw[i]))
-  );
-}
-function publicKeyFromRaw(raw) {
-  if (raw.length !== 32) {
-    throw new BreakglassError(
-      "KEY_INVALID",
-      `an Ed25519 public key has 32 bytes, not ${raw.length}`
-    );
-  }
-  if (hasSmallOrder(raw)) {
-    throw new BreakglassError(
-      "KEY_INVALID",
-      "this Ed25519 public key is a point of small order: signatures under it can be forged"
-    );
-  }
-  const buf = Buffer.from(raw);
-  return { raw: buf, text: PREFIX + buf.toString("base64"), keyid: keyIdOf(buf) };
-}
-function parsePublicKey(text2, field = "key") {
-  if (typeof text2 !== "string" || !text2.startsWith(PREFIX)) {
-    throw new BreakglassError("KEY_INVALID", `${field}: expected "ed25519:<base64>"`);
-  }
-  const raw = decodeBase64Strict(text2.slice(PREFIX.length), field, "KEY_INVALID", 64);
-  if (raw.length !== 32) {
-    throw new BreakglassError(
-      "KEY_INVALID",
-      `${field}: an Ed25519 public key has 32 bytes, this one has ${raw.length}`
-    );
-  }
-  return publicKeyFromRaw(raw);
-}
-var keyObjects = /* @__PURE__ */ new WeakMap();
-function verifyEd25519(key, message, signature) {
-  if (signature.length !== 64) return false;
-  let ko = keyObjects.get(key.raw);
-  if (!ko) {
-    ko = createPublicKey({
-      key: Buffer.concat([SPKI_ED25519_HEADER, key.raw]),
-      format: "der",
-      type: "spki"
-    });
-    keyObjects.set(key.raw, ko);
-  }
-  try {
-    return nodeVerify(null, message, ko, signature);
-  } catch {
-    return false;
-  }
-}
-
-// src/policy/refs.ts
-var MAX_REF_LENGTH = 255;
-var FORBIDDEN = /[\x00-\x20\x7f~^:?*[\\]/;
-function isValidRefName(ref) {
-  if (ref.length === 0 || ref.length > MAX_REF_LENGTH) return false;
-  if (!ref.startsWith("refs/")) return false;
-  if (FORBIDDEN.test(ref) || ref.includes("..") || ref.includes("@{") || ref.includes("//")) {
-    return false;
-  }
-  if (ref.endsWith("/") || ref.endsWith(".")) return false;
-  return ref.split("/").every((c) => c.length > 0 && !c.startsWith(".") && !c.endsWith(".lock"));
-}
-function normalizeRefPattern(pattern) {
-  return pattern.startsWith("refs/") ? pattern : `refs/heads/${pattern}`;
-}
-function compileRefPattern(input2, field = "ref") {
-  if (typeof input2 !== "string" || input2.length === 0 || input2.length > MAX_REF_LENGTH) {
-    throw new BreakglassError("REF_INVALID", `${field}: expected a ref name or pattern`);
-  }
-  const source = normalizeRefPattern(input2);
-  const segments = source.split("/");
-  let regex = "^";
-  segments.forEach((seg, i) => {
-    if (seg === "**") {
-      regex += i === segments.length - 1 ? "(?:/[^/]+)+" : "(?:/[^/]+)*";
-      return;
-    }
-    if (seg.includes("**")) {
-      throw new BreakglassError(
-        "REF_INVALID",
-        `${field}: "**" must be a whole path segment in "${input2}"`
-      );
-    }
-    const probe = seg.replace(/\*/g, "x");
-    if (probe.length === 0 || probe.startsWith(".") || probe.endsWith(".lock") || FORBIDDEN.test(probe)) {
-      throw new BreakglassError("REF_INVALID", `${field}: "${input2}" is not a valid ref pattern`);
-    }
-    if (i > 0) regex += "/";
-    regex += seg.split("*").map((lit) => lit.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join("[^/]*");
-  });
-  regex += "$";
-  if (!isValidRefName(source.replace(/\*+/g, "x"))) {
-    throw new BreakglassError("REF_INVALID", `${field}: "${input2}" is not a valid ref pattern`);
-  }
-  return { source, regex: new RegExp(regex) };
-}
-function refMatches(pattern, ref) {
-  return isValidRefName(ref) && pattern.regex.test(ref);
-}
-function anyRefMatches(patterns, ref) {
-  return patterns.some((p) => refMatches(p, ref));
-}
-
 // src/ticket/strict-json.ts
 function findDuplicateKey(text2) {
   const stack = [];
@@ -46932,7 +46833,8 @@ function findDuplicateKey(text2) {
     const c = text2[i];
     if (c === '"') {
       let j = i + 1;
-      while (text2[j] !== '"') j += text2[j] === "\\" ? 2 : 1;
+      while (j < text2.length && text2[j] !== '"') j += text2[j] === "\\" ? 2 : 1;
+      if (j >= text2.length) return void 0;
       const keys = stack[stack.length - 1];
       if (keys && expectKey) {
         const key = JSON.parse(text2.slice(i, j + 1));
@@ -47086,6 +46988,451 @@ function parsePayload(bytes) {
     );
   }
   return { ...p, times };
+}
+
+// src/audit/consumed.ts
+var CONSUMED_REF_PREFIX = "refs/breakglass/consumed/";
+var KEYS = [
+  "ticket",
+  "ref",
+  "oldSha",
+  "newSha",
+  "actions",
+  "pusher",
+  "recordedAt",
+  "recordedBy",
+  "commits"
+];
+var OID = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
+var MAX_MESSAGE = 64 * 1024;
+var MAX_NAME = 256;
+var CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+function invalid(message) {
+  return new BreakglassError("AUDIT_RECORD_INVALID", `use record: ${message}`);
+}
+function consumedRefOf(ticketId) {
+  if (!TICKET_ID.test(ticketId)) throw invalid(`"${ticketId.slice(0, 80)}" is not a ticket id`);
+  return CONSUMED_REF_PREFIX + ticketId;
+}
+function useRecordOf(e, commits) {
+  if (e.kind !== "breakglass" || e.ticketId === void 0) {
+    throw invalid("only a break-glass event with a ticket consumes a use");
+  }
+  const r = {
+    ticket: e.ticketId,
+    ref: e.ref,
+    oldSha: e.oldSha,
+    newSha: e.newSha,
+    actions: e.actions,
+    pusher: e.pusher,
+    recordedAt: e.recordedAt,
+    recordedBy: e.recordedBy,
+    commits
+  };
+  validateUseRecord(r);
+  return r;
+}
+function checkName(v, field) {
+  if (typeof v !== "string" || v === "" || v.length > MAX_NAME || CONTROL.test(v)) {
+    throw invalid(`${field} must be a non-empty single-line string of at most ${MAX_NAME} chars`);
+  }
+}
+function validateUseRecord(r) {
+  if (typeof r.ticket !== "string" || !TICKET_ID.test(r.ticket)) throw invalid("ticket id");
+  if (typeof r.ref !== "string" || !isValidRefName(r.ref)) throw invalid("ref");
+  if (typeof r.oldSha !== "string" || !OID.test(r.oldSha)) throw invalid("oldSha");
+  if (typeof r.newSha !== "string" || !OID.test(r.newSha)) throw invalid("newSha");
+  if (!Array.isArray(r.actions) || r.actions.length === 0 || !r.actions.every((a) => ACTIONS.includes(a))) {
+    throw invalid(`actions must be a non-empty list of ${ACTIONS.join(", ")}`);
+  }
+  checkName(r.pusher, "pusher");
+  checkName(r.recordedBy, "recordedBy");
+  try {
+    parseTime(r.recordedAt, "recordedAt");
+  } catch (e) {
+    throw invalid(e.message);
+  }
+  if (!Number.isSafeInteger(r.commits) || r.commits < 0) throw invalid("commits");
+}
+function subjectOf(r) {
+  return `breakglass: ${r.ticket} used on ${r.ref} (${r.actions.join(", ")})`;
+}
+function formatUseRecord(r) {
+  validateUseRecord(r);
+  const ordered = Object.fromEntries(KEYS.map((k) => [k, r[k]]));
+  return `${subjectOf(r)}
+
+${JSON.stringify(ordered)}
+`;
+}
+function parseUseRecord(message) {
+  if (typeof message !== "string" || message.length > MAX_MESSAGE) throw invalid("too large");
+  const m = /^([^\n]*)\n\n(\{[^\n]*\})\n?$/.exec(message);
+  if (!m) throw invalid('expected "<subject>\\n\\n<json>"');
+  let json2;
+  try {
+    json2 = JSON.parse(m[2]);
+  } catch {
+    throw invalid("body is not JSON");
+  }
+  if (typeof json2 !== "object" || json2 === null || Array.isArray(json2)) {
+    throw invalid("body is not an object");
+  }
+  const keys = Object.keys(json2).sort();
+  if (keys.join() !== [...KEYS].sort().join()) {
+    throw invalid(`keys must be exactly ${KEYS.join(", ")}`);
+  }
+  const r = json2;
+  validateUseRecord(r);
+  if (m[1] !== subjectOf(r)) throw invalid("subject does not match the record");
+  return r;
+}
+
+// src/ticket/base64.ts
+var STD_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+function decodeBase64Strict(text2, field, code, maxBytes) {
+  if (typeof text2 !== "string") throw new BreakglassError(code, `${field}: expected base64 text`);
+  if (text2.length > Math.ceil(maxBytes / 3) * 4) {
+    throw new BreakglassError("INPUT_TOO_LARGE", `${field}: more than ${maxBytes} bytes`);
+  }
+  if (!STD_BASE64.test(text2)) throw new BreakglassError(code, `${field}: not canonical base64`);
+  const bytes = Buffer.from(text2, "base64");
+  if (bytes.toString("base64") !== text2) {
+    throw new BreakglassError(code, `${field}: not canonical base64`);
+  }
+  if (bytes.length > maxBytes) {
+    throw new BreakglassError("INPUT_TOO_LARGE", `${field}: more than ${maxBytes} bytes`);
+  }
+  return bytes;
+}
+
+// src/ticket/dsse.ts
+var MAX_ENVELOPE_BYTES = 64 * 1024;
+var MAX_PAYLOAD_BYTES = 16 * 1024;
+var MAX_SIGNATURES = 32;
+function pae(payloadType, payload) {
+  const type = Buffer.from(payloadType, "utf8");
+  return Buffer.concat([
+    Buffer.from(`DSSEv1 ${type.length} `),
+    type,
+    Buffer.from(` ${payload.length} `),
+    payload
+  ]);
+}
+function fail(message) {
+  throw new BreakglassError("ENVELOPE_MALFORMED", message);
+}
+function parseEnvelope(input2) {
+  const size = typeof input2 === "string" ? Buffer.byteLength(input2) : input2.length;
+  if (size > MAX_ENVELOPE_BYTES) {
+    throw new BreakglassError(
+      "INPUT_TOO_LARGE",
+      `ticket envelope is ${size} bytes; the limit is ${MAX_ENVELOPE_BYTES}`
+    );
+  }
+  let text2;
+  try {
+    text2 = typeof input2 === "string" ? input2 : new TextDecoder("utf-8", { fatal: true }).decode(input2);
+  } catch {
+    fail("ticket envelope is not valid UTF-8");
+  }
+  let json2;
+  try {
+    json2 = JSON.parse(text2);
+  } catch {
+    fail("ticket envelope is not valid JSON (truncated or corrupted?)");
+  }
+  const duplicate = findDuplicateKey(text2);
+  if (duplicate !== void 0) {
+    fail(`ticket envelope has the field ${JSON.stringify(duplicate.slice(0, 40))} twice`);
+  }
+  if (!json2 || typeof json2 !== "object" || Array.isArray(json2))
+    fail("ticket envelope is not a JSON object");
+  const obj2 = json2;
+  for (const k of Object.keys(obj2)) {
+    if (k !== "payloadType" && k !== "payload" && k !== "signatures") {
+      fail(`ticket envelope has an unknown field "${k.slice(0, 40)}"`);
+    }
+  }
+  if (typeof obj2.payloadType !== "string" || obj2.payloadType.length === 0 || obj2.payloadType.length > 200) {
+    fail("ticket envelope: payloadType must be a non-empty string");
+  }
+  const payload = decodeBase64Strict(
+    obj2.payload,
+    "payload",
+    "ENVELOPE_MALFORMED",
+    MAX_PAYLOAD_BYTES
+  );
+  if (!Array.isArray(obj2.signatures)) fail("ticket envelope: signatures must be an array");
+  if (obj2.signatures.length > MAX_SIGNATURES) {
+    throw new BreakglassError(
+      "INPUT_TOO_LARGE",
+      `ticket envelope has more than ${MAX_SIGNATURES} signatures`
+    );
+  }
+  const signatures = obj2.signatures.map((s, i) => {
+    if (!s || typeof s !== "object" || Array.isArray(s)) fail(`signatures[${i}] is not an object`);
+    const so = s;
+    for (const k of Object.keys(so)) {
+      if (k !== "keyid" && k !== "sig")
+        fail(`signatures[${i}] has an unknown field "${k.slice(0, 40)}"`);
+    }
+    const keyid = so.keyid ?? "";
+    if (typeof keyid !== "string" || keyid.length > 100)
+      fail(`signatures[${i}].keyid must be a string`);
+    const sig = decodeBase64Strict(so.sig, `signatures[${i}].sig`, "ENVELOPE_MALFORMED", 64);
+    if (sig.length !== 64)
+      fail(`signatures[${i}].sig is ${sig.length} bytes; Ed25519 signatures have 64`);
+    return { keyid, sig };
+  });
+  return { payloadType: obj2.payloadType, payload, signatures };
+}
+
+// src/git/git.ts
+import { spawn } from "node:child_process";
+var MAX_STDERR = 64 * 1024;
+function baseArgs(ctx) {
+  return ctx.gitDir ? ["--git-dir", ctx.gitDir] : [];
+}
+function runGit(ctx, args, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn("git", [...baseArgs(ctx), ...args], {
+      cwd: ctx.cwd,
+      env: ctx.env ?? process.env,
+      stdio: ["pipe", "pipe", "pipe"]
+    });
+    const out = [];
+    let err = "";
+    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 6e4);
+    child.stdout.on("data", (d) => out.push(d));
+    child.stderr.on("data", (d) => {
+      if (err.length < MAX_STDERR) err += d.toString("utf8");
+    });
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      reject(new BreakglassError("GIT_FAILED", `could not run git: ${e.message}`, { cause: e }));
+    });
+    child.stdin.on("error", () => {
+    });
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      const result = { code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(out), stderr: err };
+      if (result.code !== 0 && !opts.allowFail) {
+        reject(
+          new BreakglassError(
+            "GIT_FAILED",
+            `git ${args.slice(0, 3).join(" ")} failed${signal ? ` (${signal})` : ""}: ${err.trim().split("\n").slice(-3).join(" / ") || `exit ${result.code}`}`
+          )
+        );
+      } else resolve(result);
+    });
+    child.stdin.end(opts.input ?? "");
+  });
+}
+async function gitText(ctx, args, opts = {}) {
+  const r = await runGit(ctx, args, opts);
+  return r.stdout.toString("utf8").replace(/\n$/, "");
+}
+var CatFileBatch = class {
+  child;
+  buffer = Buffer.alloc(0);
+  queue = [];
+  failed = null;
+  constructor(ctx) {
+    this.child = spawn("git", [...baseArgs(ctx), "cat-file", "--batch"], {
+      cwd: ctx.cwd,
+      env: ctx.env ?? process.env,
+      stdio: ["pipe", "pipe", "ignore"]
+    });
+    this.child.stdout.on("data", (d) => {
+      this.buffer = this.buffer.length ? Buffer.concat([this.buffer, d]) : d;
+      this.drain();
+    });
+    const fail2 = (e) => {
+      this.failed = e;
+      for (const q of this.queue.splice(0)) q.reject(e);
+    };
+    this.child.on(
+      "error",
+      (e) => fail2(new BreakglassError("GIT_FAILED", `git cat-file: ${e.message}`))
+    );
+    this.child.on("close", () => fail2(new BreakglassError("GIT_FAILED", "git cat-file exited")));
+    this.child.stdin.on("error", () => {
+    });
+  }
+  drain() {
+    while (this.queue.length) {
+      const nl = this.buffer.indexOf(10);
+      if (nl < 0) return;
+      const header = this.buffer.subarray(0, nl).toString("utf8");
+      if (header.endsWith(" missing") || header.endsWith(" ambiguous")) {
+        this.buffer = this.buffer.subarray(nl + 1);
+        this.queue.shift().resolve(null);
+        continue;
+      }
+      const [sha, type, sizeText] = header.split(" ");
+      const size = Number(sizeText);
+      if (this.buffer.length < nl + 1 + size + 1) return;
+      const data = Buffer.from(this.buffer.subarray(nl + 1, nl + 1 + size));
+      this.buffer = this.buffer.subarray(nl + 1 + size + 1);
+      this.queue.shift().resolve({ sha, type, data });
+    }
+  }
+  /** Reads an object by any revision expression (`<sha>`, `<ref>:<path>`). */
+  read(spec) {
+    if (this.failed) return Promise.reject(this.failed);
+    if (/[\n\r]/.test(spec)) return Promise.resolve(null);
+    return new Promise((resolve, reject) => {
+      this.queue.push({ resolve, reject });
+      this.child.stdin.write(spec + "\n");
+    });
+  }
+  /** Ends the process. */
+  close() {
+    this.child.removeAllListeners("close");
+    this.child.stdin.end();
+  }
+};
+
+// src/git/store.ts
+var REFS = {
+  tickets: "refs/breakglass/tickets/",
+  revoked: "refs/breakglass/revoked/",
+  reviews: "refs/breakglass/reviews/",
+  consumed: "refs/breakglass/consumed/",
+  notes: "refs/notes/breakglass"
+};
+var ENVELOPE_FILE = {
+  tickets: "ticket.json",
+  revoked: "revocation.json",
+  reviews: "review.json"
+};
+function refFor(ns, id) {
+  if (!TICKET_ID.test(id)) {
+    throw new BreakglassError(
+      "USAGE",
+      `"${id.slice(0, 80)}" is not a ticket id (expected e.g. 20261129T031200Z-7f3a9c)`
+    );
+  }
+  return REFS[ns] + id;
+}
+async function listRefs(ctx, ns) {
+  const out = await gitText(ctx, [
+    "for-each-ref",
+    "--format=%(objectname) %(objecttype) %(refname)",
+    REFS[ns]
+  ]);
+  if (!out) return [];
+  return out.split("\n").map((line) => {
+    const [sha, type, ref] = line.split(" ");
+    return { ref, sha, type, id: ref.slice(REFS[ns].length) };
+  });
+}
+async function readEnvelopeAt(reader, ns, revision, what) {
+  const commit = await reader.read(revision);
+  if (!commit) throw new BreakglassError("TICKET_NOT_FOUND", `${what} not found`);
+  if (commit.type !== "commit") {
+    throw new BreakglassError(
+      "TICKET_REF_INVALID",
+      `${what} points to a ${commit.type}, not a commit`
+    );
+  }
+  const file2 = await reader.read(`${commit.sha}:${ENVELOPE_FILE[ns]}`);
+  if (!file2 || file2.type !== "blob") {
+    throw new BreakglassError(
+      "TICKET_REF_INVALID",
+      `${what} has no ${ENVELOPE_FILE[ns]} in its tree`
+    );
+  }
+  return parseEnvelope(file2.data);
+}
+async function refExists(ctx, ref) {
+  const r = await runGit(ctx, ["rev-parse", "--verify", "--quiet", ref], { allowFail: true });
+  return r.code === 0;
+}
+async function countUses(ctx, id) {
+  const ref = refFor("consumed", id);
+  if (!await refExists(ctx, ref)) return 0;
+  return Number(await gitText(ctx, ["rev-list", "--count", ref]));
+}
+
+// src/ticket/keys.ts
+var import_tweetnacl = __toESM(require_nacl_fast(), 1);
+import { createHash, createPublicKey, verify as nodeVerify } from "node:crypto";
+var PREFIX = "ed25519:";
+var SPKI_ED25519_HEADER = Buffer.from("302a300506032b6570032100", "hex");
+function sshWire(raw) {
+  const type = Buffer.from("ssh-ed25519");
+  const out = Buffer.alloc(4 + type.length + 4 + raw.length);
+  out.writeUInt32BE(type.length, 0);
+  type.copy(out, 4);
+  out.writeUInt32BE(raw.length, 4 + type.length);
+  raw.copy(out, 8 + type.length);
+  return out;
+}
+function keyIdOf(raw) {
+  return "SHA256:" + createHash("sha256").update(sshWire(raw)).digest("base64").replace(/=+$/, "");
+}
+var SMALL_ORDER_POINTS = [
+  "0000000000000000000000000000000000000000000000000000000000000000",
+  "0100000000000000000000000000000000000000000000000000000000000000",
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"
+].map((h) => Buffer.from(h, "hex"));
+function hasSmallOrder(raw) {
+  return SMALL_ORDER_POINTS.some(
+    (p) => p.every((b, i) => b === (i === 31 ? raw[i] & 127 : raw[i]))
+  );
+}
+function publicKeyFromRaw(raw) {
+  if (raw.length !== 32) {
+    throw new BreakglassError(
+      "KEY_INVALID",
+      `an Ed25519 public key has 32 bytes, not ${raw.length}`
+    );
+  }
+  if (hasSmallOrder(raw)) {
+    throw new BreakglassError(
+      "KEY_INVALID",
+      "this Ed25519 public key is a point of small order: signatures under it can be forged"
+    );
+  }
+  const buf = Buffer.from(raw);
+  return { raw: buf, text: PREFIX + buf.toString("base64"), keyid: keyIdOf(buf) };
+}
+function parsePublicKey(text2, field = "key") {
+  if (typeof text2 !== "string" || !text2.startsWith(PREFIX)) {
+    throw new BreakglassError("KEY_INVALID", `${field}: expected "ed25519:<base64>"`);
+  }
+  const raw = decodeBase64Strict(text2.slice(PREFIX.length), field, "KEY_INVALID", 64);
+  if (raw.length !== 32) {
+    throw new BreakglassError(
+      "KEY_INVALID",
+      `${field}: an Ed25519 public key has 32 bytes, this one has ${raw.length}`
+    );
+  }
+  return publicKeyFromRaw(raw);
+}
+var keyObjects = /* @__PURE__ */ new WeakMap();
+function verifyEd25519(key, message, signature) {
+  if (signature.length !== 64) return false;
+  let ko = keyObjects.get(key.raw);
+  if (!ko) {
+    ko = createPublicKey({
+      key: Buffer.concat([SPKI_ED25519_HEADER, key.raw]),
+      format: "der",
+      type: "spki"
+    });
+    keyObjects.set(key.raw, ko);
+  }
+  try {
+    return nodeVerify(null, message, ko, signature);
+  } catch {
+    return false;
+  }
 }
 
 // src/policy/duration.ts
@@ -50059,191 +50406,10 @@ function decidePush(input2) {
   };
 }
 
-// src/git/git.ts
-import { spawn } from "node:child_process";
-var MAX_STDERR = 64 * 1024;
-function baseArgs(ctx) {
-  return ctx.gitDir ? ["--git-dir", ctx.gitDir] : [];
-}
-function runGit(ctx, args, opts = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn("git", [...baseArgs(ctx), ...args], {
-      cwd: ctx.cwd,
-      env: ctx.env ?? process.env,
-      stdio: ["pipe", "pipe", "pipe"]
-    });
-    const out = [];
-    let err = "";
-    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 6e4);
-    child.stdout.on("data", (d) => out.push(d));
-    child.stderr.on("data", (d) => {
-      if (err.length < MAX_STDERR) err += d.toString("utf8");
-    });
-    child.on("error", (e) => {
-      clearTimeout(timer);
-      reject(new BreakglassError("GIT_FAILED", `could not run git: ${e.message}`, { cause: e }));
-    });
-    child.stdin.on("error", () => {
-    });
-    child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      const result = { code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(out), stderr: err };
-      if (result.code !== 0 && !opts.allowFail) {
-        reject(
-          new BreakglassError(
-            "GIT_FAILED",
-            `git ${args.slice(0, 3).join(" ")} failed${signal ? ` (${signal})` : ""}: ${err.trim().split("\n").slice(-3).join(" / ") || `exit ${result.code}`}`
-          )
-        );
-      } else resolve(result);
-    });
-    child.stdin.end(opts.input ?? "");
-  });
-}
-async function gitText(ctx, args, opts = {}) {
-  const r = await runGit(ctx, args, opts);
-  return r.stdout.toString("utf8").replace(/\n$/, "");
-}
-var CatFileBatch = class {
-  child;
-  buffer = Buffer.alloc(0);
-  queue = [];
-  failed = null;
-  constructor(ctx) {
-    this.child = spawn("git", [...baseArgs(ctx), "cat-file", "--batch"], {
-      cwd: ctx.cwd,
-      env: ctx.env ?? process.env,
-      stdio: ["pipe", "pipe", "ignore"]
-    });
-    this.child.stdout.on("data", (d) => {
-      this.buffer = this.buffer.length ? Buffer.concat([this.buffer, d]) : d;
-      this.drain();
-    });
-    const fail2 = (e) => {
-      this.failed = e;
-      for (const q of this.queue.splice(0)) q.reject(e);
-    };
-    this.child.on(
-      "error",
-      (e) => fail2(new BreakglassError("GIT_FAILED", `git cat-file: ${e.message}`))
-    );
-    this.child.on("close", () => fail2(new BreakglassError("GIT_FAILED", "git cat-file exited")));
-    this.child.stdin.on("error", () => {
-    });
-  }
-  drain() {
-    while (this.queue.length) {
-      const nl = this.buffer.indexOf(10);
-      if (nl < 0) return;
-      const header = this.buffer.subarray(0, nl).toString("utf8");
-      if (header.endsWith(" missing") || header.endsWith(" ambiguous")) {
-        this.buffer = this.buffer.subarray(nl + 1);
-        this.queue.shift().resolve(null);
-        continue;
-      }
-      const [sha, type, sizeText] = header.split(" ");
-      const size = Number(sizeText);
-      if (this.buffer.length < nl + 1 + size + 1) return;
-      const data = Buffer.from(this.buffer.subarray(nl + 1, nl + 1 + size));
-      this.buffer = this.buffer.subarray(nl + 1 + size + 1);
-      this.queue.shift().resolve({ sha, type, data });
-    }
-  }
-  /** Reads an object by any revision expression (`<sha>`, `<ref>:<path>`). */
-  read(spec) {
-    if (this.failed) return Promise.reject(this.failed);
-    if (/[\n\r]/.test(spec)) return Promise.resolve(null);
-    return new Promise((resolve, reject) => {
-      this.queue.push({ resolve, reject });
-      this.child.stdin.write(spec + "\n");
-    });
-  }
-  /** Ends the process. */
-  close() {
-    this.child.removeAllListeners("close");
-    this.child.stdin.end();
-  }
-};
-
-// src/audit/consumed.ts
-var CONSUMED_REF_PREFIX = "refs/breakglass/consumed/";
-var KEYS = [
-  "ticket",
-  "ref",
-  "oldSha",
-  "newSha",
-  "actions",
-  "pusher",
-  "recordedAt",
-  "recordedBy",
-  "commits"
-];
-var OID = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
-var MAX_MESSAGE = 64 * 1024;
-var MAX_NAME = 256;
-var CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
-function invalid(message) {
-  return new BreakglassError("AUDIT_RECORD_INVALID", `use record: ${message}`);
-}
-function consumedRefOf(ticketId) {
-  if (!TICKET_ID.test(ticketId)) throw invalid(`"${ticketId.slice(0, 80)}" is not a ticket id`);
-  return CONSUMED_REF_PREFIX + ticketId;
-}
-function useRecordOf(e, commits) {
-  if (e.kind !== "breakglass" || e.ticketId === void 0) {
-    throw invalid("only a break-glass event with a ticket consumes a use");
-  }
-  const r = {
-    ticket: e.ticketId,
-    ref: e.ref,
-    oldSha: e.oldSha,
-    newSha: e.newSha,
-    actions: e.actions,
-    pusher: e.pusher,
-    recordedAt: e.recordedAt,
-    recordedBy: e.recordedBy,
-    commits
-  };
-  validateUseRecord(r);
-  return r;
-}
-function checkName(v, field) {
-  if (typeof v !== "string" || v === "" || v.length > MAX_NAME || CONTROL.test(v)) {
-    throw invalid(`${field} must be a non-empty single-line string of at most ${MAX_NAME} chars`);
-  }
-}
-function validateUseRecord(r) {
-  if (typeof r.ticket !== "string" || !TICKET_ID.test(r.ticket)) throw invalid("ticket id");
-  if (typeof r.ref !== "string" || !isValidRefName(r.ref)) throw invalid("ref");
-  if (typeof r.oldSha !== "string" || !OID.test(r.oldSha)) throw invalid("oldSha");
-  if (typeof r.newSha !== "string" || !OID.test(r.newSha)) throw invalid("newSha");
-  if (!Array.isArray(r.actions) || r.actions.length === 0 || !r.actions.every((a) => ACTIONS.includes(a))) {
-    throw invalid(`actions must be a non-empty list of ${ACTIONS.join(", ")}`);
-  }
-  checkName(r.pusher, "pusher");
-  checkName(r.recordedBy, "recordedBy");
-  try {
-    parseTime(r.recordedAt, "recordedAt");
-  } catch (e) {
-    throw invalid(e.message);
-  }
-  if (!Number.isSafeInteger(r.commits) || r.commits < 0) throw invalid("commits");
-}
-function subjectOf(r) {
-  return `breakglass: ${r.ticket} used on ${r.ref} (${r.actions.join(", ")})`;
-}
-function formatUseRecord(r) {
-  validateUseRecord(r);
-  const ordered = Object.fromEntries(KEYS.map((k) => [k, r[k]]));
-  return `${subjectOf(r)}
-
-${JSON.stringify(ordered)}
-`;
-}
-
 // src/audit/note.ts
 var TRAILER_PREFIX = "Break-glass-";
 var MAX_DROPPED_LISTED = 50;
+var MAX_NOTE_CHARS = 1024 * 1024;
 var MAX_VALUE_CHARS = 4096;
 var K = {
   violation: "Break-glass-Violation",
@@ -50461,6 +50627,10 @@ function parseNote(text2) {
   const events = [];
   const errors = [];
   if (typeof text2 !== "string") return { events, errors: ["note is not text"] };
+  if (text2.length > MAX_NOTE_CHARS) {
+    errors.push(`note is longer than ${MAX_NOTE_CHARS} characters; the rest was not read`);
+    text2 = text2.slice(0, MAX_NOTE_CHARS);
+  }
   splitBlocks(text2).forEach((block, i) => {
     const lines = block.split("\n");
     if (!lines.some((l) => l.startsWith(TRAILER_PREFIX))) return;
@@ -50623,6 +50793,7 @@ async function release(path2, token) {
 var OID3 = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 var ZERO = /^0+$/;
 var IDENTITY = "git-breakglass";
+var MAX_USES_READ = 1e5;
 var utf8 = new TextDecoder("utf-8", { fatal: true });
 function usage(message) {
   return new BreakglassError("AUDIT_RECORD_INVALID", message);
@@ -50674,24 +50845,67 @@ function committerLine(recordedBy, ms) {
   return `committer ${IDENTITY} <${email3}> ${Math.floor(ms / 1e3)} +0000
 `;
 }
-function plan(items, existing) {
+function useKey(r) {
+  return formatUseRecord({ ...r, commits: 0 });
+}
+async function readUseKeys(ctx, tips, refs) {
+  const keys = /* @__PURE__ */ new Map();
+  const starts = refs.filter((r) => r.startsWith(CONSUMED_REF_PREFIX) && tips.has(r));
+  if (starts.length === 0) return keys;
+  const batch = new CatFileBatch(ctx);
+  try {
+    await Promise.all(
+      starts.map(async (ref) => {
+        const seen = /* @__PURE__ */ new Set();
+        keys.set(ref, seen);
+        let next = tips.get(ref);
+        for (let n = 0; next && n < MAX_USES_READ; n++) {
+          const o = await batch.read(next);
+          if (o?.type !== "commit") break;
+          const text2 = o.data.toString("utf8");
+          const split = text2.indexOf("\n\n");
+          const headers = split < 0 ? text2 : text2.slice(0, split);
+          try {
+            seen.add(useKey(parseUseRecord(text2.slice(split + 2))));
+          } catch {
+          }
+          next = /^parent ([0-9a-f]+)$/m.exec(headers)?.[1];
+        }
+      })
+    );
+    return keys;
+  } finally {
+    batch.close();
+  }
+}
+function plan(items, existing, usedKeys) {
   const notes = /* @__PURE__ */ new Map();
   const uses = /* @__PURE__ */ new Map();
   let skipped = 0;
   const current = (c) => notes.get(c) ?? existing.get(c);
   for (const { event, commits } of items) {
     const block = formatNoteBlock(event);
-    if (noteHasBlock(noteText(current(commits[0])), block)) {
+    const noted = noteHasBlock(noteText(current(commits[0])), block);
+    let use;
+    let ref = "";
+    if (event.kind === "breakglass") {
+      ref = consumedRefOf(event.ticketId);
+      use = useRecordOf(event, commits.length);
+      if (usedKeys.get(ref)?.has(useKey(use))) use = void 0;
+    }
+    if (noted && !use) {
       skipped++;
       continue;
     }
-    for (const c of commits) {
-      const cur = current(c);
-      if (!noteHasBlock(noteText(cur), block)) notes.set(c, appendTo(cur, block));
+    if (!noted) {
+      for (const c of commits) {
+        const cur = current(c);
+        if (!noteHasBlock(noteText(cur), block)) notes.set(c, appendTo(cur, block));
+      }
     }
-    if (event.kind === "breakglass") {
-      const ref = consumedRefOf(event.ticketId);
-      uses.set(ref, [...uses.get(ref) ?? [], useRecordOf(event, commits.length)]);
+    if (use) {
+      uses.set(ref, [...uses.get(ref) ?? [], use]);
+      usedKeys.set(ref, (usedKeys.get(ref) ?? /* @__PURE__ */ new Set()).add(useKey(use)));
     }
   }
   return { notes, uses, skipped, recorder: items[0]?.event.recordedBy ?? IDENTITY };
@@ -50813,7 +51027,7 @@ async function recordLoop(ctx, work, refs, commits, notesRef, maxRetries, opts) 
     const started = performance.now();
     const tips = await readRefTips(ctx, refs);
     const existing = await readNotesFor(ctx, tips.get(notesRef), commits);
-    const p = plan(work, existing);
+    const p = plan(work, existing, await readUseKeys(ctx, tips, refs));
     const usesRecorded = [...p.uses.values()].reduce((s, u) => s + u.length, 0);
     const result = {
       notesWritten: p.notes.size,
@@ -50835,150 +51049,6 @@ async function recordLoop(ctx, work, refs, commits, notesRef, maxRetries, opts) 
     const cost = Math.max(10, performance.now() - started);
     await sleep2(Math.min(2e3, cost * 2 ** Math.min(attempt, 4)) * Math.random());
   }
-}
-
-// src/ticket/dsse.ts
-var MAX_ENVELOPE_BYTES = 64 * 1024;
-var MAX_PAYLOAD_BYTES = 16 * 1024;
-var MAX_SIGNATURES = 32;
-function pae(payloadType, payload) {
-  const type = Buffer.from(payloadType, "utf8");
-  return Buffer.concat([
-    Buffer.from(`DSSEv1 ${type.length} `),
-    type,
-    Buffer.from(` ${payload.length} `),
-    payload
-  ]);
-}
-function fail(message) {
-  throw new BreakglassError("ENVELOPE_MALFORMED", message);
-}
-function parseEnvelope(input2) {
-  const size = typeof input2 === "string" ? Buffer.byteLength(input2) : input2.length;
-  if (size > MAX_ENVELOPE_BYTES) {
-    throw new BreakglassError(
-      "INPUT_TOO_LARGE",
-      `ticket envelope is ${size} bytes; the limit is ${MAX_ENVELOPE_BYTES}`
-    );
-  }
-  let text2;
-  try {
-    text2 = typeof input2 === "string" ? input2 : new TextDecoder("utf-8", { fatal: true }).decode(input2);
-  } catch {
-    fail("ticket envelope is not valid UTF-8");
-  }
-  let json2;
-  try {
-    json2 = JSON.parse(text2);
-  } catch {
-    fail("ticket envelope is not valid JSON (truncated or corrupted?)");
-  }
-  const duplicate = findDuplicateKey(text2);
-  if (duplicate !== void 0) {
-    fail(`ticket envelope has the field ${JSON.stringify(duplicate.slice(0, 40))} twice`);
-  }
-  if (!json2 || typeof json2 !== "object" || Array.isArray(json2))
-    fail("ticket envelope is not a JSON object");
-  const obj2 = json2;
-  for (const k of Object.keys(obj2)) {
-    if (k !== "payloadType" && k !== "payload" && k !== "signatures") {
-      fail(`ticket envelope has an unknown field "${k.slice(0, 40)}"`);
-    }
-  }
-  if (typeof obj2.payloadType !== "string" || obj2.payloadType.length === 0 || obj2.payloadType.length > 200) {
-    fail("ticket envelope: payloadType must be a non-empty string");
-  }
-  const payload = decodeBase64Strict(
-    obj2.payload,
-    "payload",
-    "ENVELOPE_MALFORMED",
-    MAX_PAYLOAD_BYTES
-  );
-  if (!Array.isArray(obj2.signatures)) fail("ticket envelope: signatures must be an array");
-  if (obj2.signatures.length > MAX_SIGNATURES) {
-    throw new BreakglassError(
-      "INPUT_TOO_LARGE",
-      `ticket envelope has more than ${MAX_SIGNATURES} signatures`
-    );
-  }
-  const signatures = obj2.signatures.map((s, i) => {
-    if (!s || typeof s !== "object" || Array.isArray(s)) fail(`signatures[${i}] is not an object`);
-    const so = s;
-    for (const k of Object.keys(so)) {
-      if (k !== "keyid" && k !== "sig")
-        fail(`signatures[${i}] has an unknown field "${k.slice(0, 40)}"`);
-    }
-    const keyid = so.keyid ?? "";
-    if (typeof keyid !== "string" || keyid.length > 100)
-      fail(`signatures[${i}].keyid must be a string`);
-    const sig = decodeBase64Strict(so.sig, `signatures[${i}].sig`, "ENVELOPE_MALFORMED", 64);
-    if (sig.length !== 64)
-      fail(`signatures[${i}].sig is ${sig.length} bytes; Ed25519 signatures have 64`);
-    return { keyid, sig };
-  });
-  return { payloadType: obj2.payloadType, payload, signatures };
-}
-
-// src/git/store.ts
-var REFS = {
-  tickets: "refs/breakglass/tickets/",
-  revoked: "refs/breakglass/revoked/",
-  reviews: "refs/breakglass/reviews/",
-  consumed: "refs/breakglass/consumed/",
-  notes: "refs/notes/breakglass"
-};
-var ENVELOPE_FILE = {
-  tickets: "ticket.json",
-  revoked: "revocation.json",
-  reviews: "review.json"
-};
-function refFor(ns, id) {
-  if (!TICKET_ID.test(id)) {
-    throw new BreakglassError(
-      "USAGE",
-      `"${id.slice(0, 80)}" is not a ticket id (expected e.g. 20261129T031200Z-7f3a9c)`
-    );
-  }
-  return REFS[ns] + id;
-}
-async function listRefs(ctx, ns) {
-  const out = await gitText(ctx, [
-    "for-each-ref",
-    "--format=%(objectname) %(objecttype) %(refname)",
-    REFS[ns]
-  ]);
-  if (!out) return [];
-  return out.split("\n").map((line) => {
-    const [sha, type, ref] = line.split(" ");
-    return { ref, sha, type, id: ref.slice(REFS[ns].length) };
-  });
-}
-async function readEnvelopeAt(reader, ns, revision, what) {
-  const commit = await reader.read(revision);
-  if (!commit) throw new BreakglassError("TICKET_NOT_FOUND", `${what} not found`);
-  if (commit.type !== "commit") {
-    throw new BreakglassError(
-      "TICKET_REF_INVALID",
-      `${what} points to a ${commit.type}, not a commit`
-    );
-  }
-  const file2 = await reader.read(`${commit.sha}:${ENVELOPE_FILE[ns]}`);
-  if (!file2 || file2.type !== "blob") {
-    throw new BreakglassError(
-      "TICKET_REF_INVALID",
-      `${what} has no ${ENVELOPE_FILE[ns]} in its tree`
-    );
-  }
-  return parseEnvelope(file2.data);
-}
-async function refExists(ctx, ref) {
-  const r = await runGit(ctx, ["rev-parse", "--verify", "--quiet", ref], { allowFail: true });
-  return r.code === 0;
-}
-async function countUses(ctx, id) {
-  const ref = refFor("consumed", id);
-  if (!await refExists(ctx, ref)) return 0;
-  return Number(await gitText(ctx, ["rev-list", "--count", ref]));
 }
 
 // action/src/remote.ts
@@ -51073,7 +51143,9 @@ async function pushWithLease(ctx, remote, leases) {
   );
   const detail = (r.stdout.toString() + r.stderr).trim();
   if (r.code === 0) return { ok: true, detail };
-  if (/stale info|fetch first|non-fast-forward|atomic push failed|\[rejected\]/.test(detail)) {
+  if (/stale info|fetch first|non-fast-forward|atomic push failed|cannot lock ref|\[(?:remote )?rejected\]/.test(
+    detail
+  )) {
     return { ok: false, detail };
   }
   throw new BreakglassError(
@@ -51423,6 +51495,22 @@ function explain(d) {
     (r) => `${r.ticketId ? `ticket ${r.ticketId}` : "no ticket"}: ${r.failures.map((f) => `${f.message} [${f.code}]`).join("; ")}`
   ).join(" | ");
 }
+async function alreadyUsedHere(deps, id, ref, before, after) {
+  const r = await runGit(
+    deps.git,
+    ["log", "-z", "--format=%B", "-n", "1000", `${REFS.consumed}${id}`, "--"],
+    { allowFail: true }
+  );
+  if (r.code !== 0) return false;
+  return r.stdout.toString("utf8").split("\0").some((m) => {
+    try {
+      const u = parseUseRecord(m.replace(/\n+$/, "\n"));
+      return u.ref === ref && u.oldSha === before && u.newSha === after;
+    } catch {
+      return false;
+    }
+  });
+}
 async function runDetect(deps) {
   const p = deps.event.payload;
   const ref = String(p.ref ?? "");
@@ -51509,6 +51597,11 @@ async function runDetect(deps) {
     ...cls.pulls.flatMap((x) => namedTicketIds(x.pull.body))
   ];
   const candidates = await loadCandidates(deps.git, policy, now, { ref, named });
+  for (const [i, c] of candidates.entries()) {
+    if ("ticket" in c && await alreadyUsedHere(deps, c.id, ref, before, after)) {
+      candidates[i] = { ...c, state: { ...c.state, usesConsumed: c.state.usesConsumed - 1 } };
+    }
+  }
   const logins = [login3, ...cls.pulls.map((x) => x.pull.author)].filter(
     (l, i, a) => a.indexOf(l) === i
   );

@@ -1,10 +1,12 @@
+import { parseUseRecord } from '../../src/audit/consumed.ts';
 import type { AuditEvent } from '../../src/audit/note.ts';
+import { REFS } from '../../src/git/store.ts';
 import { decidePush, type PushDecision, type UpdateDecision } from '../../src/engine/decide.ts';
 import { countedApprovers, type Pusher } from '../../src/engine/evaluate.ts';
 import { ZERO_SHA, type RefUpdate } from '../../src/engine/update.ts';
 import { BreakglassError } from '../../src/errors.ts';
 import type { RecordItem } from '../../src/git/record.ts';
-import { gitText } from '../../src/git/git.ts';
+import { gitText, runGit } from '../../src/git/git.ts';
 import {
   parsePolicy,
   principalForLogin,
@@ -104,6 +106,36 @@ function explain(d: UpdateDecision): string {
         `${r.ticketId ? `ticket ${r.ticketId}` : 'no ticket'}: ${r.failures.map((f) => `${f.message} [${f.code}]`).join('; ')}`,
     )
     .join(' | ');
+}
+
+/**
+ * True when the ticket's use records already hold this exact update: the job is a re-run, and
+ * that use must not be counted against the ticket again. (A forged record only cancels itself.)
+ */
+async function alreadyUsedHere(
+  deps: Deps,
+  id: string,
+  ref: string,
+  before: string,
+  after: string,
+): Promise<boolean> {
+  const r = await runGit(
+    deps.git,
+    ['log', '-z', '--format=%B', '-n', '1000', `${REFS.consumed}${id}`, '--'],
+    { allowFail: true },
+  );
+  if (r.code !== 0) return false;
+  return r.stdout
+    .toString('utf8')
+    .split('\0')
+    .some((m) => {
+      try {
+        const u = parseUseRecord(m.replace(/\n+$/, '\n'));
+        return u.ref === ref && u.oldSha === before && u.newSha === after;
+      } catch {
+        return false;
+      }
+    });
 }
 
 /** The bypass detector on pushes to protected branches. */
@@ -215,6 +247,11 @@ export async function runDetect(deps: Deps): Promise<Outcome> {
     ...cls.pulls.flatMap((x) => namedTicketIds(x.pull.body)),
   ];
   const candidates = await loadCandidates(deps.git, policy, now, { ref, named });
+  for (const [i, c] of candidates.entries()) {
+    if ('ticket' in c && (await alreadyUsedHere(deps, c.id, ref, before, after))) {
+      candidates[i] = { ...c, state: { ...c.state, usesConsumed: c.state.usesConsumed - 1 } };
+    }
+  }
   // For a pull request merge the ticket may be held by the author or the merger, and may pin the
   // reviewed head commit rather than the merge commit GitHub made.
   const logins = [login, ...cls.pulls.map((x) => x.pull.author)].filter(

@@ -143,8 +143,13 @@ export async function pushWithLease(
   );
   const detail = (r.stdout.toString() + r.stderr).trim();
   if (r.code === 0) return { ok: true, detail };
-  // A lease or fast-forward failure is a race we can retry; anything else (auth, network) is not.
-  if (/stale info|fetch first|non-fast-forward|atomic push failed|\[rejected\]/.test(detail)) {
+  // A lease, fast-forward or ref-lock failure is a race we can retry (bounded by the caller; a
+  // ruleset refusing the ref ends there too, with this detail); auth or network errors are not.
+  if (
+    /stale info|fetch first|non-fast-forward|atomic push failed|cannot lock ref|\[(?:remote )?rejected\]/.test(
+      detail,
+    )
+  ) {
     return { ok: false, detail };
   }
   throw new BreakglassError(
