@@ -24,8 +24,10 @@ import {
 import { keys, policyYaml } from './fixtures.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-/** The CLI bundle (`npm run build`); the hooks run it. */
-export const BUNDLE = join(REPO_ROOT, 'dist/bg-sign.js');
+/** The CLI bundle (`npm run build`; `BG_E2E_BUNDLE` tests another build); the hooks run it. */
+export const BUNDLE = process.env.BG_E2E_BUNDLE
+  ? resolve(process.env.BG_E2E_BUNDLE)
+  : join(REPO_ROOT, 'dist/bg-sign.js');
 export const SSHD = '/usr/sbin/sshd';
 
 export type Transport = 'file' | 'git' | 'ssh';
@@ -181,6 +183,21 @@ export class DevClone {
     await this.git(['add', '--', file], { check: true });
     await this.git(['commit', '-q', '-m', message], { check: true });
     return this.head();
+  }
+
+  /** `n` distinct commits on top of `parent` (one git process each, no checkout). */
+  async commitsOn(parent: string, n: number, label: string): Promise<string[]> {
+    const out: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const r = await this.git(
+        ['commit-tree', `${parent}^{tree}`, '-p', parent, '-m', `${label} ${i}`],
+        {
+          check: true,
+        },
+      );
+      out.push(r.stdout.trim());
+    }
+    return out;
   }
 
   /** The current HEAD commit. */
