@@ -56,7 +56,12 @@ export class Fixture {
   }
 
   git(cwd: string, ...args: string[]): string {
-    return execFileSync('git', args, { cwd, env: this.env, encoding: 'utf8' }).trim();
+    return execFileSync('git', args, {
+      cwd,
+      env: this.env,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }).trim();
   }
 
   /** git in the server repository. */

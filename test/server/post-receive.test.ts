@@ -1,0 +1,205 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { approvedEnvelope, T0 } from '../helpers/fixtures.ts';
+import { formatTicketId } from '../../src/ticket/sign.ts';
+import { runPostReceive, DEFAULT_GRACE_MS } from '../../src/server/post-receive.ts';
+import { Fixture, NOW, ZERO } from './fixture.ts';
+
+const ID = formatTicketId(T0, '7f3a9c');
+const opts = { options: [`breakglass=${ID}`] };
+
+async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<void> {
+  const f = new Fixture();
+  try {
+    await fn(f);
+  } finally {
+    f.cleanup();
+  }
+}
+
+function note(f: Fixture, commit: string): string {
+  return f.sgit('notes', '--ref=breakglass', 'show', commit);
+}
+
+test('post-receive writes the note and the consumed record; the reservation stays as marker', () =>
+  withFixture(async (f) => {
+    await f.serverTicket(ID, approvedEnvelope());
+    const old = f.serverRef('refs/heads/main')!;
+    const a = f.commit('fix part 1');
+    const b = f.commit('fix part 2');
+    assert.equal((await f.pre([[old, b, 'refs/heads/main']], opts)).code, 0);
+    f.land(b, 'refs/heads/main');
+    let out = '';
+    const code = await runPostReceive({
+      gitDir: f.server,
+      env: f.env,
+      stdin: `${old} ${b} refs/heads/main\n`,
+      now: NOW + 2000,
+      stdout: { write: (s: string) => (out += s) },
+      stderr: { write: (s: string) => (out += s) },
+    });
+    assert.equal(code, 0);
+    assert.match(
+      out,
+      new RegExp(`recorded ticket ${ID} on refs/heads/main .*audit note on 2 commit`),
+    );
+    for (const c of [a, b]) {
+      const text = note(f, c);
+      assert.match(text, new RegExp(`^Break-glass-Ticket: ${ID}$`, 'm'));
+      assert.match(text, /^Break-glass-Action: push$/m);
+      assert.match(text, new RegExp(`^Break-glass-Update: ${old}\\.\\.${b}$`, 'm'));
+      assert.match(text, /^Break-glass-Pusher: alice$/m);
+      assert.match(text, /^Break-glass-Approvers: bob SHA256:/m);
+      assert.match(text, /^Break-glass-Window: 2026-11-29T03:12:00Z\/2026-11-29T03:27:00Z$/m);
+      assert.match(text, /^Break-glass-Recorded: 2026-11-29T03:13:00Z pre-receive@test-server$/m);
+    }
+    assert.equal(f.sgit('rev-list', '--count', `refs/breakglass/consumed/${ID}`), '1');
+    assert.deepEqual(f.state('reservations'), [`${ID}/0`]);
+    assert.deepEqual(f.state('journal/pending'), []);
+    assert.equal(f.state('journal/done').length, 1);
+    // Flushing again changes nothing.
+    const again = await f.flush(NOW + 5000);
+    assert.deepEqual(again.recorded, []);
+    assert.equal(f.sgit('rev-list', '--count', `refs/breakglass/consumed/${ID}`), '1');
+    // And the ticket is used up for good, now from the consumed record.
+    const c = f.commit();
+    const r = await f.pre([[b, c, 'refs/heads/main']], opts);
+    assert.match(r.err, /TICKET_USED_UP/);
+  }));
+
+test('an accepted push that git did not apply is dropped after the grace period and its use released', () =>
+  withFixture(async (f) => {
+    await f.serverTicket(ID, approvedEnvelope());
+    const old = f.serverRef('refs/heads/main')!;
+    const sha = f.commit();
+    assert.equal((await f.pre([[old, sha, 'refs/heads/main']], opts)).code, 0);
+    // Still in flight: kept.
+    const soon = await f.flush(NOW + 1000);
+    assert.equal(soon.waiting, 1);
+    assert.deepEqual(f.state('reservations'), [`${ID}/0`]);
+    assert.equal(f.state('journal/pending').length, 1);
+    // Never landed: dropped and released.
+    const later = await f.flush(NOW + DEFAULT_GRACE_MS + 1000);
+    assert.equal(later.dropped.length, 1);
+    assert.deepEqual(later.released, [{ ticket: ID, slot: 0 }]);
+    assert.deepEqual(f.state('reservations'), []);
+    assert.deepEqual(f.state('journal/pending'), []);
+    assert.equal(f.serverRef('refs/notes/breakglass'), null);
+    assert.equal(f.serverRef(`refs/breakglass/consumed/${ID}`), null);
+    // The ticket can be used again.
+    assert.equal((await f.pre([[old, sha, 'refs/heads/main']], opts)).code, 0);
+  }));
+
+test('a sibling update git reports as not applied is dropped at once', () =>
+  withFixture(async (f) => {
+    const other = formatTicketId(T0, 'abcdef');
+    await f.serverTicket(ID, approvedEnvelope());
+    await f.serverTicket(
+      other,
+      approvedEnvelope({ id: other, refs: ['refs/heads/release/*'], actions: ['create'] }),
+    );
+    const old = f.serverRef('refs/heads/main')!;
+    const sha = f.commit();
+    const r = await f.pre(
+      [
+        [old, sha, 'refs/heads/main'],
+        [ZERO, sha, 'refs/heads/release/1'],
+      ],
+      { options: [`breakglass=${ID}`, `breakglass=${other}`] },
+    );
+    assert.equal(r.code, 0, r.text);
+    f.land(sha, 'refs/heads/main'); // release/1 failed to update (say, a lock)
+    const res = await f.flush(NOW + 1000, [[old, sha, 'refs/heads/main']]);
+    assert.deepEqual(
+      res.recorded.map((e) => e.ticket),
+      [ID],
+    );
+    assert.deepEqual(
+      res.dropped.map((e) => e.ticket),
+      [other],
+    );
+    assert.deepEqual(f.state('reservations'), [`${ID}/0`]);
+  }));
+
+test('a force push notes the new commit, the replaced tip and the dropped commits', () =>
+  withFixture(async (f) => {
+    await f.serverTicket(ID, approvedEnvelope({ actions: ['force-push'] }));
+    const base = f.serverRef('refs/heads/main')!;
+    const bad1 = f.commit('bad 1');
+    const bad2 = f.commit('bad 2');
+    f.land(bad2, 'refs/heads/main');
+    f.git(f.work, 'reset', '-q', '--hard', base);
+    const fixed = f.commit('the fix');
+    const r = await f.pre([[bad2, fixed, 'refs/heads/main']], opts);
+    assert.equal(r.code, 0, r.text);
+    assert.match(r.out, /force [0-9a-f]{12}\.\.[0-9a-f]{12} +\(force-push\)/);
+    f.land(fixed, 'refs/heads/main');
+    const res = await f.flush(NOW + 1000, [[bad2, fixed, 'refs/heads/main']]);
+    assert.equal(res.recorded[0]!.commits, 3);
+    for (const c of [fixed, bad1, bad2]) {
+      const text = note(f, c);
+      assert.match(text, /^Break-glass-Action: force-push$/m);
+      assert.match(text, new RegExp(`^Break-glass-Replaced: ${bad2}$`, 'm'));
+      assert.match(text, new RegExp(`^Break-glass-Dropped: 2 commits: ${bad2}, ${bad1}$`, 'm'));
+    }
+  }));
+
+test('a pending entry left by a crash is finished by the next flush (ref check, no stdin)', () =>
+  withFixture(async (f) => {
+    await f.serverTicket(ID, approvedEnvelope());
+    const old = f.serverRef('refs/heads/main')!;
+    const sha = f.commit();
+    assert.equal((await f.pre([[old, sha, 'refs/heads/main']], opts)).code, 0);
+    f.land(sha, 'refs/heads/main');
+    // Somebody pushed on top before anything was recorded.
+    const next = f.commit();
+    f.land(next, 'refs/heads/main');
+    const res = await f.flush(NOW + 10 * DEFAULT_GRACE_MS);
+    assert.equal(res.recorded.length, 1);
+    assert.match(note(f, sha), new RegExp(`Break-glass-Ticket: ${ID}`));
+    assert.throws(() => note(f, next));
+  }));
+
+test('a reservation whose journal entry was never written is swept after the grace period', () =>
+  withFixture(async (f) => {
+    const dir = path.join(f.server, 'breakglass', 'reservations', ID);
+    fs.mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, '0');
+    fs.writeFileSync(file, JSON.stringify({ entry: '20261129T031300Z-1-abcdef', at: NOW }) + '\n');
+    const t = new Date(NOW);
+    fs.utimesSync(file, t, t);
+    const soon = await f.flush(NOW + 1000);
+    assert.deepEqual(soon.released, []);
+    const later = await f.flush(NOW + DEFAULT_GRACE_MS + 1000);
+    assert.deepEqual(later.released, [{ ticket: ID, slot: 0 }]);
+    assert.equal(fs.existsSync(file), false);
+  }));
+
+test('concurrent flushes record each of several pushes exactly once', () =>
+  withFixture(async (f) => {
+    const base = f.serverRef('refs/heads/main')!;
+    const n = 6;
+    const landed: string[][] = [];
+    for (let i = 0; i < n; i++) {
+      const id = formatTicketId(T0, `a0000${i}`);
+      await f.serverTicket(
+        id,
+        approvedEnvelope({ id, refs: ['refs/heads/release/*'], actions: ['create'] }),
+      );
+      f.git(f.work, 'reset', '-q', '--hard', base);
+      const sha = f.commit(`release ${i}`);
+      const ref = `refs/heads/release/${i}`;
+      const r = await f.pre([[ZERO, sha, ref]], { options: [`breakglass=${id}`] });
+      assert.equal(r.code, 0, r.text);
+      f.land(sha, ref);
+      landed.push([ZERO, sha, ref]);
+    }
+    const results = await Promise.all(landed.map((u) => f.flush(NOW + 1000, [u])));
+    const recorded = results.flatMap((r) => r.recorded);
+    assert.equal(recorded.length, n);
+    assert.equal(new Set(recorded.map((e) => e.ticket)).size, n);
+    for (const [, sha] of landed) assert.match(note(f, sha!), /Break-glass-Action: create/);
+    assert.equal(f.state('journal/done').length, n);
+  }));
