@@ -36,6 +36,8 @@ export interface AuditEvent {
 export const TRAILER_PREFIX = 'Break-glass-';
 /** At most this many dropped commits are listed in a note; the rest are counted. */
 export const MAX_DROPPED_LISTED = 50;
+/** Longest note text parsed; the rest is ignored and reported (notes may come from a hostile clone). */
+export const MAX_NOTE_CHARS = 1024 * 1024;
 /** Longest value written for one trailer (a longer one is cut and marked); the ticket keeps the rest. */
 export const MAX_VALUE_CHARS = 4096;
 
@@ -57,11 +59,12 @@ const K = {
 } as const;
 
 // Characters that could break a line, fake a trailer or reorder text on screen (bidi controls,
-// "Trojan source"): C0, DEL, C1, line/paragraph separators, directional marks, BOM.
+// "Trojan source"): C0, DEL, C1, line/paragraph separators, directional marks, BOM, and lone
+// surrogates (UTF-8 can't store them; with the `u` flag a valid pair is not matched).
 const UNSAFE_G = new RegExp(
   // eslint-disable-next-line no-control-regex -- matching control characters is the point
-  '[\\u0000-\\u001f\\u007f-\\u009f\\u200e\\u200f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069\\ufeff]',
-  'g',
+  '[\\u0000-\\u001f\\u007f-\\u009f\\u200e\\u200f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069\\ufeff\\ud800-\\udfff]',
+  'gu',
 );
 
 function hexEscape(c: string): string {
@@ -303,6 +306,10 @@ export function parseNote(text: string): { events: AuditEvent[]; errors: string[
   const events: AuditEvent[] = [];
   const errors: string[] = [];
   if (typeof text !== 'string') return { events, errors: ['note is not text'] };
+  if (text.length > MAX_NOTE_CHARS) {
+    errors.push(`note is longer than ${MAX_NOTE_CHARS} characters; the rest was not read`);
+    text = text.slice(0, MAX_NOTE_CHARS);
+  }
   splitBlocks(text).forEach((block, i) => {
     const lines = block.split('\n');
     if (!lines.some((l) => l.startsWith(TRAILER_PREFIX))) return;

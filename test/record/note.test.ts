@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import {
   appendBlock,
   eventKey,
@@ -202,4 +203,61 @@ test('use records format and parse strictly', () => {
   assert.throws(() => useRecordOf({ ...pushEvent(A, B), kind: 'violation' }, 1), {
     code: 'AUDIT_RECORD_INVALID',
   });
+});
+
+test('any text in free fields round-trips and stays inside its own trailer (property)', () => {
+  const text = fc.string({ unit: 'binary', maxLength: 200 });
+  const name = fc.string({ unit: 'binary', minLength: 1, maxLength: 40 });
+  fc.assert(
+    fc.property(
+      text,
+      text,
+      name,
+      name,
+      text,
+      fc.array(name, { minLength: 1, maxLength: 4 }),
+      (reason, incident, pusher, principal, violation, actions) => {
+        const e: AuditEvent = pushEvent(A, B, {
+          reason,
+          incident,
+          pusher,
+          actions,
+          requester: { principal, keyid: 'SHA256:k' },
+          approvers: [{ principal: pusher, keyid: principal }],
+          recordedBy: principal,
+        });
+        for (const ev of [e, { ...e, kind: 'violation' as const, violation }]) {
+          const block = formatNoteBlock(ev);
+          const lines = block.trimEnd().split('\n');
+          assert.equal(lines.length, ev.kind === 'violation' ? 12 : 11);
+          assert.ok(lines.every((l) => /^Break-glass-[A-Za-z]+: /.test(l)));
+          const parsed = parseNote(block);
+          assert.deepEqual(parsed.errors, []);
+          assert.deepEqual(parsed.events, [ev]);
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+test('parseNote survives arbitrary and oversized input', () => {
+  fc.assert(
+    fc.property(fc.string({ unit: 'binary', maxLength: 400 }), (junk) => {
+      const r = parseNote(`${formatNoteBlock(pushEvent(A, B))}${junk}`);
+      assert.ok(Array.isArray(r.events) && Array.isArray(r.errors));
+    }),
+    { numRuns: 500 },
+  );
+  const huge = formatNoteBlock(pushEvent(A, B)) + '\n' + 'x'.repeat(2 * 1024 * 1024);
+  const r = parseNote(huge);
+  assert.equal(r.events.length, 1);
+  assert.match(r.errors.join(), /longer than/);
+});
+
+test('emoji stay readable; lone surrogates are escaped so the stored UTF-8 round-trips', () => {
+  const block = formatNoteBlock(pushEvent(A, B, { reason: 'fire 🔥 \ud800 end' }));
+  assert.ok(block.includes('Break-glass-Reason: fire 🔥 \\u{d800} end\n'));
+  const stored = Buffer.from(block, 'utf8').toString('utf8');
+  assert.equal(parseNote(stored).events[0]!.reason, 'fire 🔥 \ud800 end');
 });
