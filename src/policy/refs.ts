@@ -24,6 +24,10 @@ export function normalizeRefPattern(pattern: string): string {
 /** A compiled ref pattern: exact refs, `*` within one segment, `**` across segments. */
 export interface RefPattern {
   readonly source: string;
+  /**
+   * The same pattern as a regular expression, for display only: with several `*` in a segment a
+   * backtracking regex takes exponential time on a long ref, so matching uses `refMatches`.
+   */
   readonly regex: RegExp;
 }
 
@@ -70,9 +74,63 @@ export function compileRefPattern(input: unknown, field = 'ref'): RefPattern {
   return { source, regex: new RegExp(regex) };
 }
 
-/** True if a full, valid ref name matches the pattern. Invalid ref names never match. */
+/**
+ * One segment against a glob where `*` is any run of characters: greedy with a single backtrack
+ * point, O(pattern x text) at worst, never exponential.
+ */
+function segmentMatches(glob: string, text: string): boolean {
+  let g = 0;
+  let t = 0;
+  let star = -1;
+  let resume = 0;
+  while (t < text.length) {
+    if (g < glob.length && glob[g] === '*') {
+      star = g++;
+      resume = t;
+    } else if (g < glob.length && glob[g] === text[t]) {
+      g++;
+      t++;
+    } else if (star >= 0) {
+      g = star + 1;
+      t = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (g < glob.length && glob[g] === '*') g++;
+  return g === glob.length;
+}
+
+/**
+ * True if a full, valid ref name matches the pattern. Invalid ref names never match. Runs in
+ * polynomial time whatever the pattern: ticket scopes are written by requesters and ref names by
+ * pushers, and neither may stall the hook.
+ */
 export function refMatches(pattern: RefPattern, ref: string): boolean {
-  return isValidRefName(ref) && pattern.regex.test(ref);
+  if (!isValidRefName(ref)) return false;
+  const globs = pattern.source.split('/');
+  const segs = ref.split('/');
+  // reach[j]: the globs so far match the first j segments of the ref.
+  let reach = segs.map((_, j) => j === 0).concat(segs.length === 0);
+  globs.forEach((glob, i) => {
+    const next = reach.map(() => false);
+    if (glob === '**') {
+      // Zero or more segments in the middle, one or more at the end (as documented).
+      const atEnd = i === globs.length - 1;
+      let seen = false;
+      for (let j = 0; j < reach.length; j++) {
+        if (!atEnd) seen ||= reach[j]!;
+        next[j] = seen;
+        if (atEnd) seen ||= reach[j]!;
+      }
+    } else {
+      for (let j = 0; j < segs.length; j++) {
+        if (reach[j] && segmentMatches(glob, segs[j]!)) next[j + 1] = true;
+      }
+    }
+    reach = next;
+  });
+  return reach[segs.length]!;
 }
 
 /** True if any of the patterns matches. */

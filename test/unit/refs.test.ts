@@ -147,3 +147,18 @@ test('anyRefMatches: one of several patterns is enough', () => {
   assert.equal(anyRefMatches(patterns, 'refs/heads/dev'), false);
   assert.equal(anyRefMatches([], 'refs/heads/main'), false);
 });
+
+test(
+  'matching takes linear time: many stars against a long ref do not hang the hook',
+  { timeout: 20_000 },
+  () => {
+    // With a backtracking regex this pair takes longer than the age of the universe; a ticket's
+    // scope.refs is written by its requester, and the ref name by whoever pushes.
+    const hostile = compileRefPattern('refs/heads/' + '*a'.repeat(20) + '*b', 'scope.refs[0]');
+    assert.equal(refMatches(hostile, 'refs/heads/' + 'a'.repeat(200)), false);
+    assert.equal(refMatches(hostile, 'refs/heads/' + 'a'.repeat(200) + 'b'), true);
+    const deep = compileRefPattern('refs/**/**/**/**/x');
+    assert.equal(refMatches(deep, 'refs/' + 'a/'.repeat(100) + 'y'), false);
+    assert.equal(refMatches(deep, 'refs/' + 'a/'.repeat(100) + 'x'), true);
+  },
+);
