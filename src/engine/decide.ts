@@ -1,5 +1,6 @@
 import type { Policy } from '../policy/policy.ts';
 import { protectionFor } from '../policy/policy.ts';
+import { isValidRefName } from '../policy/refs.ts';
 import type { Action } from '../ticket/payload.ts';
 import type { VerifiedTicket } from '../ticket/verify.ts';
 import { evaluateTicket, type Failure, type Pusher, type TicketState } from './evaluate.ts';
@@ -74,6 +75,22 @@ export function decidePush(input: PushInput): PushDecision {
   const decisions = input.updates.map((update): UpdateDecision => {
     const kind = updateKind(update);
     const actions = actionsOf(update);
+    // No pattern matches a name outside our ref rules (git allows names over 255 characters), so
+    // such a ref would look unprotected: refuse it instead.
+    if (!isValidRefName(update.ref)) {
+      const failure: Failure = {
+        code: 'REF_INVALID',
+        rule: 'P2',
+        message: `"${update.ref.slice(0, 80)}${update.ref.length > 80 ? '...' : ''}" is not a ref name the policy can match (at most 255 characters)`,
+      };
+      return {
+        update,
+        kind,
+        actions,
+        path: 'rejected',
+        rejections: [{ ticketId: null, failures: [failure] }],
+      };
+    }
     if (!protectionFor(policy, update.ref)) {
       return { update, kind, actions, path: 'unprotected', rejections: [] };
     }

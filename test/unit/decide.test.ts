@@ -312,3 +312,16 @@ test('the pusher must hold the ticket (T14) on the break-glass path', () => {
   // Where the pusher is unknown (no identity from the platform) the holder is not checked.
   assert.equal(decide({ pusher: { known: false }, candidates: [c] }).accepted, true);
 });
+
+test('a ref name git accepts but the policy cannot match is rejected, never unprotected', () => {
+  // git check-ref-format accepts names over 255 characters; ours do not match any pattern, so
+  // without this rule `release/*` would not protect refs/heads/release/<240 characters>.
+  const long = 'refs/heads/release/' + 'a'.repeat(240);
+  const d = decide({ updates: [ff(long, { oldSha: Z })] });
+  assert.equal(d.accepted, false);
+  assert.equal(d.updates[0]!.path, 'rejected');
+  assert.deepEqual(codes(d), [[null, ['P2 REF_INVALID']]]);
+  // Not even a ticket for release/* helps: no pattern can vouch for the name.
+  const c = candidate({ refs: ['release/**'], actions: ['create'] });
+  assert.equal(decide({ updates: [ff(long, { oldSha: Z })], candidates: [c] }).accepted, false);
+});
