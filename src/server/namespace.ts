@@ -11,6 +11,21 @@ import { verifySignatures, verifyTicketEnvelope, type VerifiedTicket } from '../
 import { verifyReview } from '../audit/review.ts';
 import type { UpdateLine } from './push-input.ts';
 
+/*
+ * The namespace rules (DESIGN §4), checked on every push whatever the pusher's role:
+ *   N1  nothing under refs/breakglass/ (or refs/notes/breakglass) is ever deleted
+ *   N2  only refs/breakglass/{tickets,revoked,reviews,consumed}/<ticket id>
+ *   N3  refs/notes/breakglass and consumed/ only from a principal in `recorders`
+ *   N4  a ticket ref points to a commit whose tree holds ticket.json (else TICKET_REF_INVALID)
+ *   N5  a new ticket: valid payload, its id is the ref's id, signed by its requester, and every
+ *       signature verifies under a policy key
+ *   N6  a ticket update: fast-forward only, payload bytes unchanged, signatures only added, each
+ *       added one verifies under a policy key
+ *   N7  a revocation: created once, and verifies against the ticket it names
+ *   N8  a review: created or fast-forwarded, and verifies (R1-R5) against its ticket
+ * (N0, in pre-receive: no break-glass refs in the bootstrap push.)
+ */
+
 /** True for refs this module guards: `refs/breakglass/**` and the audit notes ref. */
 export function isGuardedRef(ref: string): boolean {
   return ref.startsWith('refs/breakglass/') || ref === REFS.notes;

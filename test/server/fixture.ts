@@ -34,6 +34,11 @@ export interface HookRun {
   text: string;
 }
 
+const templates = new Map<string, string>();
+process.on('exit', () => {
+  for (const t of templates.values()) fs.rmSync(t, { recursive: true, force: true });
+});
+
 export class Fixture {
   readonly dir: string;
   readonly server: string;
@@ -45,14 +50,30 @@ export class Fixture {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bg-server-'));
     this.server = path.join(this.dir, 'server.git');
     this.work = path.join(this.dir, 'work');
-    this.git(this.dir, 'init', '-q', '--bare', '-b', 'main', this.server);
-    this.git(this.dir, 'init', '-q', '-b', 'main', this.work);
-    if (opts.policy !== null) {
-      this.write('.breakglass/policy.yml', opts.policy ?? policyYaml());
-      this.write('README.md', 'hello\n');
-      const sha = this.commitAll('initial commit with policy');
-      this.land(sha, 'refs/heads/main');
+    const policy = opts.policy === null ? null : (opts.policy ?? policyYaml());
+    // Building the two repositories costs several git runs; copy a finished pair instead.
+    const key = policy ?? '';
+    let template = templates.get(key);
+    if (!template) {
+      template = fs.mkdtempSync(path.join(os.tmpdir(), 'bg-template-'));
+      this.build(template, policy);
+      templates.set(key, template);
     }
+    fs.cpSync(template, this.dir, { recursive: true });
+  }
+
+  private build(dir: string, policy: string | null): void {
+    const server = path.join(dir, 'server.git');
+    const work = path.join(dir, 'work');
+    this.git(dir, 'init', '-q', '--bare', '-b', 'main', server);
+    this.git(dir, 'init', '-q', '-b', 'main', work);
+    if (policy === null) return;
+    fs.mkdirSync(path.join(work, '.breakglass'));
+    fs.writeFileSync(path.join(work, '.breakglass', 'policy.yml'), policy);
+    fs.writeFileSync(path.join(work, 'README.md'), 'hello\n');
+    this.git(work, 'add', '-A');
+    this.git(work, 'commit', '-q', '-m', 'initial commit with policy');
+    this.git(work, 'push', '-q', server, 'HEAD:refs/heads/main');
   }
 
   git(cwd: string, ...args: string[]): string {
