@@ -236,4 +236,38 @@ describe('detector', () => {
     assert.equal(r2.code, 0, r2.stdout);
     assert.match(r2.stdout, /refs\/heads\/topic is not protected/);
   });
+  it('flags deleting and creating protected branches without a ticket (delete, create)', async () => {
+    const tip = await w.tip();
+    await w.pushTo(tip, 'refs/heads/release/1');
+    const zero = '0'.repeat(40);
+    await w.git(w.dev, ['push', '--quiet', 'origin', ':refs/heads/release/1']);
+    const del = await w.run('push', {
+      ...push(tip, zero, 'mallory', { deleted: true }),
+      ref: 'refs/heads/release/1',
+      head_commit: null,
+    });
+    assert.equal(del.code, 1, del.stdout);
+    assert.match(del.stdout, /Unticketed delete on refs\/heads\/release\/1/);
+    assert.match((await w.note(tip)) ?? '', /^Break-glass-Action: delete$/m);
+
+    const x = await w.commit(tip, 'src/rel.ts', 'r\n');
+    await w.pushTo(x, 'refs/heads/release/2');
+    const cre = await w.run('push', {
+      ...push(zero, x, 'mallory', { created: true }),
+      ref: 'refs/heads/release/2',
+    });
+    assert.equal(cre.code, 1, cre.stdout);
+    assert.match(cre.stdout, /Unticketed create on refs\/heads\/release\/2/);
+    assert.match((await w.note(x)) ?? '', /^Break-glass-Action: create$/m);
+  });
+
+  it('review-check lists used tickets that have no review yet', async () => {
+    const r = await w.run('schedule', { schedule: '17 7 * * 1-5' });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(
+      r.stdout,
+      /::warning title=Break-glass review pending::ticket \S+ was used and has no post-incident review/,
+    );
+    assert.match(r.summary, /used ticket\(s\) awaiting review/);
+  });
 });
