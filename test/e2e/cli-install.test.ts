@@ -1,6 +1,6 @@
 // `bg-sign install-hooks` through the built bundle, as an admin runs it.
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -53,6 +53,19 @@ describe('bg-sign install-hooks', () => {
     const chained = await bg(['install-hooks', gitDir, '--chain']);
     assert.equal(chained.code, 0, chained.stderr);
     assert.equal(await readFile(`${hook}.chained`, 'utf8'), '#!/bin/sh\necho mail the team\n');
+  });
+
+  it('records the real bundle when run through a symlink on PATH', async () => {
+    const other = join(root, 'other.git');
+    await run('git', ['init', '-q', '--bare', other], { env: env(), check: true });
+    const link = join(root, 'bg-sign');
+    await symlink(BUNDLE, link);
+    const r = await run(link, ['install-hooks', other], { env: env(), cwd: root });
+    assert.equal(r.code, 0, r.stderr);
+    const cfg = await run('git', ['--git-dir', other, 'config', 'breakglass.bundle'], {
+      env: env(),
+    });
+    assert.equal(cfg.stdout.trim(), await realpath(BUNDLE));
   });
 
   it('says so when the path is not a repository', async () => {

@@ -39,15 +39,15 @@ function exec(
   });
 }
 
-/** The file this process runs from; the hooks must exec the same bundle. */
+/** The file this process runs from (through any symlink); the hooks must exec the same bundle. */
 function bundlePath(): string {
-  const script = process.argv[1] ?? '';
-  if (!/\.(c|m)?js$/.test(script)) {
+  const script = process.argv[1] ? realpathSync(process.argv[1]) : '';
+  if (!script || /\.(c|m)?ts$/.test(script)) {
     throw new BreakglassError('USAGE', 'the demo runs from the built bundle', {
       hint: 'npm run demo (= npm run build && node dist/bg-sign.js demo)',
     });
   }
-  return realpathSync(script);
+  return script;
 }
 
 class Demo {

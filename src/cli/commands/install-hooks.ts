@@ -4,10 +4,13 @@ import { BreakglassError } from '../../errors.ts';
 import { installHooks } from '../../server/install.ts';
 import { cliFor, defineCommand, jsonOption } from '../options.ts';
 
-/** The bundle this process runs from: the hooks will exec the same file. */
+/**
+ * The bundle this process runs from (through any symlink, e.g. /usr/local/bin/bg-sign): the hooks
+ * will exec the same file. Running from the TypeScript sources has no bundle to point at.
+ */
 function currentBundle(): string {
-  const script = process.argv[1];
-  if (!script || !/\.(c|m)?js$/.test(script)) {
+  const script = process.argv[1] ? realpathSync(process.argv[1]) : '';
+  if (!script || /\.(c|m)?ts$/.test(script)) {
     throw new BreakglassError(
       'USAGE',
       'run install-hooks from the built bundle, or pass --bundle',
@@ -16,7 +19,7 @@ function currentBundle(): string {
       },
     );
   }
-  return realpathSync(script);
+  return script;
 }
 
 /** `bg-sign install-hooks GIT_DIR`: the server side of DESIGN §6 in one command. */
