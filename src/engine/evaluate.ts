@@ -98,6 +98,16 @@ export function countedApprovers(ticket: VerifiedTicket, policy: Policy): string
 export function evaluateTime(ticket: VerifiedTicket, policy: Policy, now: number): Failure[] {
   const failures: Failure[] = [];
   const t = ticket.payload.times;
+  // Every comparison with NaN is false: without this a broken clock would mean "not expired".
+  if (!Number.isFinite(now)) {
+    return [
+      {
+        code: 'TIME_INVALID',
+        rule: 'T10',
+        message: 'the reference time (now) is not a valid time',
+      },
+    ];
+  }
   // T9: not before notBefore, with the policy's clock skew (clocks on laptops drift).
   if (now < t.notBefore - policy.tickets.clockSkewMs) {
     failures.push({

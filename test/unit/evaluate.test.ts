@@ -326,3 +326,9 @@ test('failures accumulate: an expired ticket for the wrong ref, repository and p
     ['T10', 'TICKET_EXPIRED'],
   ]);
 });
+
+test('T9/T10 fail closed: a reference time that is not a number never makes a ticket valid', () => {
+  for (const now of [NaN, Infinity, -Infinity]) {
+    assert.deepEqual(failures({ now }), [['T10', 'TIME_INVALID']], String(now));
+  }
+});
