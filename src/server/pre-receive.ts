@@ -247,17 +247,18 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
   const ctx: GitContext & { gitDir: string } = { gitDir: o.gitDir, env: o.env };
   const lines = parseUpdateLines(await readBounded(o.stdin));
   if (lines.length === 0) return 0;
-  const config = await readServerConfig(ctx);
-  if (o.timeoutMs === undefined) setTimeoutMs(config.timeoutMs);
-  let optionIds: string[];
-  try {
-    optionIds = parsePushOptions(o.env);
-  } catch (e) {
-    if (!isBreakglassError(e)) throw e;
-    return rejectAll(run, lines, e);
-  }
+  // Start the object reader while git config runs: two process start-ups overlap.
   const reader = new CatFileBatch(ctx);
   try {
+    const config = await readServerConfig(ctx);
+    if (o.timeoutMs === undefined) setTimeoutMs(config.timeoutMs);
+    let optionIds: string[];
+    try {
+      optionIds = parsePushOptions(o.env);
+    } catch (e) {
+      if (!isBreakglassError(e)) throw e;
+      return rejectAll(run, lines, e);
+    }
     const load = await loadServerPolicy(ctx, reader, config.policyFile);
     if (load.kind === 'error') return rejectAll(run, lines, load.error);
     if (load.kind === 'bootstrap') return await bootstrap(run, reader, load.defaultRef, lines);
