@@ -191,7 +191,8 @@ export function evaluateTicket(
     });
   }
   // T13: uses left.
-  if (state.usesConsumed >= p.maxUses) {
+  // Written as "not less than" so that a count that is not a number (a failed read) fails closed.
+  if (!(state.usesConsumed < p.maxUses)) {
     failures.push({
       code: 'TICKET_USED_UP',
       rule: 'T13',

@@ -332,3 +332,7 @@ test('T9/T10 fail closed: a reference time that is not a number never makes a ti
     assert.deepEqual(failures({ now }), [['T10', 'TIME_INVALID']], String(now));
   }
 });
+
+test('T13 fails closed: a use count that is not a number counts as used up', () => {
+  assert.deepEqual(failures({ state: { usesConsumed: NaN } }), [['T13', 'TICKET_USED_UP']]);
+});
