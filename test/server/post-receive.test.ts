@@ -203,3 +203,21 @@ test('concurrent flushes record each of several pushes exactly once', () =>
     for (const [, sha] of landed) assert.match(note(f, sha!), /Break-glass-Action: create/);
     assert.equal(f.state('journal/done').length, n);
   }));
+
+test('a ticketed delete of a protected branch is recorded on the old tip', () =>
+  withFixture(async (f) => {
+    await f.serverTicket(
+      ID,
+      approvedEnvelope({ refs: ['refs/heads/release/*'], actions: ['delete'] }),
+    );
+    const sha = f.commit('release');
+    f.land(sha, 'refs/heads/release/1');
+    const accepted = await f.pre([[sha, ZERO, 'refs/heads/release/1']]);
+    assert.equal(accepted.code, 0, accepted.text);
+    f.sgit('update-ref', '-d', 'refs/heads/release/1');
+    const res = await f.flush(NOW + 1000, [[sha, ZERO, 'refs/heads/release/1']]);
+    assert.equal(res.recorded.length, 1);
+    const text = note(f, sha);
+    assert.match(text, /^Break-glass-Action: delete$/m);
+    assert.match(text, new RegExp(`^Break-glass-Update: ${sha}\\.\\.${ZERO}$`, 'm'));
+  }));
