@@ -58,13 +58,15 @@ export function reportError(
   e: unknown,
   output: Output,
   env: NodeJS.ProcessEnv,
-  command?: string,
+  /** How the user invoked us and which command, for the usage hint. */
+  invocation: readonly [string, string | undefined] = ['bg-sign', undefined],
 ): number {
   const s = output.errStyle;
   const debug = env.BG_DEBUG === '1';
   if (e instanceof UsageError) {
     output.err(`bg-sign: ${s.red('USAGE')}: ${oneLine(e.message)}`);
-    output.err(s.dim(`  run "bg-sign ${command ? command + ' ' : ''}--help" for usage`));
+    const [name, command] = invocation;
+    output.err(s.dim(`  run "${name} ${command ? command + ' ' : ''}-h" for usage`));
   } else if (isBreakglassError(e)) {
     output.err(`bg-sign: ${s.red(e.code)}: ${oneLine(e.message)}`);
     if (e.hint) output.err(s.dim(`  hint: ${oneLine(e.hint)}`));

@@ -14,6 +14,7 @@ export async function main(args: readonly string[], invokedAs: string): Promise<
   // Installed as git-breakglass, it runs as `git breakglass ...`; say so in usage lines.
   const scriptName = invokedAs.startsWith('git-breakglass') ? 'git breakglass' : 'bg-sign';
   let command: string | undefined;
+  const known = new Set(commands.map((c) => String(c.command).split(' ')[0]));
   try {
     const parser = yargs([...args])
       .scriptName(scriptName)
@@ -27,11 +28,11 @@ export async function main(args: readonly string[], invokedAs: string): Promise<
         describe: 'say which policy, key and remote are used',
       })
       .middleware((argv) => {
-        command = typeof argv._[0] === 'string' ? argv._[0] : undefined;
+        const first = argv._[0];
+        command = typeof first === 'string' && known.has(first) ? first : undefined;
       }, true)
       .command([...commands])
       .demandCommand(1, 'name a command')
-      .recommendCommands()
       .strict()
       .help()
       .alias('help', 'h')
@@ -46,7 +47,7 @@ export async function main(args: readonly string[], invokedAs: string): Promise<
     await parser.parseAsync();
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
-    return reportError(e, processOutput(process.env), process.env, command);
+    return reportError(e, processOutput(process.env), process.env, [scriptName, command]);
   }
 }
 

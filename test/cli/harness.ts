@@ -14,7 +14,9 @@ export const BUNDLE = join(ROOT, 'dist', 'bg-sign.js');
 
 /** Builds dist/bg-sign.js when it is missing or older than any source file (one builder at a time). */
 export function ensureBundle(): void {
-  if (existsSync(BUNDLE) && statSync(BUNDLE).mtimeMs >= newestSource(join(ROOT, 'src'))) return;
+  const fresh = () =>
+    existsSync(BUNDLE) && statSync(BUNDLE).mtimeMs >= newestSource(join(ROOT, 'src'));
+  if (fresh()) return;
   const lock = join(ROOT, 'dist', '.build-lock');
   mkdirSync(dirname(lock), { recursive: true });
   for (;;) {
@@ -22,9 +24,14 @@ export function ensureBundle(): void {
       mkdirSync(lock);
       break;
     } catch {
-      // Another test file is building; wait for it, then re-check.
-      spawnSync('sleep', ['0.2']);
-      if (existsSync(BUNDLE) && statSync(BUNDLE).mtimeMs >= newestSource(join(ROOT, 'src'))) return;
+      // Another test file is building: wait until it has finished (the lock is gone), then
+      // re-check, so nobody runs a half-written bundle.
+      // A lock older than two minutes was left by a killed run.
+      while (existsSync(lock)) {
+        if (Date.now() - statSync(lock).mtimeMs > 120_000) rmdirSync(lock);
+        else spawnSync('sleep', ['0.2']);
+      }
+      if (fresh()) return;
     }
   }
   try {
