@@ -303,6 +303,13 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
     const header = [
       `${TAG}: policy ${load.source}; pusher ${describePusher(login, pusher)}`,
       ...warnings.map((w) => `  warning: ${oneLine(w, 500)}`),
+      // A shared account (git daemon, `git@` over ssh) is no person: say how to configure that.
+      ...(login.source === 'unix' && pusher.known && !pusher.principal
+        ? [
+            `  note: the pusher is the server's Unix user "${pusher.login}", which no principal lists in logins;`,
+            '        for a shared account set: git config breakglass.identity none',
+          ]
+        : []),
     ];
 
     if (!decision.accepted || nsFailures.length) {
