@@ -206,9 +206,13 @@ export class DevClone {
   }
 
   /** `git push` with optional `-o breakglass=<id>` options (never throws). */
-  push(refspecs: readonly string[], o: { tickets?: readonly string[]; force?: boolean } = {}) {
+  push(
+    refspecs: readonly string[],
+    o: { tickets?: readonly string[]; force?: boolean; env?: NodeJS.ProcessEnv } = {},
+  ) {
     const opts = (o.tickets ?? []).flatMap((t) => ['-o', `breakglass=${t}`]);
-    return this.git(['push', ...(o.force ? ['--force'] : []), ...opts, this.url, ...refspecs]);
+    const args = ['push', ...(o.force ? ['--force'] : []), ...opts, this.url, ...refspecs];
+    return run('git', args, { cwd: this.dir, env: { ...this.env, ...o.env } });
   }
 
   /**
