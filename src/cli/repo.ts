@@ -1,5 +1,5 @@
 import { BreakglassError } from '../errors.ts';
-import { gitText, runGit, type GitContext } from '../git/git.ts';
+import { runGit, type GitContext } from '../git/git.ts';
 import type { Author } from '../git/store.ts';
 
 /** The clone the command runs in; fails with a clear message outside a repository. */
@@ -90,9 +90,4 @@ export async function pushRefs(
 export async function workTreeRoot(ctx: GitContext): Promise<string | null> {
   const r = await runGit(ctx, ['rev-parse', '--show-toplevel'], { allowFail: true });
   return r.code === 0 ? r.stdout.toString().trim() || null : null;
-}
-
-/** Reads one config value (empty when unset). */
-export async function gitConfig(ctx: GitContext, key: string): Promise<string> {
-  return gitText(ctx, ['config', '--get', key], { allowFail: true });
 }

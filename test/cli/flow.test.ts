@@ -286,4 +286,24 @@ describe('bg-sign ticket flow (alice requests, bob approves)', () => {
     assert.equal(v.code, 1);
     assert.match(v.stdout, /HOLDER_MISMATCH \[T14\]/);
   });
+
+  it('a delayed start (--not-before) is not yet valid, and counts toward maxTtl', async () => {
+    const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
+    const later = await sb.as(
+      'alice',
+      r.alice!,
+      requestArgs(['--not-before', iso(Date.now() + 20 * 60_000)]),
+    );
+    assert.equal(later.code, 0, later.stderr);
+    const v = await sb.run(r.alice!, ['verify', later.stdout.trim()]);
+    assert.equal(v.code, 1);
+    assert.match(v.stdout, /TICKET_NOT_YET_VALID \[T9\]/);
+    const tooLate = await sb.as(
+      'alice',
+      r.alice!,
+      requestArgs(['--not-before', iso(Date.now() + 50 * 60_000)]),
+    );
+    assert.equal(tooLate.code, 1);
+    assert.equal(errorCode(tooLate.stderr), 'TTL_TOO_LONG');
+  });
 });

@@ -103,13 +103,15 @@ export default defineCommand({
     const refs = list(argv.ref).map((r) => parseRefPatternArg('--ref', r));
     const actions = [...new Set(parseActionsArg('--action', list(argv.action)))];
     const ttlMs = parseDurationArg('--ttl', argv.ttl);
-    const notBefore =
+    const notBeforeArg =
       argv.notBefore === undefined ? undefined : parseTimeArg('--not-before', argv.notBefore);
-    if (notBefore !== undefined && notBefore < now - 60_000) {
+    if (notBeforeArg !== undefined && notBeforeArg < now - 60_000) {
       throw fromArg('--not-before', () => {
-        throw new BreakglassError('TIME_INVALID', `${formatTime(notBefore)} is in the past`);
+        throw new BreakglassError('TIME_INVALID', `${formatTime(notBeforeArg)} is in the past`);
       });
     }
+    // A start a few seconds ago (clock drift, slow typing) just means "now".
+    const notBefore = notBeforeArg === undefined ? undefined : Math.max(notBeforeArg, now);
     const maxUses = argv.maxUses;
     if (maxUses !== undefined && (!Number.isInteger(maxUses) || maxUses < 1 || maxUses > 1000)) {
       throw new BreakglassError('USAGE', '--max-uses: expected a whole number from 1 to 1000');
