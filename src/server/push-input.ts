@@ -54,7 +54,15 @@ export function parseUpdateLines(text: string): UpdateLine[] {
   const seen = new Set<string>();
   return lines.map((line, i) => {
     const m = LINE.exec(line);
-    if (!m || m[1]!.length !== m[2]!.length || !isValidRefName(m[3]!)) {
+    if (m && m[1]!.length === m[2]!.length && !isValidRefName(m[3]!)) {
+      // Names no policy pattern could match (e.g. over 255 characters) must not pass as
+      // unprotected: the whole push is refused.
+      throw new BreakglassError(
+        'REF_INVALID',
+        `"${m[3]!.slice(0, 80)}${m[3]!.length > 80 ? '...' : ''}" is not a ref name this server accepts (at most 255 characters, git's naming rules)`,
+      );
+    }
+    if (!m || m[1]!.length !== m[2]!.length) {
       throw new BreakglassError(
         'HOOK_FAILED',
         `hook input line ${i + 1} is not "<old> <new> <ref>": ${JSON.stringify(line.slice(0, 120))}`,
