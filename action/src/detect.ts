@@ -7,25 +7,14 @@ import { ZERO_SHA, type RefUpdate } from '../../src/engine/update.ts';
 import { BreakglassError } from '../../src/errors.ts';
 import type { RecordItem } from '../../src/git/record.ts';
 import { gitText, runGit } from '../../src/git/git.ts';
-import {
-  parsePolicy,
-  principalForLogin,
-  protectionFor,
-  type Policy,
-} from '../../src/policy/policy.ts';
+import { principalForLogin, protectionFor, type Policy } from '../../src/policy/policy.ts';
 import { formatTime } from '../../src/ticket/time.ts';
 import type { VerifiedTicket } from '../../src/ticket/verify.ts';
 import type { Deps } from './deps.ts';
 import type { PullInfo } from './github.ts';
+import { loadPolicyAt } from './policy.ts';
 import { recordAndPush } from './record.ts';
-import {
-  ensureCommit,
-  fetchAudit,
-  fetchTip,
-  isAncestor,
-  readPolicyText,
-  revList,
-} from './remote.ts';
+import { ensureCommit, fetchAudit, fetchTip, isAncestor, revList } from './remote.ts';
 import type { Outcome } from './report.ts';
 import { countApprovals } from './reviews.ts';
 import { loadCandidates, namedTicketIds } from './tickets.ts';
@@ -172,7 +161,7 @@ export async function runDetect(deps: Deps): Promise<Outcome> {
       },
     );
   }
-  const policy = parsePolicy(await readPolicyText(deps.git, policySha, policyPath), policyPath);
+  const policy = await loadPolicyAt(deps, policySha);
   const rule = protectionFor(policy, ref);
   const quiet = (title: string): Outcome => ({
     decision: 'normal',

@@ -8,15 +8,11 @@ import {
 import { actionsOf } from '../../src/engine/update.ts';
 import { BreakglassError } from '../../src/errors.ts';
 import { gitText } from '../../src/git/git.ts';
-import {
-  parsePolicy,
-  principalForLogin,
-  protectionFor,
-  type Policy,
-} from '../../src/policy/policy.ts';
+import { principalForLogin, protectionFor, type Policy } from '../../src/policy/policy.ts';
 import type { Deps } from './deps.ts';
 import { toPullInfo, type PullInfo } from './github.ts';
-import { ensureCommit, fetchAudit, readPolicyText } from './remote.ts';
+import { loadPolicyAt } from './policy.ts';
+import { ensureCommit, fetchAudit } from './remote.ts';
 import type { Outcome, SummaryRow } from './report.ts';
 import { countApprovals } from './reviews.ts';
 import { loadCandidates, namedTicketIds } from './tickets.ts';
@@ -206,13 +202,13 @@ export async function runGate(deps: Deps): Promise<Outcome> {
   if (!/^[0-9a-f]{40,64}$/.test(baseSha) || !baseRef.startsWith('refs/heads/')) {
     throw new BreakglassError('USAGE', 'the event payload has no base branch and commit');
   }
-  const { remote, policyPath } = deps.inputs;
+  const { remote } = deps.inputs;
   await fetchAudit(deps.git, remote);
   // DESIGN §5: the policy comes from the base branch, never from the pull request's head.
   if (!(await ensureCommit(deps.git, remote, baseSha, baseRef))) {
     throw new BreakglassError('GIT_FAILED', `cannot fetch base commit ${baseSha} from ${remote}`);
   }
-  const policy = parsePolicy(await readPolicyText(deps.git, baseSha, policyPath), policyPath);
+  const policy = await loadPolicyAt(deps, baseSha);
   const rule = protectionFor(policy, baseRef);
   if (!rule) {
     return {
