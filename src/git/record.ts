@@ -238,6 +238,20 @@ async function buildObjects(
   let mark = 0;
 
   if (p.notes.size > 0) {
+    // One blob per distinct note text: a push's block is usually the same on all its commits.
+    const blobMarks = new Map<string, number>();
+    const noteMarks: [string, number][] = [];
+    for (const [commit, content] of p.notes) {
+      const key = typeof content === 'string' ? content : `\0${content.toString('latin1')}`;
+      let m = blobMarks.get(key);
+      if (m === undefined) {
+        m = ++mark;
+        blobMarks.set(key, m);
+        put(`blob\nmark :${m}\n`);
+        parts.push(...dataCommand(content));
+      }
+      noteMarks.push([commit, m]);
+    }
     const branch = `${scratch}/notes`;
     mark++;
     marks.push({ ref: notesRef, branch, mark });
@@ -245,10 +259,7 @@ async function buildObjects(
     parts.push(...dataCommand(`Notes added by git-breakglass (${p.notes.size} commits)\n`));
     const from = tips.get(notesRef);
     if (from) put(`from ${from}\n`);
-    for (const [commit, content] of p.notes) {
-      put(`N inline ${commit}\n`);
-      parts.push(...dataCommand(content));
-    }
+    put(noteMarks.map(([commit, m]) => `N :${m} ${commit}\n`).join(''));
     put('\n');
   }
   let n = 0;
