@@ -68,6 +68,8 @@ export interface AuditProblem {
 export interface AuditData {
   readonly events: readonly NotedEvent[];
   readonly tickets: ReadonlyMap<string, TicketFacts>;
+  /** Ids that have a ticket ref (read or not). */
+  readonly ticketIds: ReadonlySet<string>;
   readonly uses: readonly UseRecord[];
   readonly revocations: ReadonlyMap<string, RevocationFacts>;
   readonly reviews: ReadonlyMap<string, ReviewFacts>;
@@ -313,7 +315,11 @@ export function buildReport(data: AuditData, opts: ReportOptions): AuditReport {
           e.window ??
           (ticket ? { notBefore: ticket.notBefore, expiresAt: ticket.expiresAt } : null),
         violation: e.kind === 'violation' ? (e.violation ?? null) : null,
-        evidence: { note: true, useRecord: key ? usesByKey.has(key) : false, ticket: !!ticket },
+        evidence: {
+          note: true,
+          useRecord: key ? usesByKey.has(key) : false,
+          ticket: ticketId ? data.ticketIds.has(ticketId) : false,
+        },
         revocation: rev
           ? { revoker: rev.revoker, revokedAt: rev.revokedAt, reason: rev.reason, valid: rev.valid }
           : null,
@@ -353,7 +359,7 @@ export function buildReport(data: AuditData, opts: ReportOptions): AuditReport {
         incident: ticket?.incident ?? null,
         window: ticket ? { notBefore: ticket.notBefore, expiresAt: ticket.expiresAt } : null,
         violation: null,
-        evidence: { note: false, useRecord: true, ticket: !!ticket },
+        evidence: { note: false, useRecord: true, ticket: data.ticketIds.has(u.ticket) },
         revocation: rev
           ? { revoker: rev.revoker, revokedAt: rev.revokedAt, reason: rev.reason, valid: rev.valid }
           : null,

@@ -14,9 +14,14 @@ import { verifyReview } from '../audit/review.ts';
 import { BreakglassError } from '../errors.ts';
 import type { Policy } from '../policy/policy.ts';
 import { parseEnvelope, type Envelope } from '../ticket/dsse.ts';
-import { parsePayload, type TicketPayload } from '../ticket/payload.ts';
+import { parsePayload, TICKET_PAYLOAD_TYPE, type TicketPayload } from '../ticket/payload.ts';
 import { verifyRevocation } from '../ticket/revocation.ts';
-import { verifySignatures, verifyTicketEnvelope, type VerifiedTicket } from '../ticket/verify.ts';
+import {
+  payloadDigest,
+  verifySignatures,
+  verifyTicketEnvelope,
+  type VerifiedTicket,
+} from '../ticket/verify.ts';
 import { CatFileBatch, runGit, type GitContext } from './git.ts';
 import { ENVELOPE_FILE, parseBreakglassRef, REFS, type Namespace } from './store.ts';
 
@@ -295,13 +300,19 @@ function envelopeOf(data: Buffer | null, what: string): Envelope {
 /** A ticket read for the report: verified when a policy is given, else only parsed. */
 interface TicketRead {
   readonly payload: TicketPayload;
-  readonly verified: VerifiedTicket | null;
+  /**
+   * The ticket bound to its payload digest, for checking reviews and revocations against it.
+   * Its own signatures are not re-verified here: what makes a review valid is the reviewer's
+   * signature over this exact payload digest (R2-R5); the ticket's authenticity was checked by
+   * the hook when it was pushed and is checked by `bg-sign verify`/`show`.
+   */
+  readonly bound: VerifiedTicket | null;
 }
 
 /**
  * Reads the envelopes the report needs with one cat-file process: tickets named by `ticketIds`
- * (verified only where a review or revocation must be checked against them, which keeps 100,000
- * tickets cheap), every revocation and every review tip.
+ * and those with a review or revocation to check, every revocation and every review tip.
+ * Reviews and revocations are verified under the policy (one signature check each).
  */
 export async function readEnvelopes(
   ctx: GitContext,
@@ -343,20 +354,29 @@ export async function readEnvelopes(
       }
       try {
         const env = envelopeOf(bytes, `ticket ${s.id}`);
-        const verified =
-          policy && needVerified.has(s.id) ? verifyTicketEnvelope(env, policy.keyOwners) : null;
-        // Without verification the payload is only used to fill in what the note left out.
-        const payload = verified?.payload ?? parsePayload(env.payload);
+        if (env.payloadType !== TICKET_PAYLOAD_TYPE) {
+          throw new BreakglassError(
+            'PAYLOAD_TYPE',
+            `payloadType is "${env.payloadType.slice(0, 80)}"`,
+          );
+        }
+        const payload = parsePayload(env.payload);
+        const bound: VerifiedTicket | null = needVerified.has(s.id)
+          ? {
+              envelope: env,
+              payload,
+              payloadDigest: payloadDigest(env.payload),
+              signers: [],
+              unverified: [],
+            }
+          : null;
         if (payload.id !== s.id) {
           throw new BreakglassError(
             'TICKET_REF_INVALID',
             `ref names ${s.id} but holds ticket ${payload.id}`,
           );
         }
-        read.set(s.id, { payload, verified });
-        const approvers = verified?.signers
-          .filter((x) => x.principal !== payload.requester)
-          .map((x) => ({ principal: x.principal, keyid: x.keyid }));
+        read.set(s.id, { payload, bound });
         tickets.set(s.id, {
           id: s.id,
           requester: payload.requester,
@@ -366,7 +386,6 @@ export async function readEnvelopes(
           notBefore: payload.notBefore,
           expiresAt: payload.expiresAt,
           maxUses: payload.maxUses,
-          approvers,
         });
       } catch (e) {
         problems.push({
@@ -382,8 +401,8 @@ export async function readEnvelopes(
     try {
       const env = envelopeOf(raw.get(`revoked/${id}`) ?? null, `revocation ${id}`);
       const t = read.get(id);
-      if (policy && t?.verified) {
-        const r = verifyRevocation(env, t.verified, policy);
+      if (policy && t?.bound) {
+        const r = verifyRevocation(env, t.bound, policy);
         revocations.set(id, {
           ticket: id,
           revoker: r.revoker,
@@ -440,13 +459,13 @@ export async function readEnvelopes(
       reviews.set(id, { ...base, valid: null, error: 'no policy to verify the review with' });
       continue;
     }
-    if (!t?.verified) {
+    if (!t?.bound) {
       reviews.set(id, { ...base, valid: false, error: 'the reviewed ticket could not be read' });
       problems.push({ kind: 'review', where, message: 'the reviewed ticket could not be read' });
       continue;
     }
     try {
-      const r = verifyReview(env, t.verified, policy);
+      const r = verifyReview(env, t.bound, policy);
       reviews.set(id, {
         ...base,
         reviewer: r.reviewer,
@@ -474,9 +493,18 @@ export async function readAuditData(ctx: GitContext, opts: AuditSourceOptions): 
     readUseRecords(ctx, (refs.byNs.get('consumed')?.size ?? 0) > 0, problems),
   ]);
   opts.progress?.('records', 1, 1);
+  // Tickets are read only where the records leave something out: notes written by the recorder
+  // carry requester, approvers, reason and window already.
   const ids = new Set<string>();
-  for (const e of events) if (e.event.ticketId) ids.add(e.event.ticketId);
-  for (const u of uses) ids.add(u.ticket);
+  const noted = new Set<string>();
+  for (const { event: e } of events) {
+    if (!e.ticketId) continue;
+    noted.add(`${e.ticketId} ${e.ref} ${e.oldSha}..${e.newSha}`);
+    if (!e.requester || e.reason === undefined || !e.window) ids.add(e.ticketId);
+  }
+  for (const u of uses) {
+    if (!noted.has(`${u.ticket} ${u.ref} ${u.oldSha}..${u.newSha}`)) ids.add(u.ticket);
+  }
   const { tickets, revocations, reviews } = await readEnvelopes(
     ctx,
     refs,
@@ -485,7 +513,8 @@ export async function readAuditData(ctx: GitContext, opts: AuditSourceOptions): 
     problems,
   );
   opts.progress?.('tickets', 1, 1);
-  return { events, tickets, uses, revocations, reviews, problems };
+  const ticketIds = new Set(refs.byNs.get('tickets')?.keys() ?? []);
+  return { events, tickets, ticketIds, uses, revocations, reviews, problems };
 }
 
 // Ticket and review chains are one commit per signature or review; anything longer is not ours.

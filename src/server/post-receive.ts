@@ -16,6 +16,7 @@ import {
   type Reservation,
 } from './journal.ts';
 import { parseUpdateLines, readBounded, type HookInput, type UpdateLine } from './push-input.ts';
+import { notifyEvents } from './notify.ts';
 import type { Sink } from './pre-receive.ts';
 
 /**
@@ -285,6 +286,8 @@ export async function runPostReceive(o: PostReceiveOptions): Promise<number> {
     const r = await flushJournal(o.gitDir, o.env, o.now, { updated });
     const lines = formatFlush(r);
     if (lines.length) o.stdout.write(lines.join('\n') + '\n');
+    // After the events are recorded: a slow or failing notifier can't lose them (bounded, logged).
+    await notifyEvents(o.gitDir, o.env, r.recorded, { now: o.now });
   } catch (e) {
     o.stderr.write(
       `git-breakglass: warning: could not record the audit trail now (${e instanceof Error ? e.message : String(e)}); run: bg-sign audit flush <GIT_DIR>\n`,
