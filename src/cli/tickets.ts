@@ -83,7 +83,11 @@ export async function loadTicketView(
 ): Promise<TicketView> {
   const entry = refs.get('tickets')?.get(id);
   const ref = REFS.tickets + id;
-  if (!entry) throw new BreakglassError('TICKET_NOT_FOUND', `ticket ${id} not found (${ref})`);
+  if (!entry) {
+    throw new BreakglassError('TICKET_NOT_FOUND', `ticket ${id} not found (${ref})`, {
+      hint: 'check the id, or run "bg-sign fetch" to get the tickets on the remote',
+    });
+  }
   const base = {
     id,
     ref,
