@@ -111,6 +111,25 @@ async function waitForPort(port: number, child: ChildProcess, what: string): Pro
   throw new Error(`${what} did not listen on port ${port}`);
 }
 
+// Daemons still running when the test process exits (a crashed test, an interrupted run) are
+// killed with it, so nothing keeps listening on a loopback port afterwards.
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+});
+
+function track(child: ChildProcess): ChildProcess {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  return child;
+}
+
 function killGroup(child: ChildProcess): Promise<void> {
   return new Promise((res) => {
     if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) {
@@ -401,20 +420,22 @@ export class TestServer {
   async startDaemon(): Promise<number> {
     if (this.daemon) return this.daemonPort;
     const port = await freePort();
-    const child = spawn(
-      'git',
-      [
-        'daemon',
-        '--reuseaddr',
-        '--listen=127.0.0.1',
-        `--port=${port}`,
-        `--base-path=${this.root}`,
-        '--export-all',
-        '--enable=receive-pack',
-        '--informative-errors',
-        this.root,
-      ],
-      { env: cleanEnv({ HOME: join(this.root, 'home-admin') }), detached: true, stdio: 'ignore' },
+    const child = track(
+      spawn(
+        'git',
+        [
+          'daemon',
+          '--reuseaddr',
+          '--listen=127.0.0.1',
+          `--port=${port}`,
+          `--base-path=${this.root}`,
+          '--export-all',
+          '--enable=receive-pack',
+          '--informative-errors',
+          this.root,
+        ],
+        { env: cleanEnv({ HOME: join(this.root, 'home-admin') }), detached: true, stdio: 'ignore' },
+      ),
     );
     this.daemon = child;
     this.daemonPort = port;
@@ -468,11 +489,13 @@ export class TestServer {
     ].join('\n');
     await writeFile(join(dir, 'sshd_config'), config);
     await mkdir('/run/sshd', { recursive: true }); // privilege separation directory (Debian)
-    const child = spawn(SSHD, ['-D', '-e', '-f', join(dir, 'sshd_config')], {
-      detached: true,
-      stdio: 'ignore',
-      env: cleanEnv(),
-    });
+    const child = track(
+      spawn(SSHD, ['-D', '-e', '-f', join(dir, 'sshd_config')], {
+        detached: true,
+        stdio: 'ignore',
+        env: cleanEnv(),
+      }),
+    );
     this.sshd = child;
     this.sshPort = port;
     await waitForPort(port, child, 'sshd');
