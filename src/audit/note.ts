@@ -77,11 +77,15 @@ function hexEscape(c: string): string {
  */
 export function escapeValue(s: string): string {
   const capped = s.length > MAX_VALUE_CHARS ? s.slice(0, MAX_VALUE_CHARS) + '...[truncated]' : s;
-  return capped
-    .replace(/\\/g, '\\\\')
-    .replace(UNSAFE_G, (c) =>
-      c === '\n' ? '\\n' : c === '\r' ? '\\r' : c === '\t' ? '\\t' : hexEscape(c),
-    );
+  return (
+    capped
+      .replace(/\\/g, '\\\\')
+      .replace(UNSAFE_G, (c) =>
+        c === '\n' ? '\\n' : c === '\r' ? '\\r' : c === '\t' ? '\\t' : hexEscape(c),
+      )
+      // Trailing blanks would be trimmed by git and editors: keep the last one visible.
+      .replace(/\s$/u, hexEscape)
+  );
 }
 
 // List items (`bob SHA256:...`, actions, commits) also escape the separators they live between.

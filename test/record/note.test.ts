@@ -255,6 +255,14 @@ test('parseNote survives arbitrary and oversized input', () => {
   assert.match(r.errors.join(), /longer than/);
 });
 
+test('trailing blanks survive storage that trims lines', () => {
+  const e = pushEvent(A, B, { reason: 'ends with space ', recordedBy: 'host\u00a0' });
+  const block = formatNoteBlock(e);
+  assert.ok(block.includes('Break-glass-Reason: ends with space\\u{20}\n'));
+  const trimmed = block.replace(/[ \t]+$/gm, '');
+  assert.deepEqual(parseNote(trimmed).events, [e]);
+});
+
 test('emoji stay readable; lone surrogates are escaped so the stored UTF-8 round-trips', () => {
   const block = formatNoteBlock(pushEvent(A, B, { reason: 'fire 🔥 \ud800 end' }));
   assert.ok(block.includes('Break-glass-Reason: fire 🔥 \\u{d800} end\n'));
