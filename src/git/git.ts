@@ -100,15 +100,41 @@ export class CatFileBatch {
     reject: (e: Error) => void;
   }[] = [];
   private failed: Error | null = null;
+  // TM12 (DoS by huge inputs): chunks of a large object are collected and joined once, not
+  // re-concatenated per chunk (a 32 MB ticket.json took the hook past its 20 s watchdog).
+  private chunks: Buffer[] = [];
+  private chunkBytes = 0;
+  /** Bytes the current object still needs before drain() can make progress. */
+  private need = 0;
+  /** Bytes of an oversized object still to be discarded as they arrive. */
+  private skip = 0;
+  private readonly maxObjectBytes: number;
 
-  constructor(ctx: GitContext) {
+  /**
+   * `maxObjectBytes`: a larger object is not buffered; its read rejects with INPUT_TOO_LARGE
+   * (untrusted repositories: the hook never needs big objects). Default: no limit.
+   */
+  constructor(ctx: GitContext, opts: { maxObjectBytes?: number } = {}) {
+    this.maxObjectBytes = opts.maxObjectBytes ?? Infinity;
     this.child = spawn('git', [...baseArgs(ctx), 'cat-file', '--batch'], {
       cwd: ctx.cwd,
       env: ctx.env ?? process.env,
       stdio: ['pipe', 'pipe', 'ignore'],
     });
     this.child.stdout.on('data', (d: Buffer) => {
-      this.buffer = this.buffer.length ? Buffer.concat([this.buffer, d]) : d;
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, d.length);
+        this.skip -= n;
+        d = d.subarray(n);
+        if (d.length === 0) return;
+      }
+      this.chunks.push(d);
+      this.chunkBytes += d.length;
+      if (this.chunkBytes < this.need) return;
+      this.buffer = Buffer.concat([this.buffer, ...this.chunks]);
+      this.chunks = [];
+      this.chunkBytes = 0;
+      this.need = 0;
       this.drain();
     });
     const fail = (e: Error) => {
@@ -134,7 +160,28 @@ export class CatFileBatch {
       }
       const [sha, type, sizeText] = header.split(' ');
       const size = Number(sizeText);
-      if (this.buffer.length < nl + 1 + size + 1) return;
+      if (size > this.maxObjectBytes) {
+        const have = this.buffer.length - (nl + 1);
+        if (have >= size + 1) this.buffer = this.buffer.subarray(nl + 1 + size + 1);
+        else {
+          this.skip = size + 1 - have;
+          this.buffer = Buffer.alloc(0);
+        }
+        this.queue
+          .shift()!
+          .reject(
+            new BreakglassError(
+              'INPUT_TOO_LARGE',
+              `git object ${sha} is ${size} bytes; the limit here is ${this.maxObjectBytes}`,
+            ),
+          );
+        if (this.skip > 0) return;
+        continue;
+      }
+      if (this.buffer.length < nl + 1 + size + 1) {
+        this.need = nl + 1 + size + 1 - this.buffer.length;
+        return;
+      }
       const data = Buffer.from(this.buffer.subarray(nl + 1, nl + 1 + size));
       this.buffer = this.buffer.subarray(nl + 1 + size + 1);
       this.queue.shift()!.resolve({ sha: sha!, type: type!, data });

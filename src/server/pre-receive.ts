@@ -58,6 +58,8 @@ export interface PreReceiveOptions {
 }
 
 const TAG = 'git-breakglass';
+/** Largest git object pre-receive reads (commit messages may be long; ours are KiBs). */
+export const MAX_HOOK_OBJECT_BYTES = 16 * 1024 * 1024;
 
 /** Shared between the decision and the watchdog: once aborted, nothing more is committed. */
 class Run {
@@ -248,7 +250,9 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
   const lines = parseUpdateLines(await readBounded(o.stdin));
   if (lines.length === 0) return 0;
   // Start the object reader while git config runs: two process start-ups overlap.
-  const reader = new CatFileBatch(ctx);
+  // TM12: pushed objects are untrusted; the hook never needs one this big (envelopes and
+  // policies are capped at 64 KiB), so a huge ticket.json is refused without being buffered.
+  const reader = new CatFileBatch(ctx, { maxObjectBytes: MAX_HOOK_OBJECT_BYTES });
   try {
     const config = await readServerConfig(ctx);
     if (o.timeoutMs === undefined) setTimeoutMs(config.timeoutMs);
