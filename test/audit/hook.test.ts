@@ -2,7 +2,7 @@
 // gets it, `bg-sign audit` on the server lists it, and the namespace guard refuses reviews by the
 // requester or by a key without the reviewer role while accepting carol's.
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { encodeReview, REVIEW_PAYLOAD_TYPE, type ReviewPayload } from '../../src/audit/review.ts';
@@ -133,4 +133,37 @@ test("carol's review is accepted by the hook and closes the review duty", async 
   );
   assert.equal(audit.code, 0, audit.stderr);
   assert.deepEqual(JSON.parse(audit.stdout).rows, []);
+});
+
+test('audit flush records what a missing post-receive left in the journal', async () => {
+  const hook = join(server.gitDir, 'hooks', 'post-receive');
+  await rename(hook, `${hook}.off`);
+  let next: string;
+  let id2: string;
+  try {
+    next = await alice.commit('hotfix2.txt', 'fix 2\n', 'hotfix 2');
+    id2 = await alice.makeTicket({ commits: [next] });
+    assert.equal((await alice.pushTickets([id2])).code, 0);
+    const r = await alice.push(['HEAD:main'], { tickets: [id2] });
+    assert.equal(r.code, 0, r.stderr);
+  } finally {
+    await rename(`${hook}.off`, hook);
+  }
+  assert.equal(await server.note(next), null, 'nothing recorded yet');
+  const flushed = await run(process.execPath, [BUNDLE, 'audit', 'flush', server.gitDir, '--json'], {
+    cwd: server.root,
+    env: alice.env,
+  });
+  assert.equal(flushed.code, 0, flushed.stderr);
+  const out = JSON.parse(flushed.stdout);
+  assert.equal(out.recorded.length, 1);
+  assert.equal(out.recorded[0].ticket, id2);
+  assert.equal(out.recorded[0].newSha, next);
+  assert.match((await server.note(next)) ?? '', new RegExp(`Break-glass-Ticket: ${id2}`));
+  const text = await run(process.execPath, [BUNDLE, 'audit', 'flush', server.gitDir], {
+    cwd: server.root,
+    env: alice.env,
+  });
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, /0 event\(s\) recorded/, 'a second flush finds nothing left');
 });

@@ -12,6 +12,7 @@ import { compileRefPattern, refMatches } from '../../policy/refs.ts';
 import { parseTime } from '../../ticket/time.ts';
 import { readServerConfig } from '../../server/config.ts';
 import { loadServerPolicy } from '../../server/policy-source.ts';
+import { flushJournal, formatFlush } from '../../server/post-receive.ts';
 import { EXIT, fromArg } from '../exit.ts';
 import { loadPolicy } from '../policy-source.ts';
 import { openRepo } from '../repo.ts';
@@ -152,12 +153,52 @@ function overdueMessage(report: AuditReport, rows: readonly AuditRow[]): string 
   );
 }
 
+/**
+ * `bg-sign audit flush GIT_DIR`: finishes pending journal entries (a crashed post-receive, or
+ * GHES where there is no post-receive) with the hook's own flushJournal, and says what it wrote.
+ */
+const flush = defineCommand({
+  command: 'flush <gitdir>',
+  describe: 'Record pending break-glass events left in the server journal (crash recovery, GHES)',
+  builder: (y) =>
+    y
+      .positional('gitdir', { type: 'string', demandOption: true, describe: 'server repository' })
+      .options({ ...jsonOption })
+      .example('$0 audit flush /srv/git/api.git', 'finish what a crashed post-receive left'),
+  handler: async (argv) => {
+    const cli = cliFor(argv);
+    const now = Date.now();
+    const dir = resolve(cli.cwd, argv.gitdir);
+    const check = await runGit({ gitDir: dir, env: cli.env }, ['rev-parse', '--git-dir'], {
+      allowFail: true,
+    });
+    if (check.code !== 0) throw new BreakglassError('USAGE', `${dir} is not a Git repository`);
+    const r = await flushJournal(dir, cli.env, now);
+    if (argv.json) {
+      cli.output.json({
+        recorded: r.recorded,
+        dropped: r.dropped,
+        waiting: r.waiting,
+        released: r.released.length,
+        errors: r.errors,
+      });
+    } else {
+      for (const line of formatFlush(r)) cli.output.out(line);
+      cli.output.out(
+        `${r.recorded.length} event(s) recorded, ${r.dropped.length} dropped (ref did not move), ${r.waiting} still waiting`,
+      );
+    }
+    if (r.errors.length) process.exitCode = EXIT.denied;
+  },
+});
+
 /** `bg-sign audit`: the audit report (table, JSON, CSV or an auditor's Markdown report). */
 export default defineCommand({
   command: 'audit [gitdir]',
   describe: 'Report break-glass events with their tickets, uses and reviews',
   builder: (y) =>
     y
+      .command(flush)
       .positional('gitdir', {
         type: 'string',
         describe: 'repository directory (e.g. a bare server repo); default: the clone you are in',
@@ -211,7 +252,11 @@ export default defineCommand({
         '$0 audit --since 2026-01-01 --until 2026-03-31 --format md',
         'quarterly evidence report',
       )
-      .example('$0 audit /srv/git/api.git --format json', 'on the server, in a bare repository'),
+      .example('$0 audit /srv/git/api.git --format json', 'on the server, in a bare repository')
+      .example(
+        '$0 audit flush /srv/git/api.git',
+        'record events a crashed post-receive left pending',
+      ),
   handler: async (argv) => {
     const cli = cliFor(argv);
     const now = Date.now();
