@@ -262,6 +262,11 @@ describe('bg-sign ticket flow (alice requests, bob approves)', () => {
     const commit = await sb.run(r.alice!, ['verify', id, '--commit', 'HEAD~1']);
     assert.equal(commit.code, 1);
     assert.match(commit.stdout, /SCOPE_COMMIT \[T8\]/);
+    // A full id is taken as given, even for a commit this clone does not have.
+    const absent = await sb.run(r.alice!, ['verify', id, '--commit', 'f'.repeat(40)]);
+    assert.equal(absent.code, 1);
+    assert.match(absent.stdout, /SCOPE_COMMIT \[T8\]/);
+    assert.equal((await sb.run(r.alice!, ['verify', id, '--commit', head])).code, 0);
     const all = await sb.run(r.alice!, [
       'verify',
       id,

@@ -2,7 +2,7 @@ import { BreakglassError, isBreakglassError } from '../../errors.ts';
 import { evaluateTicket, type Failure, type Pusher } from '../../engine/evaluate.ts';
 import { countUses } from '../../git/store.ts';
 import { principalForLogin } from '../../policy/policy.ts';
-import { ACTIONS, type Action } from '../../ticket/payload.ts';
+import { ACTIONS, COMMIT_SHA, type Action } from '../../ticket/payload.ts';
 import { formatTime } from '../../ticket/time.ts';
 import { fromArgAsync } from '../exit.ts';
 import { loadPolicy } from '../policy-source.ts';
@@ -82,7 +82,10 @@ export default defineCommand({
     const commit =
       argv.commit === undefined
         ? undefined
-        : await fromArgAsync('--commit', () => resolveCommit(ctx, argv.commit!));
+        : // A full commit id is checked as given, even if this clone lacks the commit.
+          COMMIT_SHA.test(argv.commit)
+          ? argv.commit
+          : await fromArgAsync('--commit', () => resolveCommit(ctx, argv.commit!));
     const { policy, source } = await loadPolicy(ctx, {
       file: argv.policy,
       remote: argv.remote,
