@@ -4,10 +4,11 @@ import { formatNoteBlock, parseNote } from '../../src/audit/note.ts';
 import { parseUseRecord } from '../../src/audit/consumed.ts';
 import { recordEvents } from '../../src/git/record.ts';
 import { iterateNotes, readNote } from '../../src/git/notes.ts';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { GIT_ENV, makeRepo, pushEvent, TICKET } from './repo.ts';
 
 const NOTES = ['notes', '--ref=breakglass'];
@@ -390,6 +391,43 @@ test('commits missing from the repository are reported, not fatal to the other e
     assert.equal(r.notesWritten, 1);
     assert.equal(r.usesRecorded, 1);
     assert.equal(repo.git([...NOTES, 'show', c[2]!]), formatNoteBlock(pushEvent(c[0]!, c[2]!)));
+  } finally {
+    repo.cleanup();
+  }
+});
+
+test('separate processes recording at once (with and without the lock) lose nothing', async () => {
+  const repo = makeRepo(1);
+  try {
+    const tip = repo.commits[0]!;
+    const child = (i: number) =>
+      new Promise<string>((resolve, reject) => {
+        execFile(
+          process.execPath,
+          [
+            '--import',
+            'tsx',
+            fileURLToPath(new URL('./recorder-child.ts', import.meta.url)),
+            repo.gitDir,
+            String(i),
+            tip,
+            String(i % 2),
+          ],
+          { env: GIT_ENV },
+          (err, stdout) => (err ? reject(err) : resolve(stdout)),
+        );
+      });
+    const out = await Promise.all([0, 1, 2, 3].map(child));
+    assert.ok(out.every((o) => JSON.parse(o).usesRecorded === 1));
+    const events = parseNote(repo.git([...NOTES, 'show', tip])).events;
+    assert.deepEqual(
+      events.map((e) => e.ticketId).sort(),
+      [0, 1, 2, 3].map((i) => `20261129T05000${i}Z-c0ffee${i}`),
+    );
+    assert.equal(
+      repo.git(['for-each-ref', 'refs/breakglass/consumed/']).trim().split('\n').length,
+      4,
+    );
   } finally {
     repo.cleanup();
   }
