@@ -19,11 +19,14 @@ import { withRecorderLock } from './record-lock.ts';
 
 /**
  * The evidence writer (DESIGN §6, §7): turns events into audit notes on every affected commit and
- * one `refs/breakglass/consumed/<id>` commit per ticket use. Per attempt: one `for-each-ref`, one
- * `cat-file --batch` (existing notes), one `fast-import` (all new objects, no ref touched) and one
- * `update-ref --stdin` transaction that moves every ref with its expected old value. A race with
- * another writer fails that transaction as a whole; we re-read and rebuild, so nothing is lost and,
- * because an event already present is skipped, nothing is written twice.
+ * one `refs/breakglass/consumed/<id>` commit per ticket use. Once per call: one
+ * `cat-file --batch-check` (which listed commits exist). Per attempt: one `for-each-ref`, one
+ * `cat-file --batch` for the existing notes (and one for the consumed/ chains, when there are
+ * tickets), one `fast-import` (all new objects, no ref touched) and one `update-ref --stdin`
+ * transaction that moves every ref from its expected old value. A race with another writer fails
+ * that transaction as a whole; we re-read and rebuild, so nothing is lost and, because what is
+ * already present is skipped, nothing is written twice. An advisory lock file queues concurrent
+ * recorders so they rarely race at all.
  */
 
 /** One event and the commits whose notes must carry it (first = the one checked for idempotence). */
@@ -58,7 +61,7 @@ export interface RecordResult {
   usesRecorded: number;
   /** Transactions lost to a concurrent writer and redone. */
   retries: number;
-  /** Events skipped because their block was already in the note of their first commit. */
+  /** Events already recorded (block in their first commit's note and, with a ticket, the use). */
   skipped: number;
   /** Listed commits that are not in the repository (e.g. pruned dropped commits): not annotated. */
   missing: string[];
@@ -73,7 +76,7 @@ const IDENTITY = 'git-breakglass';
 const MAX_USES_READ = 100_000;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-function usage(message: string): BreakglassError {
+function invalidItem(message: string): BreakglassError {
   return new BreakglassError('AUDIT_RECORD_INVALID', message);
 }
 
@@ -81,24 +84,26 @@ function usage(message: string): BreakglassError {
 function normalize(item: RecordItem, index: number): RecordItem {
   const e = item.event;
   const where = `event ${index + 1} (${e?.ref ?? '?'})`;
-  if (!e || (e.kind !== 'breakglass' && e.kind !== 'violation')) throw usage(`${where}: bad kind`);
+  if (!e || (e.kind !== 'breakglass' && e.kind !== 'violation'))
+    throw invalidItem(`${where}: bad kind`);
   if (!OID.test(e.oldSha) || !OID.test(e.newSha))
-    throw usage(`${where}: old/new must be object ids`);
-  if (!isValidRefName(e.ref)) throw usage(`${where}: invalid ref name`);
+    throw invalidItem(`${where}: old/new must be object ids`);
+  if (!isValidRefName(e.ref)) throw invalidItem(`${where}: invalid ref name`);
   try {
     parseTime(e.recordedAt, 'recordedAt');
   } catch (err) {
-    throw usage(`${where}: ${(err as Error).message}`);
+    throw invalidItem(`${where}: ${(err as Error).message}`);
   }
   // A break-glass event must make a valid use record (ticket id, actions); check it now.
   if (e.kind === 'breakglass') useRecordOf(e, 0);
   let commits = [...new Set(item.commits ?? [])];
   if (commits.length === 0) {
     const tip = ZERO.test(e.newSha) ? e.oldSha : e.newSha;
-    if (ZERO.test(tip)) throw usage(`${where}: nothing to annotate`);
+    if (ZERO.test(tip)) throw invalidItem(`${where}: nothing to annotate`);
     commits = [tip];
   }
-  for (const c of commits) if (!OID.test(c)) throw usage(`${where}: "${c}" is not a commit id`);
+  for (const c of commits)
+    if (!OID.test(c)) throw invalidItem(`${where}: "${c}" is not a commit id`);
   return { event: e, commits };
 }
 
@@ -124,7 +129,8 @@ function dataCommand(content: Buffer | string): Buffer[] {
 }
 
 function committerLine(recordedBy: string, ms: number): string {
-  const email = recordedBy.replace(/[<>\s]/g, '-').slice(0, 200) || 'unknown';
+  // The recorder goes into the ident's email slot: keep it to characters an ident can hold.
+  const email = recordedBy.replace(/[^A-Za-z0-9._@+-]/g, '-').slice(0, 200) || 'unknown';
   return `committer ${IDENTITY} <${email}> ${Math.floor(ms / 1000)} +0000\n`;
 }
 
@@ -334,7 +340,7 @@ export async function recordEvents(
   opts: RecordOptions = {},
 ): Promise<RecordResult> {
   const notesRef = opts.notesRef ?? DEFAULT_NOTES_REF;
-  if (!isValidRefName(notesRef)) throw usage(`invalid notes ref "${notesRef}"`);
+  if (!isValidRefName(notesRef)) throw invalidItem(`invalid notes ref "${notesRef}"`);
   const normalized = items.map(normalize);
   const ctx: GitContext = { gitDir, env: opts.env ?? process.env };
   const maxRetries = opts.maxRetries ?? 40;
