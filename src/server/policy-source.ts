@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { BreakglassError, isBreakglassError } from '../errors.ts';
 import { gitText, runGit, type CatFileBatch, type GitContext } from '../git/git.ts';
-import { parsePolicy, type Policy } from '../policy/policy.ts';
+import { parsePolicy, protectionFor, type Policy } from '../policy/policy.ts';
 import { MAX_POLICY_BYTES } from '../policy/yaml.ts';
 
 export const POLICY_PATH = '.breakglass/policy.yml';
@@ -68,6 +68,20 @@ async function loadPinned(gitDir: string, file: string): Promise<PolicyLoad> {
 }
 
 /**
+ * The branch HEAD names (`refs/heads/main`), or null when HEAD is detached (a detached HEAD
+ * can't be moved by a push). Reads `$GIT_DIR/HEAD` directly (no process on the hot path);
+ * asks git when the file is not a plain symbolic ref (reftable keeps `refs/heads/.invalid`).
+ */
+async function headBranch(ctx: GitContext & { gitDir: string }): Promise<string | null> {
+  const text = await fs.readFile(path.join(ctx.gitDir, 'HEAD'), 'utf8').catch(() => '');
+  const m = /^ref: (refs\/\S+)\n?$/.exec(text);
+  if (m && m[1] !== 'refs/heads/.invalid') return m[1]!;
+  if (/^[0-9a-f]{40,64}\n?$/.test(text)) return null;
+  const ref = await gitText(ctx, ['symbolic-ref', '-q', 'HEAD'], { allowFail: true });
+  return ref || null;
+}
+
+/**
  * The policy that governs a push (DESIGN §5): the pinned file if `breakglass.policy` is set,
  * else `.breakglass/policy.yml` at the tip of the default branch (HEAD's target) as it was before
  * this push — never from the pushed commits. Failures come back as values so the caller can fail
@@ -103,11 +117,28 @@ export async function loadServerPolicy(
         error: new BreakglassError('POLICY_INVALID', `${source} is a ${blob.type}, not a file`),
       };
     }
+    let policy: Policy;
     try {
-      return { kind: 'policy', policy: parsePolicyBytes(blob.data, POLICY_PATH), source };
+      policy = parsePolicyBytes(blob.data, POLICY_PATH);
     } catch (e) {
       return { kind: 'error', error: asPolicyError(e, POLICY_PATH) };
     }
+    // TM6: the policy governs its own branch. If that branch is not protected, anyone who may
+    // push to it rewrites the policy (drops every protection) and then pushes main at will.
+    const branch = await headBranch(ctx);
+    if (branch !== null && !protectionFor(policy, branch)) {
+      return {
+        kind: 'error',
+        error: new BreakglassError(
+          'POLICY_INVALID',
+          `${source}: the policy is read from ${branch}, which it does not protect; anyone who can push ${branch} could rewrite it`,
+          {
+            hint: `add ${branch} to a protected[].refs entry, or pin the policy: git config breakglass.policy FILE`,
+          },
+        ),
+      };
+    }
+    return { kind: 'policy', policy, source };
   }
   // HEAD is unborn. Only a repository without any branch is a bootstrap; otherwise the default
   // branch is simply missing and nothing says what is protected.

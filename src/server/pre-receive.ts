@@ -124,6 +124,14 @@ async function bootstrap(
       });
     }
     policy = parsePolicyBytes(blob.data, `${POLICY_PATH} (pushed ${defaultRef})`);
+    // TM6: a policy that leaves its own branch open could be rewritten by any later push.
+    if (!protectionFor(policy, defaultRef)) {
+      throw new BreakglassError(
+        'POLICY_INVALID',
+        `${POLICY_PATH} (pushed ${defaultRef}) does not protect ${defaultRef}, the branch it is read from`,
+        { hint: `add ${defaultRef} to a protected[].refs entry` },
+      );
+    }
   } catch (e) {
     if (!isBreakglassError(e)) throw e;
     return rejectAll(run, lines, e);
