@@ -55,6 +55,8 @@ export const ERROR_CODES = [
   'GITHUB_PERMISSION',
   // audit evidence
   'AUDIT_RECORD_INVALID',
+  // server: an update through a symbolic ref whose target is protected or guarded (TM9)
+  'SYMBOLIC_REF',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -34,6 +34,7 @@ import {
   type UpdateLine,
 } from './push-input.ts';
 import { formatBanner, formatRefFailures, formatRejectedUpdate, oneLine } from './report.ts';
+import { symbolicTargets } from './symref.ts';
 
 /** Where the hook writes; git relays both to the pusher as `remote: ...`. */
 export interface Sink {
@@ -277,6 +278,40 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
     const { policy } = load;
     const login = resolveLogin(o.env, config.identity);
     const pusher = pusherFor(login, policy);
+
+    // TM9: git moves a symbolic ref's target; judge the alias by it. An alias of a protected or
+    // guarded ref is refused outright: push the real ref, where the rules apply.
+    const aliases = await symbolicTargets(
+      ctx,
+      lines.map((l) => l.ref),
+    );
+    const viaAlias = lines.flatMap((l) => {
+      const target = aliases.get(l.ref);
+      if (target === undefined) return [];
+      if (!/^refs\//.test(target) || isGuardedRef(target) || protectionFor(policy, target)) {
+        return [{ ref: l.ref, target }];
+      }
+      return [];
+    });
+    if (viaAlias.length) {
+      run.err([
+        `${TAG}: push rejected`,
+        ...viaAlias.flatMap((a) =>
+          formatRefFailures(
+            a.ref,
+            [
+              {
+                code: 'SYMBOLIC_REF',
+                rule: 'TM9',
+                message: `${a.ref} is a symbolic ref to ${a.target} on the server; the update would move ${a.target}`,
+              },
+            ],
+            `push ${a.target} itself`,
+          ),
+        ),
+      ]);
+      return 1;
+    }
 
     const guarded = lines.filter((l) => isGuardedRef(l.ref));
     const protectedLines = lines.filter(
