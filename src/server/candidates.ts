@@ -125,6 +125,7 @@ async function recentTicketIds(input: CandidateInput): Promise<string[]> {
     .slice(0, MAX_HELD_SCAN);
 }
 
+// TM7: candidates carry their use count (consumed/ or reservations, the larger) and revocation.
 /**
  * Candidate tickets for a push (DESIGN §6): the ones named with `-o breakglass=<id>` if any;
  * otherwise tickets pushed in this same push and recent tickets whose holder is the pusher.

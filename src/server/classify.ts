@@ -10,6 +10,7 @@ export interface ClassifiedUpdate extends RefUpdate {
   readonly newCommits: string[];
 }
 
+// TM12: the per-push work is bounded.
 /** Protected refs one push may update; a push beyond this is refused rather than slowed down. */
 export const MAX_PROTECTED_UPDATES = 64;
 
@@ -55,7 +56,7 @@ export async function classifyUpdates(
     }
     if (!isCreate && !isDelete) {
       fastForward = await isAncestor(ctx, u.oldSha, u.newSha);
-      // The net change of the policy directory between the old and the new tip.
+      // TM6: the net change of the policy directory between the old and the new tip.
       touchesPolicy =
         (
           await gitText(ctx, [

@@ -61,6 +61,7 @@ function unixUser(env: NodeJS.ProcessEnv): string {
   }
 }
 
+// TM13: which variables a client can influence depends on the transport (docs/threat-model.md).
 /** Finds the pusher's login in the hook environment (no policy needed). */
 export function resolveLogin(env: NodeJS.ProcessEnv, mode: IdentityMode): ResolvedLogin {
   if (mode === 'none') return { login: null, source: 'none' };

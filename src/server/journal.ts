@@ -118,6 +118,7 @@ export async function countReservations(gitDir: string, ticket: string): Promise
   }
 }
 
+// TM7, TM14: the use is taken before pre-receive says yes, so concurrent pushes race on O_EXCL.
 /**
  * Takes one free use slot of a ticket with an exclusive create (O_EXCL): of any number of
  * concurrent pushes, only maxUses get a slot. Slots are tried from 0 up, so a slot released by a

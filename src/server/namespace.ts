@@ -26,6 +26,8 @@ import type { UpdateLine } from './push-input.ts';
  * (N0, in pre-receive: no break-glass refs in the bootstrap push.)
  */
 
+// TM8, TM10 (docs/threat-model.md): tickets, revocations, reviews, use records and notes are
+// evidence; this guard is what keeps a writer from rewriting, deleting or forging them (N1-N8).
 /** True for refs this module guards: `refs/breakglass/**` and the audit notes ref. */
 export function isGuardedRef(ref: string): boolean {
   return ref.startsWith('refs/breakglass/') || ref === REFS.notes;

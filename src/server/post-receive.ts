@@ -203,6 +203,7 @@ async function flushEntry(
   });
 }
 
+// TM14: only events whose ref really moved are recorded, once, with expected old values.
 /**
  * Turns pending journal entries into audit notes and consumed/ records (DESIGN §6): every entry,
  * including ones a crash left behind. Events whose ref did not move are dropped (after a grace

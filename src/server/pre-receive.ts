@@ -399,6 +399,7 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
   }
 }
 
+// TM15: fail closed; TM14: reservations and the journal are written before the push is accepted.
 /**
  * The pre-receive hook (DESIGN §6): reads every update, decides the whole push, and for a
  * break-glass push reserves the ticket's use and journals the event for post-receive. Returns

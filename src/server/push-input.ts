@@ -2,6 +2,7 @@ import { BreakglassError } from '../errors.ts';
 import { isValidRefName } from '../policy/refs.ts';
 import { TICKET_ID } from '../ticket/payload.ts';
 
+// TM12: bounds on everything git hands the hook, checked before anything is interpreted.
 export const MAX_STDIN_BYTES = 1024 * 1024;
 export const MAX_UPDATE_LINES = 10_000;
 export const MAX_PUSH_OPTIONS = 100;
@@ -76,6 +77,7 @@ export function parseUpdateLines(text: string): UpdateLine[] {
   });
 }
 
+// TM11: push options are client text; only a well-formed ticket id is taken, never a path.
 /**
  * Ticket ids named with `git push -o breakglass=<id>` (GIT_PUSH_OPTION_COUNT and
  * GIT_PUSH_OPTION_<n>). Other options belong to other tools and are ignored; a malformed
