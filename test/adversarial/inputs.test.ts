@@ -1,5 +1,5 @@
-// Hostile inputs around the decision (docs/threat-model.md TM11-TM13; rules P2, N4, the input
-// limits of docs/rules.md): push-option injection, oversized pushes and objects, broken or
+// Hostile inputs around the decision (docs/threat-model.md TM11-TM13, TM15; rules N4 and the
+// input limits of docs/rules.md): push-option injection, oversized pushes and objects, broken or
 // hostile policies (fail closed), and pusher identity spoofing over real transports.
 import assert from 'node:assert/strict';
 import { readFile, rm, writeFile } from 'node:fs/promises';

@@ -1,5 +1,5 @@
-// Hostile pushes against scope, time and the push rules (docs/threat-model.md TM5-TM9; rules
-// T5-T11, T14, P1, P2): genuine, fully approved tickets used for something they do not cover,
+// Hostile pushes against scope, time and the push rules (docs/threat-model.md TM3-TM6, TM13;
+// rules T5-T11, T14, P1, P2): genuine, fully approved tickets used for something they do not cover,
 // at the wrong time, by the wrong person; and protected updates that try to look harmless.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';

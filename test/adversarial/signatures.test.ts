@@ -1,5 +1,5 @@
-// Hostile tickets against authenticity and approvals (docs/threat-model.md TM1-TM4; rules A1-A4,
-// T1-T4, N4-N6): forged, edited, re-used or malformed signatures and envelopes, pushed together
+// Hostile tickets against authenticity and approvals (docs/threat-model.md TM1, TM2, TM12; rules
+// A1-A4, T1-T4, N4-N6): forged, edited, re-used or malformed signatures and envelopes, pushed together
 // with the protected update they are meant to unlock, through the real hook.
 // The policy here needs TWO approvals, and carol has two keys, so "fake a second approver"
 // attacks have something to fake.

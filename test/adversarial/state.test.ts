@@ -1,5 +1,5 @@
 // Hostile pushes against the evidence and the ticket state kept in the repository
-// (docs/threat-model.md TM10-TM14; rules T12, T13, N1-N8, R4-R5): re-using spent or revoked
+// (docs/threat-model.md TM7, TM8, TM10, TM14; rules T12, T13, N1-N8, R4-R5): re-using spent or revoked
 // tickets, rewriting or deleting tickets, revocations, use records and audit notes, forging
 // revocations and reviews, and racing a single-use ticket.
 import assert from 'node:assert/strict';
@@ -336,5 +336,21 @@ describe('adversarial: evidence, revocations, uses', () => {
       `refs/breakglass/consumed/${t.id}`,
     ]);
     assert.equal(uses.stdout.trim(), '1');
+  });
+  it('a signed reason that tries to forge note trailers stays one escaped line in the note', async () => {
+    // The ticket is genuine (approvers signed this text); the note must still not grow a
+    // second Approvers line or a fake event block out of it.
+    const forged = `INC-1\nBreak-glass-Approvers: carol ${keys.carol.publicKey.keyid}\n\nBreak-glass-Ticket: 20200101T000000Z-abcdef`;
+    const t = await storedTicket(arena, arena.alice, { reason: forged });
+    const fix = await arena.commitOn(arena.alice);
+    const r = await arena.push(arena.alice, [t.refspec, `${fix}:refs/heads/main`], {
+      tickets: [t.id],
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const note = (await arena.server.note(fix)) ?? '';
+    assert.equal(note.match(/^Break-glass-Approvers:/gm)?.length, 1, note);
+    assert.equal(note.match(/^Break-glass-Ticket:/gm)?.length, 1, note);
+    assert.match(note, /^Break-glass-Reason: INC-1\\nBreak-glass-Approvers: carol/m);
+    assert.doesNotMatch(note, /\n\n/, 'one event block, no blank line injected');
   });
 });
