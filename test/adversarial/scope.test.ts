@@ -88,6 +88,24 @@ describe('adversarial: scope, time, holder and push rules', () => {
     assert.deepEqual(await arena.snapshot(), before);
   });
 
+  it('a 269-character ref under release/* (beyond what patterns match): REF_INVALID', async () => {
+    const long = `refs/heads/release/${'a'.repeat(250)}`;
+    await withTicket({ refs: ['release/*'], actions: ['create'] }, [`${hotfix}:${long}`], {
+      code: 'REF_INVALID',
+    });
+  });
+
+  it('an unprotected branch riding along with a refused main update does not land either', async () => {
+    const r = await arena.hostile(
+      () =>
+        arena.push(arena.alice, [`${hotfix}:refs/heads/feature-x`, `${hotfix}:refs/heads/main`], {
+          as: 'dave',
+        }),
+      { code: 'TICKET_REQUIRED', rule: 'P2' },
+    );
+    assert.match(r.stdout, /refs\/heads\/feature-x\t\[remote rejected\]/);
+  });
+
   it('commit pin mismatch (ticket pins another commit): SCOPE_COMMIT', async () => {
     const pinned = await arena.commitOn(arena.alice, { content: 'the reviewed fix\n' });
     await withTicket({ commits: [pinned] }, [`${hotfix}:refs/heads/main`], {
