@@ -18,6 +18,8 @@ export const REPORT_SCHEMA_VERSION = 1;
 export interface NotedEvent {
   readonly event: AuditEvent;
   readonly commits: readonly string[];
+  /** Set by the source when a consumed/ use record matches this event. */
+  useRecord?: boolean;
 }
 
 /** What the report needs from a ticket (read from `refs/breakglass/tickets/<id>`). */
@@ -260,16 +262,17 @@ export function buildReport(data: AuditData, opts: ReportOptions): AuditReport {
     (kind === 'breakglass' || opts.ticket === undefined);
 
   const rows: AuditRow[] = [];
+  const times: number[] = [];
   const push = (row: AuditRow, t: number) => {
     if (opts.unreviewed || opts.olderThanMs !== undefined) {
       if (!awaitsReview(row)) return;
       if (opts.olderThanMs !== undefined && (row.review.waitingMs ?? 0) <= opts.olderThanMs) return;
     }
     rows.push(row);
-    void t;
+    times.push(t);
   };
 
-  for (const { event: e, commits } of data.events) {
+  for (const { event: e, commits, useRecord } of data.events) {
     const ticketId = e.kind === 'breakglass' ? (e.ticketId ?? null) : null;
     const key = ticketId
       ? useKey({ ticket: ticketId, ref: e.ref, oldSha: e.oldSha, newSha: e.newSha })
@@ -317,7 +320,7 @@ export function buildReport(data: AuditData, opts: ReportOptions): AuditReport {
         violation: e.kind === 'violation' ? (e.violation ?? null) : null,
         evidence: {
           note: true,
-          useRecord: key ? usesByKey.has(key) : false,
+          useRecord: useRecord === true || (key ? usesByKey.has(key) : false),
           ticket: ticketId ? data.ticketIds.has(ticketId) : false,
         },
         revocation: rev
@@ -369,7 +372,10 @@ export function buildReport(data: AuditData, opts: ReportOptions): AuditReport {
     );
   }
 
-  rows.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : a.id < b.id ? -1 : 1));
+  // By time, then id; numeric keys sort 100,000 rows much faster than string comparisons.
+  const order = rows.map((_, i) => i);
+  order.sort((a, b) => times[a]! - times[b]! || (rows[a]!.id < rows[b]!.id ? -1 : 1));
+  const sorted = order.map((i) => rows[i]!);
   return {
     schemaVersion: REPORT_SCHEMA_VERSION,
     generatedAt: formatTime(now),
@@ -385,8 +391,8 @@ export function buildReport(data: AuditData, opts: ReportOptions): AuditReport {
       unreviewed: !!opts.unreviewed || opts.olderThanMs !== undefined,
       olderThan: opts.olderThanMs === undefined ? null : formatDuration(opts.olderThanMs),
     },
-    summary: summarize(rows),
-    rows,
+    summary: summarize(sorted),
+    rows: sorted,
     problems: data.problems,
   };
 }
@@ -422,13 +428,57 @@ export function summarize(rows: readonly AuditRow[]): ReportSummary {
 // ---------------------------------------------------------------------------------------------
 // Formats. Each yields text chunks so 100,000 rows stream out without one giant string.
 
+// A string that needs no escaping is quoted as is (JSON.stringify otherwise): rows are mostly
+// ids, names and times, and 100,000 rows go out in a fraction of the generic serialiser's time.
+function str(s: string | null): string {
+  if (s === null) return 'null';
+  return /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/.test(s) ? `"${s}"` : JSON.stringify(s);
+}
+
+function strs(list: readonly string[]): string {
+  return `[${list.map(str).join(',')}]`;
+}
+
+function principalJson(p: { principal: string; keyid: string | null }): string {
+  return `{"principal":${str(p.principal)},"keyid":${str(p.keyid)}}`;
+}
+
+/** One row as JSON, field order as in AuditRow (same output as JSON.stringify(row)). */
+export function rowJson(r: AuditRow): string {
+  const rv = r.review;
+  const rev = r.revocation;
+  return (
+    `{"id":${str(r.id)},"kind":${str(r.kind)},"time":${str(r.time)},"recordedBy":${str(r.recordedBy)},` +
+    `"ticket":${str(r.ticket)},"ref":${str(r.ref)},"actions":${strs(r.actions)},` +
+    `"update":{"old":${str(r.update.old)},"new":${str(r.update.new)}},` +
+    `"commits":{"count":${r.commits.count},"ids":${strs(r.commits.ids)}},` +
+    `"replacedTip":${str(r.replacedTip)},` +
+    `"dropped":${r.dropped ? `{"count":${r.dropped.count},"ids":${strs(r.dropped.ids)}}` : 'null'},` +
+    `"pusher":${str(r.pusher)},"requester":${r.requester ? principalJson(r.requester) : 'null'},` +
+    `"approvers":[${r.approvers.map(principalJson).join(',')}],` +
+    `"reason":${str(r.reason)},"incident":${str(r.incident)},` +
+    `"window":${r.window ? `{"notBefore":${str(r.window.notBefore)},"expiresAt":${str(r.window.expiresAt)}}` : 'null'},` +
+    `"violation":${str(r.violation)},` +
+    `"evidence":{"note":${r.evidence.note},"useRecord":${r.evidence.useRecord},"ticket":${r.evidence.ticket}},` +
+    `"revocation":${rev ? `{"revoker":${str(rev.revoker)},"revokedAt":${str(rev.revokedAt)},"reason":${str(rev.reason)},"valid":${rev.valid}}` : 'null'},` +
+    `"review":{"status":${str(rv.status)},"outcome":${str(rv.outcome)},"reviewer":${str(rv.reviewer)},` +
+    `"reviewedAt":${str(rv.reviewedAt)},"note":${str(rv.note)},"error":${str(rv.error)},"waitingMs":${rv.waitingMs}}}`
+  );
+}
+
 /** The stable JSON document (docs/audit-format.md), streamed: header, one row per line, footer. */
 export function* formatJson(report: AuditReport): Generator<string> {
   const { rows, problems, ...head } = report;
   const headText = JSON.stringify(head);
-  yield headText.slice(0, -1) + ',"rows":[';
-  for (let i = 0; i < rows.length; i++) yield (i ? ',\n' : '\n') + JSON.stringify(rows[i]);
-  yield (rows.length ? '\n' : '') + '],"problems":' + JSON.stringify(problems) + '}\n';
+  let chunk = headText.slice(0, -1) + ',"rows":[';
+  for (let i = 0; i < rows.length; i++) {
+    chunk += (i ? ',\n' : '\n') + rowJson(rows[i]!);
+    if (chunk.length > 65536) {
+      yield chunk;
+      chunk = '';
+    }
+  }
+  yield chunk + (rows.length ? '\n' : '') + '],"problems":' + JSON.stringify(problems) + '}\n';
 }
 
 /** CSV column order (a contract too: new columns are appended). */

@@ -175,8 +175,12 @@ export async function listEvidenceRefs(
 export async function listNotes(
   ctx: GitContext,
   notesCommit: string,
+  opts: { allowMissing?: boolean } = {},
 ): Promise<{ commit: string; blob: string }[]> {
-  const r = await runGit(ctx, ['ls-tree', '-r', '--full-tree', notesCommit]);
+  const r = await runGit(ctx, ['ls-tree', '-r', '--full-tree', notesCommit], {
+    allowFail: opts.allowMissing,
+  });
+  if (r.code !== 0) return [];
   const out: { commit: string; blob: string }[] = [];
   const text = r.stdout.toString('latin1');
   let start = 0;
@@ -197,6 +201,63 @@ export async function listNotes(
   return out;
 }
 
+// Memory for 100,000 events (DESIGN §9: < 200 MiB). Substrings cut from a note keep the whole
+// note text alive (V8 sliced strings), and names repeat across events: unique values are copied
+// flat, repeating ones interned, so an event costs its own bytes and not its note's.
+const interned = new Map<string, unknown>();
+function intern<T>(key: string, make: () => T): T {
+  let v = interned.get(key) as T | undefined;
+  if (v === undefined) {
+    if (interned.size > 50_000) interned.clear();
+    v = make();
+    interned.set(key, v);
+  }
+  return v;
+}
+function flat(s: string): string;
+function flat(s: string | undefined): string | undefined;
+function flat(s: string | undefined): string | undefined {
+  // Concatenation then slicing makes V8 copy the characters into a new flat string.
+  return s === undefined || s.length < 13 ? s : (s + ' ').slice(0, -1);
+}
+function name(s: string): string {
+  return intern(`s\0${s}`, () => flat(s));
+}
+function principalOf(p: { principal: string; keyid: string }) {
+  return intern(`p\0${p.principal}\0${p.keyid}`, () => ({
+    principal: flat(p.principal),
+    keyid: flat(p.keyid),
+  }));
+}
+
+/** A copy of a parsed event that holds no reference to its note's text. */
+function compact(e: AuditEvent): AuditEvent {
+  const out: AuditEvent = {
+    kind: e.kind,
+    actions: intern(`a\0${e.actions.join(',')}`, () => e.actions.map((a) => flat(a))),
+    ref: name(e.ref),
+    oldSha: flat(e.oldSha),
+    newSha: flat(e.newSha),
+    pusher: name(e.pusher),
+    approvers: intern(`v\0${e.approvers.map((a) => `${a.principal} ${a.keyid}`).join(',')}`, () =>
+      e.approvers.map(principalOf),
+    ),
+    recordedAt: flat(e.recordedAt),
+    recordedBy: name(e.recordedBy),
+  };
+  if (e.ticketId !== undefined) out.ticketId = flat(e.ticketId);
+  if (e.requester) out.requester = principalOf(e.requester);
+  if (e.reason !== undefined) out.reason = flat(e.reason);
+  if (e.incident !== undefined) out.incident = name(e.incident);
+  if (e.window)
+    out.window = { notBefore: flat(e.window.notBefore), expiresAt: flat(e.window.expiresAt) };
+  if (e.replacedTip !== undefined) out.replacedTip = flat(e.replacedTip);
+  if (e.dropped !== undefined) out.dropped = e.dropped.map((d) => flat(d));
+  if (e.droppedCount !== undefined) out.droppedCount = e.droppedCount;
+  if (e.violation !== undefined) out.violation = flat(e.violation);
+  return out;
+}
+
 /**
  * Reads and parses every note, de-duplicating events across commits (one event annotates every
  * commit its push brought in). Malformed notes become problems, never a crash.
@@ -208,7 +269,16 @@ export async function readNotedEvents(
   progress?: Progress,
 ): Promise<NotedEvent[]> {
   if (!notesCommit) return [];
-  const notes = await listNotes(ctx, notesCommit);
+  return parseNotes(ctx, await listNotes(ctx, notesCommit), problems, progress);
+}
+
+/** Reads the listed note blobs with one cat-file and parses them (see readNotedEvents). */
+async function parseNotes(
+  ctx: GitContext,
+  notes: readonly { commit: string; blob: string }[],
+  problems: AuditProblem[],
+  progress?: Progress,
+): Promise<NotedEvent[]> {
   const commitsByBlob = new Map<string, string[]>();
   for (const n of notes) {
     const list = commitsByBlob.get(n.blob);
@@ -246,7 +316,8 @@ export async function readNotedEvents(
     for (const err of parsed.errors) {
       problems.push({ kind: 'note', where: commits.join(' ').slice(0, 200), message: err });
     }
-    for (const event of parsed.events) {
+    for (const parsedEvent of parsed.events) {
+      const event = compact(parsedEvent);
       const key = `${event.kind} ${event.ticketId ?? '-'} ${event.ref} ${event.oldSha}..${event.newSha}`;
       const seen = byKey.get(key);
       if (seen) for (const c of commits) seen.commits.push(c);
@@ -259,34 +330,167 @@ export async function readNotedEvents(
   return [...byKey.values()];
 }
 
-/** Every use record on `refs/breakglass/consumed/*`, with one `git log -z`. */
+// Use-record chains are walked level by level (one cat-file per level); a ticket used more
+// often than this is finished with one `git log` over what is left.
+const MAX_LEVELS = 8;
+
+function parseUseCommit(
+  sha: string,
+  data: Buffer,
+  problems: AuditProblem[],
+): { use: UseRecord | null; parents: string[] } {
+  const split = data.indexOf('\n\n');
+  const header = data.toString('latin1', 0, split < 0 ? data.length : split);
+  const parents = [...header.matchAll(/^parent ([0-9a-f]{40,64})$/gm)].map((m) => m[1]!);
+  try {
+    if (split < 0) throw new Error('commit has no message');
+    return { use: parseUseRecord(data.toString('utf8', split + 2)), parents };
+  } catch (e) {
+    problems.push({ kind: 'use', where: sha, message: (e as Error).message });
+    return { use: null, parents };
+  }
+}
+
+/** The identity of a use record: which event of which ticket it records. */
+interface UseIdentity {
+  readonly ticket: string;
+  readonly ref: string;
+  readonly oldSha: string;
+  readonly newSha: string;
+  readonly commit: string;
+}
+
+function quickUseKey(sha: string, data: Buffer, problems: AuditProblem[]): UseIdentity | null {
+  // Fast path for the join: the JSON line's identity fields. Anything odd goes through the
+  // strict parser, which names the problem.
+  const split = data.indexOf('\n\n');
+  const brace = split < 0 ? -1 : data.indexOf('\n{', split);
+  if (brace >= 0) {
+    try {
+      const o = JSON.parse(data.toString('utf8', brace + 1)) as Record<string, unknown>;
+      if (
+        typeof o.ticket === 'string' &&
+        typeof o.ref === 'string' &&
+        typeof o.oldSha === 'string' &&
+        typeof o.newSha === 'string'
+      ) {
+        return { ticket: o.ticket, ref: o.ref, oldSha: o.oldSha, newSha: o.newSha, commit: sha };
+      }
+    } catch {
+      // fall through to the strict parser for the message
+    }
+  }
+  parseUseCommit(sha, data, problems);
+  return null;
+}
+
+/**
+ * The identity (ticket, ref, old..new) of every use record on the consumed/ chains from `tips`,
+ * mapped to its commit; one cat-file per chain depth. Only the records no note covers need the
+ * strict parse afterwards (readUseCommits).
+ */
+export async function scanUseKeys(
+  ctx: GitContext,
+  tips: readonly string[],
+  problems: AuditProblem[],
+): Promise<UseIdentity[]> {
+  const keys: UseIdentity[] = [];
+  const seen = new Set<string>();
+  let level = [...new Set(tips)];
+  for (let depth = 0; level.length > 0; depth++) {
+    for (const sha of level) seen.add(sha);
+    if (depth >= MAX_LEVELS) {
+      // Long chains (a ticket used many times): list the rest once, then read them.
+      const r = await runGit(ctx, ['rev-list', ...level, '--']);
+      const rest = r.stdout
+        .toString('latin1')
+        .split('\n')
+        .filter((x) => x && (!seen.has(x) || level.includes(x)));
+      await catFileStream(ctx, rest, ({ spec, type, data }) => {
+        if (!data || type !== 'commit') return;
+        const key = quickUseKey(spec, data, problems);
+        if (key) keys.push(key);
+      });
+      break;
+    }
+    const next: string[] = [];
+    await catFileStream(ctx, level, ({ spec, type, data }) => {
+      if (!data || type !== 'commit') {
+        problems.push({ kind: 'use', where: spec, message: 'use record commit is missing' });
+        return;
+      }
+      const key = quickUseKey(spec, data, problems);
+      if (key) keys.push(key);
+      const end = data.indexOf('\n\n');
+      const header = data.toString('latin1', 0, end < 0 ? data.length : end);
+      for (const m of header.matchAll(/^parent ([0-9a-f]{40,64})$/gm)) {
+        if (!seen.has(m[1]!)) next.push(m[1]!);
+      }
+    });
+    level = [...new Set(next)];
+  }
+  return keys;
+}
+
+/** Strictly parses the use-record commits given (one cat-file). */
+export async function readUseCommits(
+  ctx: GitContext,
+  shas: readonly string[],
+  problems: AuditProblem[],
+): Promise<UseRecord[]> {
+  const uses: UseRecord[] = [];
+  await catFileStream(ctx, shas, ({ spec, type, data }) => {
+    if (!data || type !== 'commit') return;
+    const { use } = parseUseCommit(spec, data, problems);
+    if (use) uses.push(use);
+  });
+  return uses;
+}
+
+/**
+ * Every use record on the consumed/ chains starting at `tips`: one commit per use, read with one
+ * `cat-file --batch` per chain depth (single-use tickets: one process for all). `onUse` sees each
+ * record; only those it returns true for are kept (the audit keeps just the ones no note covers).
+ */
 export async function readUseRecords(
   ctx: GitContext,
-  hasConsumed: boolean,
+  tips: readonly string[],
   problems: AuditProblem[],
-  ref?: string,
+  onUse: (u: UseRecord) => boolean = () => true,
 ): Promise<UseRecord[]> {
-  if (!hasConsumed) return [];
-  const r = await runGit(ctx, [
-    'log',
-    '-z',
-    '--format=%H%n%B',
-    ref ?? `--glob=${REFS.consumed}*`,
-    '--',
-  ]);
   const uses: UseRecord[] = [];
-  const text = r.stdout.toString('utf8');
-  for (const entry of text.split('\0')) {
-    if (!entry) continue;
-    const nl = entry.indexOf('\n');
-    const sha = entry.slice(0, nl);
-    // git log appends a newline after %B; the record's own trailing newline stays.
-    const message = entry.slice(nl + 1).replace(/\n$/, '');
-    try {
-      uses.push(parseUseRecord(message));
-    } catch (e) {
-      problems.push({ kind: 'use', where: sha, message: (e as Error).message });
+  const seen = new Set<string>();
+  let level = [...new Set(tips)];
+  for (let depth = 0; level.length > 0; depth++) {
+    for (const sha of level) seen.add(sha);
+    if (depth >= MAX_LEVELS) {
+      const r = await runGit(ctx, ['log', '-z', '--format=%H%n%B', ...level, '--']);
+      for (const entry of r.stdout.toString('utf8').split('\0')) {
+        if (!entry) continue;
+        const nl = entry.indexOf('\n');
+        const sha = entry.slice(0, nl);
+        if (seen.has(sha) && !level.includes(sha)) continue;
+        try {
+          // git log adds a newline after %B; the record's own newline stays.
+          const u = parseUseRecord(entry.slice(nl + 1).replace(/\n$/, ''));
+          if (onUse(u)) uses.push(u);
+        } catch (e) {
+          problems.push({ kind: 'use', where: sha, message: (e as Error).message });
+        }
+      }
+      break;
     }
+    const next: string[] = [];
+    await catFileStream(ctx, level, ({ spec, type, data }) => {
+      if (!data || type !== 'commit') {
+        problems.push({ kind: 'use', where: spec, message: 'use record commit is missing' });
+        return;
+      }
+      const { use, parents } = parseUseCommit(spec, data, problems);
+      if (use && onUse(use)) uses.push(use);
+      for (const p of parents) if (!seen.has(p)) next.push(p);
+    });
+    level = [...new Set(next)];
   }
   return uses;
 }
@@ -483,28 +687,49 @@ export async function readEnvelopes(
   return { tickets, revocations, reviews };
 }
 
+
 /** Reads everything the audit report joins, with a fixed number of git processes. */
 export async function readAuditData(ctx: GitContext, opts: AuditSourceOptions): Promise<AuditData> {
   const problems: AuditProblem[] = [];
-  const refs = await listEvidenceRefs(ctx, opts.notesRef);
-  opts.progress?.('refs', 1, 1);
-  const [events, uses] = await Promise.all([
-    readNotedEvents(ctx, refs.notes, problems, opts.progress),
-    readUseRecords(ctx, (refs.byNs.get('consumed')?.size ?? 0) > 0, problems),
+  const notesRef = opts.notesRef ?? REFS.notes;
+  // Refs and the notes listing at once, then notes and use records at once: git works on one
+  // core while we parse on the other.
+  const [refs, noteList] = await Promise.all([
+    listEvidenceRefs(ctx, notesRef),
+    listNotes(ctx, notesRef, { allowMissing: true }),
   ]);
+  opts.progress?.('refs', 1, 1);
+  const [events, useKeys] = await Promise.all([
+    parseNotes(ctx, refs.notes ? noteList : [], problems, opts.progress),
+    scanUseKeys(ctx, [...(refs.byNs.get('consumed')?.values() ?? [])], problems),
+  ]);
+  // A use record matching a note only sets its flag; the others (no note) become rows.
+  const byTicket = new Map<string, NotedEvent | NotedEvent[]>();
+  for (const e of events) {
+    const t = e.event.kind === 'breakglass' ? e.event.ticketId : undefined;
+    if (!t) continue;
+    const have = byTicket.get(t);
+    byTicket.set(t, have === undefined ? e : Array.isArray(have) ? [...have, e] : [have, e]);
+  }
+  const orphans: string[] = [];
+  for (const u of useKeys) {
+    const have = byTicket.get(u.ticket);
+    const list = have === undefined ? [] : Array.isArray(have) ? have : [have];
+    const match = list.find(
+      (e) => e.event.ref === u.ref && e.event.oldSha === u.oldSha && e.event.newSha === u.newSha,
+    );
+    if (match) match.useRecord = true;
+    else orphans.push(u.commit);
+  }
+  const uses = await readUseCommits(ctx, orphans, problems);
   opts.progress?.('records', 1, 1);
   // Tickets are read only where the records leave something out: notes written by the recorder
   // carry requester, approvers, reason and window already.
   const ids = new Set<string>();
-  const noted = new Set<string>();
   for (const { event: e } of events) {
-    if (!e.ticketId) continue;
-    noted.add(`${e.ticketId} ${e.ref} ${e.oldSha}..${e.newSha}`);
-    if (!e.requester || e.reason === undefined || !e.window) ids.add(e.ticketId);
+    if (e.ticketId && (!e.requester || e.reason === undefined || !e.window)) ids.add(e.ticketId);
   }
-  for (const u of uses) {
-    if (!noted.has(`${u.ticket} ${u.ref} ${u.oldSha}..${u.newSha}`)) ids.add(u.ticket);
-  }
+  for (const u of uses) ids.add(u.ticket);
   const { tickets, revocations, reviews } = await readEnvelopes(
     ctx,
     refs,
@@ -602,9 +827,8 @@ export async function readTicketHistory(
       readNotedEvents(ctx, refs.notes, problems),
       readUseRecords(
         ctx,
-        refs.byNs.get('consumed')?.has(id) ?? false,
+        refs.byNs.get('consumed')?.has(id) ? [refs.byNs.get('consumed')!.get(id)!] : [],
         problems,
-        REFS.consumed + id,
       ),
     ]);
 
