@@ -366,3 +366,17 @@ test('log ID: request, approval, use with its commits, expiry, review', async ()
   assert.equal(missing.code, 1);
   assert.equal(errorCode(missing.stderr), 'TICKET_NOT_FOUND');
 });
+
+test('in a clone: bg-sign fetch, then audit reads the local evidence with the clone policy', async () => {
+  const f = await sb.run(r.bob!, ['fetch']);
+  assert.equal(f.code, 0, f.stderr);
+  const res = await sb.run(r.bob!, ['audit', '--json', '--ticket', t2]);
+  assert.equal(res.code, 0, res.stderr);
+  const report = JSON.parse(res.stdout);
+  assert.match(report.policySource, /origin/);
+  assert.deepEqual(
+    report.rows.map((x: { ticket: string }) => x.ticket),
+    [t2],
+  );
+  assert.equal(report.rows[0].evidence.useRecord, true);
+});
