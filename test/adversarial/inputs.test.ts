@@ -232,6 +232,21 @@ describe('adversarial: pusher identity spoofing over real transports', () => {
     assert.match(r.stderr, /pusher bob \(principal bob, from REMOTE_USER\)/);
   });
 
+  it('breakglass.identity=unix ignores every platform variable: HOLDER_MISMATCH', async () => {
+    await arena.server.git(['config', 'breakglass.identity', 'unix']);
+    try {
+      const fix = await arena.commitOn(arena.alice);
+      const r = await arena.hostile(
+        () =>
+          arena.push(arena.alice, [`${fix}:refs/heads/main`], { tickets: [ticketId], env: spoof }),
+        { code: 'HOLDER_MISMATCH', rule: 'T14' },
+      );
+      assert.match(r.stderr, /from unix user/);
+    } finally {
+      await arena.server.git(['config', '--unset', 'breakglass.identity']);
+    }
+  });
+
   it('file://: not a trust boundary (the hook inherits the client environment)', (t) => {
     // Over file:// (and any local path) the "client" runs the hook itself with its own
     // environment and could as well write the repository directly: GL_USERNAME etc. are
