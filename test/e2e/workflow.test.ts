@@ -1,6 +1,8 @@
 // The people's side against a real server (file://): the CLI bundle requests, approves and
 // revokes; the hook finds tickets without -o; the normal pusher path; who may use a ticket.
 import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { TestServer, type DevClone, type RunResult } from '../helpers/server.ts';
 
@@ -120,5 +122,27 @@ describe('workflow over file://', () => {
     // An unknown login still pushes unprotected refs.
     const topic = await bob.push(['HEAD:refs/heads/topic'], { env: { REMOTE_USER: 'eve' } });
     assert.equal(topic.code, 0, topic.stderr);
+  });
+
+  it('records a push whose post-receive never ran on the next push', async () => {
+    const post = join(server.gitDir, 'hooks/post-receive');
+    const shim = await readFile(post, 'utf8');
+    await writeFile(post, '#!/bin/sh\nexit 0\n'); // as if post-receive died before writing
+    try {
+      await alice.git(['fetch', '-q', 'origin'], { check: true });
+      await alice.git(['checkout', '-q', '-B', 'late', 'origin/main'], { check: true });
+      const head = await alice.commit('late.txt', 'late\n');
+      const id = await alice.makeTicket({ commits: [head] });
+      await alice.pushTickets([id]);
+      acceptedWith(await alice.push(['HEAD:main'], { tickets: [id] }), id);
+      assert.equal(await server.note(head), null);
+      await writeFile(post, shim);
+      const next = await alice.push(['HEAD:refs/heads/later']);
+      assert.equal(next.code, 0, next.stderr);
+      assert.match(next.stderr, new RegExp(`recorded ticket ${id}`));
+      assert.match((await server.note(head)) ?? '', new RegExp(`Break-glass-Ticket: ${id}\\n`));
+    } finally {
+      await writeFile(post, shim);
+    }
   });
 });
