@@ -45,6 +45,30 @@ function pusherLogin(deps: Deps, activityActor: string | null): string {
   return activityActor ?? deps.event.actor;
 }
 
+/**
+ * The commit-pulls API may list only open pull requests for commits off the default branch: fall
+ * back to the pull request the commit message names ("Merge pull request #n", "... (#n)"), and
+ * believe it only if GitHub says that pull request was merged into this branch as this commit.
+ */
+async function pullNamedBy(deps: Deps, sha: string, branch: string): Promise<PullInfo | undefined> {
+  const message = await gitText(deps.git, ['log', '-1', '--format=%B', sha]);
+  const numbers = new Set<number>();
+  for (const m of message
+    .slice(0, 65_536)
+    .matchAll(/Merge pull request #(\d{1,9})\b|\(#(\d{1,9})\)\s*$/gm)) {
+    numbers.add(Number(m[1] ?? m[2]));
+  }
+  for (const n of [...numbers].slice(0, 3)) {
+    const pull = await deps.github.getPull(n).catch((e: unknown) => {
+      // A number in a message that names no pull request here is not an error.
+      if ((e as { code?: unknown }).code === 'GITHUB_PERMISSION') return undefined;
+      throw e;
+    });
+    if (pull?.mergedAt && pull.mergeCommitSha === sha && pull.baseRef === branch) return pull;
+  }
+  return undefined;
+}
+
 async function classifyMerge(
   deps: Deps,
   policy: Policy,
@@ -67,7 +91,10 @@ async function classifyMerge(
       (p) => p.mergedAt !== null && p.baseRef === branch,
     );
     // Prefer the pull request GitHub merged as exactly this commit.
-    const pr = merged.find((p) => p.mergeCommitSha === sha) ?? merged[0];
+    const pr =
+      merged.find((p) => p.mergeCommitSha === sha) ??
+      merged[0] ??
+      (await pullNamedBy(deps, sha, branch));
     if (!pr) return { how: 'direct-push', pulls: [], allReviewed: false };
     pulls.set(pr.number, pr);
   }

@@ -53,6 +53,10 @@ const PERMISSION: Record<string, string> = {
   issue: 'issues: write',
 };
 
+// A hung API call must not hold the job (and a required check) until the job's own timeout.
+const API_TIMEOUT_MS = 60_000;
+const timeout = () => ({ request: { signal: AbortSignal.timeout(API_TIMEOUT_MS) } });
+
 // Bound what one paginated listing may pull in: a hostile PR with endless reviews can't hang us.
 const MAX_PAGES = 20;
 
@@ -97,7 +101,10 @@ function toReview(r: Record<string, unknown>): ReviewInfo {
 /** Turns an Octokit failure into a coded error a workflow author can act on. */
 export function apiError(what: string, e: unknown): BreakglassError {
   const status = (e as { status?: unknown }).status;
-  const message = e instanceof Error ? e.message : String(e);
+  const raw = e instanceof Error ? e.message : String(e);
+  const message = /aborted|TimeoutError/i.test(raw)
+    ? `no answer within ${API_TIMEOUT_MS / 1000} s`
+    : raw;
   if (status === 401) {
     return new BreakglassError(
       'GITHUB_API',
@@ -140,6 +147,7 @@ export function createGitHubApi(token: string, owner: string, repo: string): Git
         owner,
         repo,
         per_page: 100,
+        ...timeout(),
         ...params,
       })) {
         out.push(...(res.data as Record<string, unknown>[]));
@@ -160,6 +168,7 @@ export function createGitHubApi(token: string, owner: string, repo: string): Git
           owner,
           repo,
           pull_number: pull,
+          ...timeout(),
         }),
       );
       return toPullInfo(res.data as unknown as Record<string, unknown>);
@@ -181,6 +190,7 @@ export function createGitHubApi(token: string, owner: string, repo: string): Git
           repo,
           ref,
           per_page: 30,
+          ...timeout(),
         });
         return (res.data as unknown as Record<string, unknown>[]).map((a) => ({
           before: str(a.before),
@@ -198,7 +208,13 @@ export function createGitHubApi(token: string, owner: string, repo: string): Git
     },
     async createIssue(title, body) {
       const res = await call('issue', () =>
-        octokit.request('POST /repos/{owner}/{repo}/issues', { owner, repo, title, body }),
+        octokit.request('POST /repos/{owner}/{repo}/issues', {
+          owner,
+          repo,
+          title,
+          body,
+          ...timeout(),
+        }),
       );
       return { number: res.data.number, url: res.data.html_url };
     },

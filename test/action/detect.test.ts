@@ -197,6 +197,30 @@ describe('detector', () => {
       ra.stdout + rb.stdout,
       /changed on origin meanwhile \(attempt 1\); re-fetching and retrying/,
     );
+    w.github.on('GET /repos/acme/api/activity', { status: 404, json: { message: 'Not Found' } });
+  });
+
+  it('finds a merged pull request by its merge commit when commit-pulls lists none (non-default branch)', async () => {
+    const from = await w.tip();
+    const merge = await w.commit(from, 'src/rel-fix.ts', 'r\n', 'Fix release build (#11)');
+    await w.pushTo(merge, 'refs/heads/main');
+    w.github.on(`GET /repos/acme/api/commits/${merge}/pulls`, { status: 200, json: [] });
+    w.github.on('GET /repos/acme/api/pulls/11', {
+      status: 200,
+      json: mergedPull(11, merge, merge, 'alice'),
+    });
+    w.github.on('GET /repos/acme/api/pulls/11/reviews', { status: 200, json: [approval('carol')] });
+    const r = await w.run('push', push(from, merge, 'alice'));
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /reviewed merge of #11/);
+
+    // A message naming a pull request GitHub did not merge as this commit proves nothing.
+    const fake = await w.commit(merge, 'src/sneaky.ts', 's\n', 'Totally reviewed (#11)');
+    await w.pushTo(fake, 'refs/heads/main');
+    w.github.on(`GET /repos/acme/api/commits/${fake}/pulls`, { status: 200, json: [] });
+    const r2 = await w.run('push', push(merge, fake, 'mallory'));
+    assert.equal(r2.code, 1, r2.stdout);
+    assert.match(r2.stdout, /pushed directly/);
   });
 
   it('fails closed when the commit-pulls API errors (500) and names the permission on 403', async () => {
