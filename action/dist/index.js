@@ -2441,11 +2441,11 @@ var require_timers = __commonJS({
        *
        * @param {NodeJS.Timeout|FastTimer} timeout
        */
-      clearTimeout(timeout) {
-        if (timeout[kFastTimer]) {
-          timeout.clear();
+      clearTimeout(timeout2) {
+        if (timeout2[kFastTimer]) {
+          timeout2.clear();
         } else {
-          clearTimeout(timeout);
+          clearTimeout(timeout2);
         }
       },
       /**
@@ -2468,8 +2468,8 @@ var require_timers = __commonJS({
        *
        * @param {FastTimer} timeout
        */
-      clearFastTimeout(timeout) {
-        timeout.clear();
+      clearFastTimeout(timeout2) {
+        timeout2.clear();
       },
       /**
        * The now method returns the value of the internal fast timer clock.
@@ -2574,13 +2574,13 @@ var require_connect = __commonJS({
         }
       };
     }
-    function buildConnector({ allowH2, maxCachedSessions, socketPath, timeout, session: customSession, ...opts }) {
+    function buildConnector({ allowH2, maxCachedSessions, socketPath, timeout: timeout2, session: customSession, ...opts }) {
       if (maxCachedSessions != null && (!Number.isInteger(maxCachedSessions) || maxCachedSessions < 0)) {
         throw new InvalidArgumentError("maxCachedSessions must be a positive integer or zero");
       }
       const options = { path: socketPath, ...opts };
       const sessionCache = new SessionCache(maxCachedSessions == null ? 100 : maxCachedSessions);
-      timeout = timeout == null ? 1e4 : timeout;
+      timeout2 = timeout2 == null ? 1e4 : timeout2;
       allowH2 = allowH2 != null ? allowH2 : false;
       return function connect({ hostname: hostname4, host, protocol, port, servername, localAddress, httpSocket }, callback) {
         let socket;
@@ -2626,7 +2626,7 @@ var require_connect = __commonJS({
           const keepAliveInitialDelay = options.keepAliveInitialDelay === void 0 ? 6e4 : options.keepAliveInitialDelay;
           socket.setKeepAlive(true, keepAliveInitialDelay);
         }
-        const clearConnectTimeout = setupConnectTimeout(new WeakRef(socket), { timeout, hostname: hostname4, port });
+        const clearConnectTimeout = setupConnectTimeout(new WeakRef(socket), { timeout: timeout2, hostname: hostname4, port });
         socket.setNoDelay(true).once(protocol === "https:" ? "secureConnect" : "connect", function() {
           queueMicrotask(clearConnectTimeout);
           if (callback) {
@@ -6158,14 +6158,14 @@ var require_client_h1 = __commonJS({
         if (this.shouldKeepAlive && client[kPipelining]) {
           const keepAliveTimeout = this.keepAlive ? util.parseKeepAliveTimeout(this.keepAlive) : null;
           if (keepAliveTimeout != null) {
-            const timeout = Math.min(
+            const timeout2 = Math.min(
               keepAliveTimeout - client[kKeepAliveTimeoutThreshold],
               client[kKeepAliveMaxTimeout]
             );
-            if (timeout <= 0) {
+            if (timeout2 <= 0) {
               socket[kReset] = true;
             } else {
-              client[kKeepAliveTimeoutValue] = timeout;
+              client[kKeepAliveTimeoutValue] = timeout2;
             }
           } else {
             client[kKeepAliveTimeoutValue] = client[kKeepAliveDefaultTimeout];
@@ -26837,6 +26837,8 @@ var PERMISSION = {
   activity: "contents: read",
   issue: "issues: write"
 };
+var API_TIMEOUT_MS = 6e4;
+var timeout = () => ({ request: { signal: AbortSignal.timeout(API_TIMEOUT_MS) } });
 var MAX_PAGES = 20;
 function str(v) {
   return typeof v === "string" ? v : "";
@@ -26871,7 +26873,8 @@ function toReview(r) {
 }
 function apiError(what, e) {
   const status = e.status;
-  const message = e instanceof Error ? e.message : String(e);
+  const raw = e instanceof Error ? e.message : String(e);
+  const message = /aborted|TimeoutError/i.test(raw) ? `no answer within ${API_TIMEOUT_MS / 1e3} s` : raw;
   if (status === 401) {
     return new BreakglassError(
       "GITHUB_API",
@@ -26911,6 +26914,7 @@ function createGitHubApi(token, owner, repo) {
       owner,
       repo,
       per_page: 100,
+      ...timeout(),
       ...params
     })) {
       out.push(...res.data);
@@ -26931,7 +26935,8 @@ function createGitHubApi(token, owner, repo) {
         () => octokit.request("GET /repos/{owner}/{repo}/pulls/{pull_number}", {
           owner,
           repo,
-          pull_number: pull
+          pull_number: pull,
+          ...timeout()
         })
       );
       return toPullInfo(res.data);
@@ -26952,7 +26957,8 @@ function createGitHubApi(token, owner, repo) {
           owner,
           repo,
           ref,
-          per_page: 30
+          per_page: 30,
+          ...timeout()
         });
         return res.data.map((a) => ({
           before: str(a.before),
@@ -26970,7 +26976,13 @@ function createGitHubApi(token, owner, repo) {
     async createIssue(title, body) {
       const res = await call(
         "issue",
-        () => octokit.request("POST /repos/{owner}/{repo}/issues", { owner, repo, title, body })
+        () => octokit.request("POST /repos/{owner}/{repo}/issues", {
+          owner,
+          repo,
+          title,
+          body,
+          ...timeout()
+        })
       );
       return { number: res.data.number, url: res.data.html_url };
     }
@@ -47281,14 +47293,40 @@ var CatFileBatch = class {
   buffer = Buffer.alloc(0);
   queue = [];
   failed = null;
-  constructor(ctx) {
+  // TM12 (DoS by huge inputs): chunks of a large object are collected and joined once, not
+  // re-concatenated per chunk (a 32 MB ticket.json took the hook past its 20 s watchdog).
+  chunks = [];
+  chunkBytes = 0;
+  /** Bytes the current object still needs before drain() can make progress. */
+  need = 0;
+  /** Bytes of an oversized object still to be discarded as they arrive. */
+  skip = 0;
+  maxObjectBytes;
+  /**
+   * `maxObjectBytes`: a larger object is not buffered; its read rejects with INPUT_TOO_LARGE
+   * (untrusted repositories: the hook never needs big objects). Default: no limit.
+   */
+  constructor(ctx, opts = {}) {
+    this.maxObjectBytes = opts.maxObjectBytes ?? Infinity;
     this.child = spawn("git", [...baseArgs(ctx), "cat-file", "--batch"], {
       cwd: ctx.cwd,
       env: ctx.env ?? process.env,
       stdio: ["pipe", "pipe", "ignore"]
     });
     this.child.stdout.on("data", (d) => {
-      this.buffer = this.buffer.length ? Buffer.concat([this.buffer, d]) : d;
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, d.length);
+        this.skip -= n;
+        d = d.subarray(n);
+        if (d.length === 0) return;
+      }
+      this.chunks.push(d);
+      this.chunkBytes += d.length;
+      if (this.chunkBytes < this.need) return;
+      this.buffer = Buffer.concat([this.buffer, ...this.chunks]);
+      this.chunks = [];
+      this.chunkBytes = 0;
+      this.need = 0;
       this.drain();
     });
     const fail2 = (e) => {
@@ -47315,7 +47353,26 @@ var CatFileBatch = class {
       }
       const [sha, type, sizeText] = header.split(" ");
       const size = Number(sizeText);
-      if (this.buffer.length < nl + 1 + size + 1) return;
+      if (size > this.maxObjectBytes) {
+        const have = this.buffer.length - (nl + 1);
+        if (have >= size + 1) this.buffer = this.buffer.subarray(nl + 1 + size + 1);
+        else {
+          this.skip = size + 1 - have;
+          this.buffer = Buffer.alloc(0);
+        }
+        this.queue.shift().reject(
+          new BreakglassError(
+            "INPUT_TOO_LARGE",
+            `git object ${sha} is ${size} bytes; the limit here is ${this.maxObjectBytes}`
+          )
+        );
+        if (this.skip > 0) return;
+        continue;
+      }
+      if (this.buffer.length < nl + 1 + size + 1) {
+        this.need = nl + 1 + size + 1 - this.buffer.length;
+        return;
+      }
       const data = Buffer.from(this.buffer.subarray(nl + 1, nl + 1 + size));
       this.buffer = this.buffer.subarray(nl + 1 + size + 1);
       this.queue.shift().resolve({ sha, type, data });
@@ -50640,7 +50697,7 @@ function escapeValue(s) {
   return capped.replace(/\\/g, "\\\\").replace(
     UNSAFE_G,
     (c) => c === "\n" ? "\\n" : c === "\r" ? "\\r" : c === "	" ? "\\t" : hexEscape(c)
-  );
+  ).replace(/\s$/u, hexEscape);
 }
 function escapeItem(s) {
   return escapeValue(s).replace(/[ ,]/g, hexEscape);
@@ -50995,29 +51052,31 @@ var ZERO = /^0+$/;
 var IDENTITY = "git-breakglass";
 var MAX_USES_READ = 1e5;
 var utf8 = new TextDecoder("utf-8", { fatal: true });
-function usage(message) {
+function invalidItem(message) {
   return new BreakglassError("AUDIT_RECORD_INVALID", message);
 }
 function normalize(item, index) {
   const e = item.event;
   const where = `event ${index + 1} (${e?.ref ?? "?"})`;
-  if (!e || e.kind !== "breakglass" && e.kind !== "violation") throw usage(`${where}: bad kind`);
+  if (!e || e.kind !== "breakglass" && e.kind !== "violation")
+    throw invalidItem(`${where}: bad kind`);
   if (!OID3.test(e.oldSha) || !OID3.test(e.newSha))
-    throw usage(`${where}: old/new must be object ids`);
-  if (!isValidRefName(e.ref)) throw usage(`${where}: invalid ref name`);
+    throw invalidItem(`${where}: old/new must be object ids`);
+  if (!isValidRefName(e.ref)) throw invalidItem(`${where}: invalid ref name`);
   try {
     parseTime(e.recordedAt, "recordedAt");
   } catch (err) {
-    throw usage(`${where}: ${err.message}`);
+    throw invalidItem(`${where}: ${err.message}`);
   }
   if (e.kind === "breakglass") useRecordOf(e, 0);
   let commits = [...new Set(item.commits ?? [])];
   if (commits.length === 0) {
     const tip = ZERO.test(e.newSha) ? e.oldSha : e.newSha;
-    if (ZERO.test(tip)) throw usage(`${where}: nothing to annotate`);
+    if (ZERO.test(tip)) throw invalidItem(`${where}: nothing to annotate`);
     commits = [tip];
   }
-  for (const c of commits) if (!OID3.test(c)) throw usage(`${where}: "${c}" is not a commit id`);
+  for (const c of commits)
+    if (!OID3.test(c)) throw invalidItem(`${where}: "${c}" is not a commit id`);
   return { event: e, commits };
 }
 function noteText(b) {
@@ -51041,7 +51100,7 @@ function dataCommand(content) {
 `), bytes, Buffer.from("\n")];
 }
 function committerLine(recordedBy, ms) {
-  const email3 = recordedBy.replace(/[<>\s]/g, "-").slice(0, 200) || "unknown";
+  const email3 = recordedBy.replace(/[^A-Za-z0-9._@+-]/g, "-").slice(0, 200) || "unknown";
   return `committer ${IDENTITY} <${email3}> ${Math.floor(ms / 1e3)} +0000
 `;
 }
@@ -51204,7 +51263,7 @@ async function moveRefs(ctx, newTips, oldTips) {
 }
 async function recordEvents(gitDir, items, opts = {}) {
   const notesRef = opts.notesRef ?? DEFAULT_NOTES_REF;
-  if (!isValidRefName(notesRef)) throw usage(`invalid notes ref "${notesRef}"`);
+  if (!isValidRefName(notesRef)) throw invalidItem(`invalid notes ref "${notesRef}"`);
   const normalized = items.map(normalize);
   const ctx = { gitDir, env: opts.env ?? process.env };
   const maxRetries = opts.maxRetries ?? 40;
@@ -51549,6 +51608,21 @@ function pusherLogin(deps, activityActor) {
   if (typeof sender?.login === "string" && sender.login) return sender.login;
   return activityActor ?? deps.event.actor;
 }
+async function pullNamedBy(deps, sha, branch) {
+  const message = await gitText(deps.git, ["log", "-1", "--format=%B", sha]);
+  const numbers = /* @__PURE__ */ new Set();
+  for (const m of message.slice(0, 65536).matchAll(/Merge pull request #(\d{1,9})\b|\(#(\d{1,9})\)\s*$/gm)) {
+    numbers.add(Number(m[1] ?? m[2]));
+  }
+  for (const n of [...numbers].slice(0, 3)) {
+    const pull = await deps.github.getPull(n).catch((e) => {
+      if (e.code === "GITHUB_PERMISSION") return void 0;
+      throw e;
+    });
+    if (pull?.mergedAt && pull.mergeCommitSha === sha && pull.baseRef === branch) return pull;
+  }
+  return void 0;
+}
 async function classifyMerge(deps, policy, branch, before, after, required2) {
   const firstParents = await revList(
     deps.git,
@@ -51563,7 +51637,7 @@ async function classifyMerge(deps, policy, branch, before, after, required2) {
     const merged = (await deps.github.pullsForCommit(sha)).filter(
       (p) => p.mergedAt !== null && p.baseRef === branch
     );
-    const pr = merged.find((p) => p.mergeCommitSha === sha) ?? merged[0];
+    const pr = merged.find((p) => p.mergeCommitSha === sha) ?? merged[0] ?? await pullNamedBy(deps, sha, branch);
     if (!pr) return { how: "direct-push", pulls: [], allReviewed: false };
     pulls.set(pr.number, pr);
   }
