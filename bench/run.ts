@@ -1,0 +1,141 @@
+// `npm run bench`: every benchmark section in one run, one after the other on the same machine,
+// written to BENCHMARKS.md (machine, commands, medians and spread, targets and verdicts).
+// Each section is its own process (`node --import tsx bench/<name>.ts`), so one section's heap
+// and JIT state can't colour another's; their Markdown output is collected as is.
+// Run: npm run bench   (builds first)   |   node --import tsx bench/run.ts [section ...]
+import { execFileSync, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join, resolve } from 'node:path';
+import { machine } from './stats.ts';
+
+const ROOT = resolve(import.meta.dirname, '..');
+
+interface Section {
+  readonly name: string;
+  readonly file: string;
+  readonly args: readonly string[];
+  readonly what: string;
+}
+
+const SECTIONS: Section[] = [
+  {
+    name: 'hook',
+    file: 'bench/hook.ts',
+    args: ['30'],
+    what: 'pre-receive start-up and a 1,000-commit push',
+  },
+  { name: 'notes', file: 'bench/notes.ts', args: [], what: 'audit notes for 10,000 commits' },
+  { name: 'audit', file: 'bench/audit.ts', args: [], what: '`bg-sign audit` over 100,000 events' },
+  { name: 'crypto', file: 'bench/crypto.ts', args: [], what: 'Ed25519 verify' },
+];
+
+interface Result {
+  readonly section: Section;
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly seconds: number;
+}
+
+function runSection(s: Section): Promise<Result> {
+  return new Promise((res) => {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, ['--import', 'tsx', s.file, ...s.args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      process.stderr.write(d);
+    });
+    child.on('close', (code) =>
+      res({ section: s, code, stdout, stderr, seconds: (performance.now() - t0) / 1000 }),
+    );
+  });
+}
+
+function gitInfo(): string {
+  try {
+    const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT })
+      .toString()
+      .trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], {
+      cwd: ROOT,
+    })
+      .toString()
+      .trim();
+    return `${sha}${dirty ? ' (with uncommitted changes in the tree)' : ''}`;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Lines that state a target and its verdict, for the summary at the top. */
+function targetLines(text: string): string[] {
+  return text
+    .split('\n')
+    .filter((l) => /^Targets?\b|^Native is/.test(l.trim()))
+    .map((l) => l.trim());
+}
+
+const only = process.argv.slice(2);
+const chosen = only.length ? SECTIONS.filter((s) => only.includes(s.name)) : SECTIONS;
+const started = performance.now();
+const load0 = loadavg();
+const results: Result[] = [];
+for (const s of chosen) {
+  process.stderr.write(`bench: ${s.name} (${s.what}) ...\n`);
+  const r = await runSection(s);
+  process.stderr.write(`bench: ${s.name} done in ${r.seconds.toFixed(1)} s (exit ${r.code})\n`);
+  results.push(r);
+}
+const total = (performance.now() - started) / 1000;
+const load1 = loadavg();
+
+const summary: string[] = [];
+for (const r of results) {
+  if (r.code !== 0) {
+    summary.push(`| ${r.section.name} | FAILED (exit ${r.code}) | ${r.seconds.toFixed(0)} s |`);
+    continue;
+  }
+  for (const t of targetLines(r.stdout)) {
+    summary.push(`| ${r.section.name} | ${t.replace(/\|/g, '\\|')} | ${r.seconds.toFixed(0)} s |`);
+  }
+}
+
+const doc = [
+  '# Benchmarks',
+  '',
+  'Measured figures, not hopes: this file is written by `npm run bench` (`bench/run.ts`), which',
+  'builds the bundles and then runs every section below in one run, one after the other, on one',
+  'machine. Targets are DESIGN.md §9. Re-run it to refresh every number here.',
+  '',
+  `- Machine: ${machine()}`,
+  `- Date: ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}; commit ${gitInfo()}`,
+  `- Load average (1/5/15 min) at start ${load0.map((x) => x.toFixed(1)).join(' / ')}, at end ${load1.map((x) => x.toFixed(1)).join(' / ')}. ` +
+    'The machine is shared (2 cores, other jobs running): wall times carry that load; the CPU columns (user + system) are much less affected.',
+  `- Command: \`npm run bench\` = \`npm run build && node --import tsx bench/run.ts\`; total ${total.toFixed(0)} s. ` +
+    'Single sections: `node --import tsx bench/run.ts hook|notes|audit|crypto`.',
+  '',
+  '## Targets at a glance',
+  '',
+  '| section | target and verdict (measured) | section time |',
+  '| --- | --- | --- |',
+  ...summary,
+  '',
+  ...results.flatMap((r) => [
+    r.code === 0
+      ? r.stdout.trim()
+      : `## ${r.section.name}: FAILED (exit ${r.code})\n\n\`\`\`\n${r.stderr.slice(-3000)}\n\`\`\``,
+    '',
+  ]),
+].join('\n');
+
+const out = join(ROOT, process.env.BG_BENCH_OUT ?? 'BENCHMARKS.md');
+writeFileSync(out, doc.replace(/\n{3,}/g, '\n\n'));
+process.stderr.write(`bench: wrote ${out} in ${total.toFixed(0)} s\n`);
+process.exit(results.every((r) => r.code === 0) ? 0 : 1);
