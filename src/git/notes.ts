@@ -106,10 +106,14 @@ export async function readNotesFor(
       }
       frontier = next;
     }
-    const contents = await Promise.all(blobs.map((b) => batch.read(b.oid)));
-    contents.forEach((o, k) => {
-      if (o?.type === 'blob') notes.set(blobs[k]!.commit, o.data);
-    });
+    // Commits annotated by one push share one blob: read each blob once.
+    const oids = [...new Set(blobs.map((b) => b.oid))];
+    const objects = await Promise.all(oids.map((oid) => batch.read(oid)));
+    const byOid = new Map(oids.map((oid, k) => [oid, objects[k]]));
+    for (const b of blobs) {
+      const o = byOid.get(b.oid);
+      if (o?.type === 'blob') notes.set(b.commit, o.data);
+    }
     return notes;
   } finally {
     batch.close();

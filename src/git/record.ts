@@ -212,9 +212,16 @@ function plan(
       continue;
     }
     if (!noted) {
+      // Commits of one push usually share one note object: decide once per distinct note.
+      const decided = new Map<Buffer | string | undefined, Buffer | string | null>();
       for (const c of commits) {
         const cur = current(c);
-        if (!noteHasBlock(noteText(cur), block)) notes.set(c, appendTo(cur, block));
+        let next = decided.get(cur);
+        if (next === undefined) {
+          next = noteHasBlock(noteText(cur), block) ? null : appendTo(cur, block);
+          decided.set(cur, next);
+        }
+        if (next !== null) notes.set(c, next);
       }
     }
     if (use) {
