@@ -156,6 +156,27 @@ describe('gate', () => {
     assert.match(r.stdout, /action change-policy is not in the ticket's actions/);
   });
 
+  it('fails closed on a broken policy in the base, naming the file, line and field', async () => {
+    const broken = await w.commit(
+      base,
+      '.breakglass/policy.yml',
+      policyYaml().replace('requiredApprovals: 1', 'requiredApprovals: many'),
+    );
+    await w.pushTo(broken, 'refs/heads/broken');
+    const head = await w.commit(broken, 'src/z.ts', 'z\n');
+    await w.pushTo(head, 'refs/pull/8/head');
+    const p = opened(8, head);
+    p.pull_request.base.ref = 'broken';
+    p.pull_request.base.sha = broken;
+    const r = await w.run('pull_request', p);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stdout,
+      /::error title=git-breakglass error::\.breakglass\/policy\.yml:\d+: protected\[0\]\.requiredApprovals: .*\[POLICY_INVALID\]/,
+    );
+    assert.equal(r.outputs.decision, 'violation');
+  });
+
   it('fails closed with the missing permission on a 403 and a clear error on a 500', async () => {
     const head = await pullHead(6);
     w.github.on('GET /repos/acme/api/pulls/6/reviews', {
