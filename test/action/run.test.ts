@@ -1,11 +1,13 @@
 // run(deps) in-process with injected dependencies (clock, GitHub client, output sink), plus the
 // pure pieces: review counting, merge-group parsing, ticket names in free text.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { load as loadYaml } from 'js-yaml';
 import { after, before, describe, it } from 'node:test';
 import type { Deps, OutputSink } from '../../action/src/deps.ts';
 import type { GitHubApi, ReviewInfo } from '../../action/src/github.ts';
 import { mergeGroupPulls } from '../../action/src/gate.ts';
-import { run } from '../../action/src/main.ts';
+import { modeFor, run } from '../../action/src/main.ts';
 import { countApprovals } from '../../action/src/reviews.ts';
 import { namedTicketIds } from '../../action/src/tickets.ts';
 import { testPolicy } from '../helpers/fixtures.ts';
@@ -208,5 +210,27 @@ describe('run(deps) with injected dependencies', () => {
     const { d, log } = await deps({}, {}, 'push');
     await run({ ...d, inputs: { ...d.inputs, mode: 'gate' } });
     assert.match(log.failed[0]!, /mode gate needs a pull_request/);
+  });
+});
+
+describe('docs/github.md workflow', () => {
+  it('parses, grants the documented permissions, and every event it lists has a mode', () => {
+    const doc = readFileSync(new URL('../../docs/github.md', import.meta.url), 'utf8');
+    const block = /```yaml\n([\s\S]*?)```/.exec(doc);
+    assert.ok(block, 'a yaml block');
+    const wf = loadYaml(block[1]!) as {
+      on: Record<string, unknown>;
+      permissions: Record<string, string>;
+      jobs: Record<string, { steps: { uses?: string; with?: Record<string, unknown> }[] }>;
+    };
+    assert.deepEqual(wf.permissions, {
+      contents: 'write',
+      'pull-requests': 'read',
+      issues: 'write',
+    });
+    for (const event of Object.keys(wf.on)) assert.ok(modeFor('auto', event), event);
+    const steps = Object.values(wf.jobs).flatMap((j) => j.steps);
+    const checkout = steps.find((st) => st.uses?.startsWith('actions/checkout@'));
+    assert.equal(checkout?.with?.['fetch-depth'], 0);
   });
 });
