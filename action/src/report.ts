@@ -28,12 +28,12 @@ export interface Outcome {
 }
 
 // Markdown table cells: no pipes or newlines from untrusted text, bounded length.
-function cell(s: string): string {
+function cell(s: string, max = 200): string {
   const flat = s
     .replace(/[\r\n]+/g, ' ')
     .replace(/\|/g, '\\|')
     .replace(/</g, '&lt;');
-  return flat.length > 200 ? flat.slice(0, 197) + '...' : flat || '-';
+  return flat.length > max ? flat.slice(0, max - 3) + '...' : flat || '-';
 }
 
 /** Renders the job summary (markdown). */
@@ -47,7 +47,7 @@ export function summaryMarkdown(o: Outcome): string {
     );
   }
   if (o.problems.length) {
-    lines.push('', ...o.problems.map((p) => `- ${cell(p)}`));
+    lines.push('', ...o.problems.map((p) => `- ${cell(p, 4000)}`));
   }
   return lines.join('\n') + '\n';
 }
