@@ -50971,10 +50971,13 @@ async function readNotesFor(ctx, notesCommit, commits) {
       }
       frontier = next;
     }
-    const contents = await Promise.all(blobs.map((b) => batch.read(b.oid)));
-    contents.forEach((o, k) => {
-      if (o?.type === "blob") notes.set(blobs[k].commit, o.data);
-    });
+    const oids = [...new Set(blobs.map((b) => b.oid))];
+    const objects = await Promise.all(oids.map((oid) => batch.read(oid)));
+    const byOid = new Map(oids.map((oid, k) => [oid, objects[k]]));
+    for (const b of blobs) {
+      const o = byOid.get(b.oid);
+      if (o?.type === "blob") notes.set(b.commit, o.data);
+    }
     return notes;
   } finally {
     batch.close();
@@ -51157,9 +51160,15 @@ function plan(items, existing, usedKeys) {
       continue;
     }
     if (!noted) {
+      const decided = /* @__PURE__ */ new Map();
       for (const c of commits) {
         const cur = current(c);
-        if (!noteHasBlock(noteText(cur), block)) notes.set(c, appendTo(cur, block));
+        let next = decided.get(cur);
+        if (next === void 0) {
+          next = noteHasBlock(noteText(cur), block) ? null : appendTo(cur, block);
+          decided.set(cur, next);
+        }
+        if (next !== null) notes.set(c, next);
       }
     }
     if (use) {
@@ -52120,9 +52129,9 @@ async function runGate(deps) {
 }
 
 // action/src/report.ts
-function cell(s) {
+function cell(s, max = 200) {
   const flat = s.replace(/[\r\n]+/g, " ").replace(/\|/g, "\\|").replace(/</g, "&lt;");
-  return flat.length > 200 ? flat.slice(0, 197) + "..." : flat || "-";
+  return flat.length > max ? flat.slice(0, max - 3) + "..." : flat || "-";
 }
 function summaryMarkdown(o) {
   const head = "| ref | commits | actor | ticket | approvers | reason | expiry | outcome |";
@@ -52134,7 +52143,7 @@ function summaryMarkdown(o) {
     );
   }
   if (o.problems.length) {
-    lines.push("", ...o.problems.map((p) => `- ${cell(p)}`));
+    lines.push("", ...o.problems.map((p) => `- ${cell(p, 4e3)}`));
   }
   return lines.join("\n") + "\n";
 }
