@@ -52139,7 +52139,7 @@ function summaryMarkdown(o) {
   const lines = [`### git-breakglass: ${cell(o.title)}`, "", head, sep2];
   for (const r of o.rows) {
     lines.push(
-      `| ${[r.ref, r.commits, r.actor, r.ticket, r.approvers, r.reason, r.expiry, r.outcome].map(cell).join(" | ")} |`
+      `| ${[r.ref, r.commits, r.actor, r.ticket, r.approvers, r.reason, r.expiry, r.outcome].map((c) => cell(c)).join(" | ")} |`
     );
   }
   if (o.problems.length) {
