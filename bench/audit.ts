@@ -249,6 +249,11 @@ try {
   const t0 = performance.now();
   const gitDir = makeRepo(dir);
   const setupMs = performance.now() - t0;
+  if (process.env.BENCH_SETUP_ONLY) {
+    // For profiling by hand: keep the repository and stop here.
+    console.log(gitDir);
+    process.exit(0);
+  }
   // Sanity: the report has every event, with the reviews verified.
   const check = spawnSync(process.execPath, [BUNDLE, 'audit', gitDir, '--format', 'json'], {
     env: ENV,
