@@ -687,7 +687,6 @@ export async function readEnvelopes(
   return { tickets, revocations, reviews };
 }
 
-
 /** Reads everything the audit report joins, with a fixed number of git processes. */
 export async function readAuditData(ctx: GitContext, opts: AuditSourceOptions): Promise<AuditData> {
   const problems: AuditProblem[] = [];
