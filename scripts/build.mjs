@@ -28,6 +28,30 @@ if (!only || only === 'cli') {
     banner: { js: '#!/usr/bin/env node\n' + banner.js },
   });
 }
+// The hooks' own entry, dist/bg-hook.js: no CLI (yargs, commands), and the full hook split into
+// chunks (dist/hook-chunks/) that are loaded only when the fast path can't decide, so a push
+// that touches nothing protected doesn't even read them (DESIGN §9: ~ one Node start-up). The
+// shims prefer it when it sits beside bg-sign.js; bg-sign.js alone still works.
+if (!only || only === 'cli' || only === 'hook') {
+  const r = await build({
+    ...common,
+    entryPoints: { 'bg-hook': 'src/server/hook-main.ts' },
+    outdir: 'dist',
+    splitting: true,
+    chunkNames: 'hook-chunks/[name]-[hash]',
+    metafile: true,
+    banner,
+  });
+  // Chunks of earlier builds go only once no hook started before this build can still be
+  // loading them (a push in flight during a rebuild would otherwise fail closed).
+  const { readdir, rm, stat } = await import('node:fs/promises');
+  const { resolve } = await import('node:path');
+  const current = new Set(Object.keys(r.metafile.outputs).map((f) => resolve(f)));
+  for (const f of await readdir('dist/hook-chunks')) {
+    const p = resolve('dist/hook-chunks', f);
+    if (!current.has(p) && Date.now() - (await stat(p)).mtimeMs > 10 * 60_000) await rm(p);
+  }
+}
 if ((!only || only === 'action') && (await exists('action/src/index.ts'))) {
   await build({
     ...common,

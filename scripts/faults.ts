@@ -85,17 +85,19 @@ try {
     `\n4. concurrent \`git notes --ref=breakglass add\` loop during post-receive (${WRITER_TRIALS} trials):`,
   );
   let lostWriter = 0;
+  let overwritten = 0;
   for (let i = 0; i < WRITER_TRIALS; i++) {
     const r = await concurrentWriterTrial(template);
     if (!r.ok) failures++;
     lostWriter += r.writerNotes - r.writerSurvived;
+    overwritten += r.overwritten;
     log(`   - ${r.ok ? 'ok  ' : 'FAIL'} ${r.detail}`);
   }
-  if (lostWriter) {
-    log(
-      `   note: ${lostWriter} note(s) written by the foreign writer are no longer at the tip (git notes moves the ref without checking its old value)`,
-    );
-  }
+  log(
+    `   events: ${WRITER_TRIALS * PUSHES - overwritten}/${WRITER_TRIALS * PUSHES} in their note exactly once, ${overwritten} note block(s) overwritten by the foreign writer ` +
+      `(git notes updates the ref without an old-value check; those events keep their consumed/ record and their audit row), none duplicated; ` +
+      `foreign notes lost: ${lostWriter}`,
+  );
 } finally {
   await template.close();
 }

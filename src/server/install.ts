@@ -60,6 +60,8 @@ node=$(git config --get breakglass.node 2>/dev/null) || node=
 
 [ -n "$bundle" ] || die "no bundle configured (git config breakglass.bundle /path/to/bg-sign.js)"
 [ -r "$bundle" ] || die "bundle $bundle is missing or unreadable"
+# The hooks' own entry, built beside bg-sign.js, starts faster (same arguments); else bg-sign.js.
+case $bundle in */bg-sign.js) [ -r "\${bundle%/*}/bg-hook.js" ] && bundle="\${bundle%/*}/bg-hook.js" ;; esac
 [ -n "$node" ] || die "node is not installed or not on PATH (git config breakglass.node /path/to/node)"
 [ -x "$node" ] || die "node at $node is missing or not executable"
 

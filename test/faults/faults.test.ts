@@ -52,7 +52,9 @@ describe('faults (short run; npm run faults for 100 trials)', () => {
     });
   }
 
-  it('a concurrent git notes writer does not make an event go missing or double', async () => {
+  // git notes moves the ref without an old-value check, so it can overwrite a notes commit of
+  // ours; the event must still be used once and reported once by the audit, never doubled.
+  it('a concurrent git notes writer: no event doubled, each used once and in the audit once', async () => {
     for (let i = 0; i < 2; i++) {
       const r = await concurrentWriterTrial(t);
       assert.ok(r.ok, r.detail);

@@ -525,9 +525,39 @@ export async function brokenJournalTrial(which: 'pending' | 'tmp' | 'reservation
   }
 }
 
+/** Rows of `bg-sign audit --format json` per expected event, and how many are note-backed. */
+export async function auditCounts(
+  gitDir: string,
+  events: readonly AcceptedEvent[],
+): Promise<{ rows: number[]; fromNotes: number[] }> {
+  const r = await run(process.execPath, [BUNDLE, 'audit', gitDir, '--format', 'json'], {
+    cwd: gitDir,
+    env: cleanEnv({ HOME: join(gitDir, '..') }),
+  });
+  const report = JSON.parse(r.stdout || '{"rows":[]}') as {
+    rows: {
+      ticket: string | null;
+      ref: string;
+      update: { new: string };
+      evidence: { note: boolean };
+    }[];
+  };
+  const mine = (ev: AcceptedEvent) =>
+    report.rows.filter(
+      (x) => x.ticket === ev.ticket && x.ref === ev.ref && x.update.new === ev.newSha,
+    );
+  return {
+    rows: events.map((ev) => mine(ev).length),
+    fromNotes: events.map((ev) => mine(ev).filter((x) => x.evidence.note).length),
+  };
+}
+
 /**
  * A concurrent writer on refs/notes/breakglass: a loop of `git notes --ref=breakglass add` on
- * other commits while post-receive records. Counts our events and the writer's notes after.
+ * other commits while post-receive records. `git notes` moves the ref WITHOUT checking its old
+ * value, so a notes commit of ours that lands between its read and its write is overwritten (our
+ * recorder's own transactions compare-and-swap; git's don't). Such an event keeps its consumed/
+ * use record and stays in the audit report; it is counted as `overwritten`, never as duplicated.
  */
 export async function concurrentWriterTrial(t: PendingTemplate): Promise<{
   readonly ok: boolean;
@@ -535,6 +565,8 @@ export async function concurrentWriterTrial(t: PendingTemplate): Promise<{
   readonly verdict: Verdict;
   readonly writerNotes: number;
   readonly writerSurvived: number;
+  /** Events whose note block the foreign writer's unconditional update removed from the tip. */
+  readonly overwritten: number;
 }> {
   const trial = await copyTemplate(t.server.gitDir);
   try {
@@ -570,13 +602,24 @@ export async function concurrentWriterTrial(t: PendingTemplate): Promise<{
       const r = await git(trial.gitDir, ['notes', '--ref=breakglass', 'show', t.spare[i]!]);
       if (r.code === 0 && r.stdout.startsWith(`ops note ${i}`)) survived++;
     }
-    const ok = exactlyOnce(v);
+    const audit = await auditCounts(trial.gitDir, t.events);
+    const overwritten = v.noteCounts.filter((n) => n === 0).length;
+    const ok =
+      v.noteCounts.every((n) => n <= 1) &&
+      v.useCounts.every((n) => n === 1) &&
+      v.pending + v.processing + v.bad === 0 &&
+      v.noteErrors.length === 0 &&
+      audit.rows.every((n) => n === 1);
     return {
       ok,
       verdict: v,
       writerNotes: written,
       writerSurvived: survived,
-      detail: `${v.noteCounts.filter((n) => n === 1).length}/${t.events.length} events in their note once${flushes ? ` (after ${flushes} audit flush)` : ''}, uses ${v.useCounts.join(',')}; writer's notes: ${survived}/${written} still at the tip`,
+      overwritten,
+      detail:
+        `${v.noteCounts.filter((n) => n === 1).length}/${t.events.length} events in their note once${flushes ? ` (after ${flushes} audit flush)` : ''}` +
+        `${overwritten ? `, ${overwritten} note block(s) overwritten by git notes' unconditional ref update` : ''}; ` +
+        `uses ${v.useCounts.join(',')}; audit rows ${audit.rows.join(',')} (note-backed ${audit.fromNotes.join(',')}); writer's notes: ${survived}/${written} at the tip`,
     };
   } finally {
     await trial.close();
