@@ -71,7 +71,7 @@ export interface AuditData {
   readonly events: readonly NotedEvent[];
   readonly tickets: ReadonlyMap<string, TicketFacts>;
   /** Ids that have a ticket ref (read or not). */
-  readonly ticketIds: ReadonlySet<string>;
+  readonly ticketIds: { has(id: string): boolean };
   readonly uses: readonly UseRecord[];
   readonly revocations: ReadonlyMap<string, RevocationFacts>;
   readonly reviews: ReadonlyMap<string, ReviewFacts>;
@@ -205,6 +205,25 @@ export function dedupeEvents(items: Iterable<{ event: AuditEvent; commit: string
   return [...byKey.values()].map(({ event, commits }) => ({ event, commits }));
 }
 
+// Rows share these small immutable objects (100,000 rows, 8 combinations).
+const EVIDENCE = new Map<number, AuditRow['evidence']>();
+function evidenceOf(note: boolean, useRecord: boolean, ticket: boolean): AuditRow['evidence'] {
+  const k = (note ? 4 : 0) + (useRecord ? 2 : 0) + (ticket ? 1 : 0);
+  let v = EVIDENCE.get(k);
+  if (!v) EVIDENCE.set(k, (v = Object.freeze({ note, useRecord, ticket })));
+  return v;
+}
+
+const NOT_APPLICABLE: AuditRow['review'] = Object.freeze({
+  status: 'not-applicable',
+  outcome: null,
+  reviewer: null,
+  reviewedAt: null,
+  note: null,
+  error: null,
+  waitingMs: null,
+});
+
 function reviewOf(
   kind: AuditRow['kind'],
   ticket: string | null,
@@ -213,9 +232,7 @@ function reviewOf(
   now: number,
 ): AuditRow['review'] {
   const none = { outcome: null, reviewer: null, reviewedAt: null, note: null, error: null };
-  if (kind === 'violation' || ticket === null) {
-    return { status: 'not-applicable', ...none, waitingMs: null };
-  }
+  if (kind === 'violation' || ticket === null) return NOT_APPLICABLE;
   const r = reviews.get(ticket);
   const waiting = Math.max(0, now - timeMsValue);
   // A review covers the uses recorded before it; a later use of the same ticket waits again.
@@ -283,9 +300,12 @@ export function buildReport(data: AuditData, opts: ReportOptions): AuditReport {
     const ticket = ticketId ? data.tickets.get(ticketId) : undefined;
     const rev = ticketId ? data.revocations.get(ticketId) : undefined;
     // New tip first, then the rest in a stable order: the first ids shown are the most telling.
-    const ids = [...commits].sort((a, b) =>
-      a === e.newSha ? -1 : b === e.newSha ? 1 : a < b ? -1 : a > b ? 1 : 0,
-    );
+    const ids =
+      commits.length < 2
+        ? commits
+        : [...commits].sort((a, b) =>
+            a === e.newSha ? -1 : b === e.newSha ? 1 : a < b ? -1 : a > b ? 1 : 0,
+          );
     push(
       {
         id: rowId(e),
@@ -307,7 +327,7 @@ export function buildReport(data: AuditData, opts: ReportOptions): AuditReport {
             : null,
         pusher: e.pusher,
         requester: e.requester
-          ? { principal: e.requester.principal, keyid: e.requester.keyid }
+          ? e.requester
           : ticket
             ? { principal: ticket.requester, keyid: null }
             : null,
@@ -318,11 +338,11 @@ export function buildReport(data: AuditData, opts: ReportOptions): AuditReport {
           e.window ??
           (ticket ? { notBefore: ticket.notBefore, expiresAt: ticket.expiresAt } : null),
         violation: e.kind === 'violation' ? (e.violation ?? null) : null,
-        evidence: {
-          note: true,
-          useRecord: useRecord === true || (key ? usesByKey.has(key) : false),
-          ticket: ticketId ? data.ticketIds.has(ticketId) : false,
-        },
+        evidence: evidenceOf(
+          true,
+          useRecord === true || (key ? usesByKey.has(key) : false),
+          ticketId ? data.ticketIds.has(ticketId) : false,
+        ),
         revocation: rev
           ? { revoker: rev.revoker, revokedAt: rev.revokedAt, reason: rev.reason, valid: rev.valid }
           : null,
@@ -362,7 +382,7 @@ export function buildReport(data: AuditData, opts: ReportOptions): AuditReport {
         incident: ticket?.incident ?? null,
         window: ticket ? { notBefore: ticket.notBefore, expiresAt: ticket.expiresAt } : null,
         violation: null,
-        evidence: { note: false, useRecord: true, ticket: data.ticketIds.has(u.ticket) },
+        evidence: evidenceOf(false, true, data.ticketIds.has(u.ticket)),
         revocation: rev
           ? { revoker: rev.revoker, revokedAt: rev.revokedAt, reason: rev.reason, valid: rev.valid }
           : null,

@@ -159,14 +159,15 @@ export async function listEvidenceRefs(
     const sha = line.slice(0, sp);
     const ref = line.slice(sp + 1);
     if (ref === notesRef) {
-      notes = sha;
+      notes = flat(sha);
       continue;
     }
     const parsed = parseBreakglassRef(ref);
     if (!parsed) continue;
     let ns = byNs.get(parsed.ns);
     if (!ns) byNs.set(parsed.ns, (ns = new Map()));
-    ns.set(parsed.id, sha);
+    // Copies: a slice would keep the whole for-each-ref output (20 MB for 200,000 refs) alive.
+    ns.set(flat(parsed.id), flat(sha));
   }
   return { notes, byNs };
 }
@@ -193,8 +194,10 @@ export async function listNotes(
       const head = text.slice(start, tab);
       const path = text.slice(tab + 1, end).replace(/\//g, '');
       const blob = head.slice(head.lastIndexOf(' ') + 1);
-      if (head.includes(' blob ') && OID.test(path) && OID.test(blob))
-        out.push({ commit: path, blob });
+      // Copies: the listing is one large (external) string that slices would keep alive.
+      if (head.includes(' blob ') && OID.test(path) && OID.test(blob)) {
+        out.push({ commit: flat(path), blob: flat(blob) });
+      }
     }
     start = end + 1;
   }
@@ -698,10 +701,13 @@ export async function readAuditData(ctx: GitContext, opts: AuditSourceOptions): 
     listNotes(ctx, notesRef, { allowMissing: true }),
   ]);
   opts.progress?.('refs', 1, 1);
+  const consumedTips = [...(refs.byNs.get('consumed')?.values() ?? [])];
+  (refs.byNs as Map<Namespace, unknown>).delete('consumed');
   const [events, useKeys] = await Promise.all([
     parseNotes(ctx, refs.notes ? noteList : [], problems, opts.progress),
-    scanUseKeys(ctx, [...(refs.byNs.get('consumed')?.values() ?? [])], problems),
+    scanUseKeys(ctx, consumedTips, problems),
   ]);
+  consumedTips.length = 0;
   // A use record matching a note only sets its flag; the others (no note) become rows.
   const byTicket = new Map<string, NotedEvent | NotedEvent[]>();
   for (const e of events) {
@@ -737,7 +743,8 @@ export async function readAuditData(ctx: GitContext, opts: AuditSourceOptions): 
     problems,
   );
   opts.progress?.('tickets', 1, 1);
-  const ticketIds = new Set(refs.byNs.get('tickets')?.keys() ?? []);
+  const ticketRefs = refs.byNs.get('tickets');
+  const ticketIds = { has: (id: string) => ticketRefs?.has(id) ?? false };
   return { events, tickets, ticketIds, uses, revocations, reviews, problems };
 }
 
