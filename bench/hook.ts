@@ -249,12 +249,26 @@ try {
   const resetState = () => rmSync(join(s.gitDir, 'breakglass'), { recursive: true, force: true });
 
   // (a) unprotected push vs node -e 0, interleaved so every variant sees the same load.
-  const a = new Map<string, Sample[]>([['node -e 0', []]]);
+  // Reference: Node plus the one `git config` any hook must run to find its settings.
+  const FLOOR = 'reference: node + one `git config` process';
+  const floorScript =
+    "require('node:child_process').spawn('git',['config','-z','--get-regexp','^breakglass\\\\.'],{stdio:'ignore'})";
+  const a = new Map<string, Sample[]>([
+    ['node -e 0', []],
+    [FLOOR, []],
+  ]);
   for (const b of BUNDLES) a.set(b.name, []);
   for (let i = 0; i < RUNS + 2; i++) {
     const warm = i < 2;
     const x = await timeProcess([process.execPath, '-e', '0'], { cwd, env: plainEnv, input: '' });
     if (!warm) a.get('node -e 0')!.push(x);
+    const f = await timeProcess([process.execPath, '-e', floorScript], {
+      cwd,
+      env: plainEnv,
+      input: '',
+      expect: 0,
+    });
+    if (!warm) a.get(FLOOR)!.push(f);
     for (const b of BUNDLES) {
       const y = await timeProcess([process.execPath, b.file, 'hook', 'pre-receive'], {
         cwd,

@@ -11,7 +11,6 @@
 // check of that kind in pre-receive.ts must be mirrored here too (the adversarial suite runs
 // through this entry, via the shims, and catches a miss).
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { compileRefPattern, isValidRefName, refMatches } from '../policy/refs.ts';
@@ -25,7 +24,10 @@ const MAX_LINES = 10_000;
 const MAX_POLICY_BYTES = 64 * 1024;
 const LINE = /^([0-9a-f]{40}|[0-9a-f]{64}) ([0-9a-f]{40}|[0-9a-f]{64}) (\S+)$/;
 
-/** What the cache must match: the policy bytes (and where they came from) and this bundle. */
+/**
+ * What the cache must match: where the policy came from, this bundle, and the policy bytes
+ * themselves (compared whole, not hashed: no crypto module to load, no collision to argue).
+ */
 export interface CacheKey {
   readonly key: string;
   /** The policy bytes the key was made from (what the cache writer parses). */
@@ -132,8 +134,11 @@ async function policyKey(
     const file = path.resolve(gitDir, policyFile);
     const policy = await readPinned(gitDir, file);
     if (!policy) return null;
-    const hash = createHash('sha256').update(policy).digest('hex');
-    return { key: `pinned ${file} ${hash} ${id}`, policy, source: { kind: 'pinned', file } };
+    return {
+      key: `pinned ${file} ${id}\n${policy.toString('base64')}`,
+      policy,
+      source: { kind: 'pinned', file },
+    };
   }
   // In-repository policy: HEAD must be a plain symbolic ref to a branch (the full hook also
   // checks that the policy protects that branch; the cache is only written when it does).
@@ -142,9 +147,8 @@ async function policyKey(
   if (!m || m[1] === 'refs/heads/.invalid') return null;
   const r = await git(gitDir, env, ['cat-file', 'blob', 'HEAD:.breakglass/policy.yml']);
   if (r.code !== 0 || r.out.length > MAX_POLICY_BYTES) return null;
-  const hash = createHash('sha256').update(r.out).digest('hex');
   return {
-    key: `repo ${m[1]} ${hash} ${id}`,
+    key: `repo ${m[1]} ${id}\n${r.out.toString('base64')}`,
     policy: r.out,
     source: { kind: 'repo', branch: m[1]! },
   };
@@ -208,9 +212,7 @@ export async function fastPreReceive(
   env: NodeJS.ProcessEnv,
   input: AsyncIterable<Buffer | string>,
 ): Promise<FastResult> {
-  // git config runs while stdin is read: the two overlap.
-  const configRun = git(gitDir, env, ['config', '-z', '--get-regexp', '^breakglass\\.']);
-  const stdin = await readStdin(input);
+  const [stdin, cache] = await Promise.all([readStdin(input), readCache(gitDir)]);
   const slow: FastResult = { decided: false, stdin };
   if (stdin.length > MAX_STDIN_BYTES) return slow;
   try {
@@ -218,19 +220,23 @@ export async function fastPreReceive(
     if (!refs) return slow;
     // Push options may carry a malformed ticket id, which the full hook rejects (TM11).
     if (env.GIT_PUSH_OPTION_COUNT !== undefined && env.GIT_PUSH_OPTION_COUNT !== '0') return slow;
-    const r = await configRun;
+    // A ref protected under the cached policy goes to the full hook at once, without a git
+    // process here: whether the cache is current doesn't matter for that answer.
+    const patterns = cache?.protected.map((p) => compileRefPattern(p));
+    if (patterns && refs.some((ref) => patterns.some((p) => refMatches(p, ref)))) return slow;
+    const r = await git(gitDir, env, ['config', '-z', '--get-regexp', '^breakglass\\.']);
     if (r.code !== 0 && r.code !== 1) return slow;
     const config = simpleConfig(r.out);
     if (!config) return slow;
-    const [key, cache, plain] = await Promise.all([
+    const [key, plain] = await Promise.all([
       policyKey(gitDir, env, config.policyFile),
-      readCache(gitDir),
       noSymbolicRefs(gitDir, refs),
     ]);
     if (!key || !plain) return slow;
-    if (!cache || cache.key !== key.key) return { decided: false, stdin, cacheMiss: key };
-    const patterns = cache.protected.map((p) => compileRefPattern(p));
-    if (refs.some((ref) => patterns.some((p) => refMatches(p, ref)))) return slow;
+    // Decided only by a cache made from these very policy bytes (and this bundle).
+    if (!cache || !patterns || cache.key !== key.key) {
+      return { decided: false, stdin, cacheMiss: key };
+    }
     return { decided: true, code: 0 };
   } catch {
     return slow;
@@ -252,7 +258,7 @@ export async function writeFastPathCache(
     if (!patterns) return;
     const body: CacheFile = { version: CACHE_VERSION, key: key.key, protected: patterns };
     const file = path.join(gitDir, CACHE_FILE);
-    const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
     await fs.writeFile(tmp, JSON.stringify(body) + '\n', { mode: 0o644, flag: 'wx' });
     await fs.rename(tmp, file);
   } catch {
