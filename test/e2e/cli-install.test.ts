@@ -1,10 +1,19 @@
 // `bg-sign install-hooks` through the built bundle, as an admin runs it.
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  copyFile,
+  mkdtemp,
+  readFile,
+  realpath,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { BUNDLE, cleanEnv, run } from '../helpers/server.ts';
+import { BUNDLE, cleanEnv, run, TestServer } from '../helpers/server.ts';
 import { policyYaml } from '../helpers/fixtures.ts';
 
 describe('bg-sign install-hooks', () => {
@@ -72,5 +81,26 @@ describe('bg-sign install-hooks', () => {
     const r = await bg(['install-hooks', join(root, 'nope')]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /is not a git repository/);
+  });
+});
+
+describe('a server with only bg-sign.js', () => {
+  it('decides pushes without the optional bg-hook.js beside it', async () => {
+    const dir = await mkdtemp(join(os.tmpdir(), 'bg-only-'));
+    const lone = join(dir, 'bg-sign.js');
+    await copyFile(BUNDLE, lone);
+    const server = await TestServer.create({ bundle: lone });
+    try {
+      const alice = await server.clone('alice');
+      await alice.commit('f.txt', 'x\n');
+      const r = await alice.push(['HEAD:main']);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /TICKET_REQUIRED/);
+      const ok = await alice.push(['HEAD:refs/heads/topic']);
+      assert.equal(ok.code, 0, ok.stderr);
+    } finally {
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
