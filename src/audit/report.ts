@@ -448,11 +448,10 @@ export function summarize(rows: readonly AuditRow[]): ReportSummary {
 // ---------------------------------------------------------------------------------------------
 // Formats. Each yields text chunks so 100,000 rows stream out without one giant string.
 
-// A string that needs no escaping is quoted as is (JSON.stringify otherwise): rows are mostly
-// ids, names and times, and 100,000 rows go out in a fraction of the generic serialiser's time.
+// Rows are written field by field: 100,000 rows go out faster than through the generic
+// serialiser walking each object (same bytes; a test checks rowJson(row) === JSON.stringify(row)).
 function str(s: string | null): string {
-  if (s === null) return 'null';
-  return /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/.test(s) ? `"${s}"` : JSON.stringify(s);
+  return s === null ? 'null' : JSON.stringify(s);
 }
 
 function strs(list: readonly string[]): string {
