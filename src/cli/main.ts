@@ -51,5 +51,13 @@ export async function main(args: readonly string[], invokedAs: string): Promise<
   }
 }
 
+// `bg-sign list | head` closes the pipe early: that is the reader's choice, not an error.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+}
+
 const code = await main(hideBin(process.argv), basename(process.argv[1] ?? 'bg-sign'));
 process.exitCode = code;
