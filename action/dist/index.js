@@ -51080,7 +51080,7 @@ function normalize(item, index) {
   }
   for (const c of commits)
     if (!OID3.test(c)) throw invalidItem(`${where}: "${c}" is not a commit id`);
-  return { event: e, commits };
+  return { event: e, commits, use: item.use !== false };
 }
 function noteText(b) {
   return b === void 0 || typeof b === "string" ? b : b.toString("utf8");
@@ -51145,12 +51145,12 @@ function plan(items, existing, usedKeys) {
   const uses = /* @__PURE__ */ new Map();
   let skipped = 0;
   const current = (c) => notes.get(c) ?? existing.get(c);
-  for (const { event, commits } of items) {
+  for (const { event, commits, use: countsUse } of items) {
     const block = formatNoteBlock(event);
     const noted = noteHasBlock(noteText(current(commits[0])), block);
     let use;
     let ref = "";
-    if (event.kind === "breakglass") {
+    if (event.kind === "breakglass" && countsUse !== false) {
       ref = consumedRefOf(event.ticketId);
       use = useRecordOf(event, commits.length);
       if (usedKeys.get(ref)?.has(useKey(use))) use = void 0;
@@ -51283,7 +51283,7 @@ async function recordEvents(gitDir, items, opts = {}) {
   const work = normalized.flatMap((w, i) => {
     const commits2 = w.commits.filter((c) => present.has(c));
     if (commits2.length === 0) unrecorded.push(i);
-    return commits2.length ? [{ event: w.event, commits: commits2 }] : [];
+    return commits2.length ? [{ event: w.event, commits: commits2, use: w.use }] : [];
   });
   const commits = listed.filter((c) => present.has(c));
   const refs = [

@@ -34,6 +34,12 @@ export interface RecordItem {
   event: AuditEvent;
   /** Commits to annotate; empty means the new tip (or the old tip for a delete). */
   commits: string[];
+  /**
+   * Whether this break-glass event records a ticket use (default true). One push is one use
+   * (T13) however many refs the ticket covers in it: the caller sets this on one event per
+   * ticket and push, and false on the others, which get their note only.
+   */
+  use?: boolean;
 }
 
 export interface RecordOptions {
@@ -104,7 +110,7 @@ function normalize(item: RecordItem, index: number): RecordItem {
   }
   for (const c of commits)
     if (!OID.test(c)) throw invalidItem(`${where}: "${c}" is not a commit id`);
-  return { event: e, commits };
+  return { event: e, commits, use: item.use !== false };
 }
 
 function noteText(b: Buffer | string | undefined): string | undefined {
@@ -197,12 +203,12 @@ function plan(
   const uses = new Map<string, UseRecord[]>();
   let skipped = 0;
   const current = (c: string) => notes.get(c) ?? existing.get(c);
-  for (const { event, commits } of items) {
+  for (const { event, commits, use: countsUse } of items) {
     const block = formatNoteBlock(event);
     const noted = noteHasBlock(noteText(current(commits[0]!)), block);
     let use: UseRecord | undefined;
     let ref = '';
-    if (event.kind === 'breakglass') {
+    if (event.kind === 'breakglass' && countsUse !== false) {
       ref = consumedRefOf(event.ticketId!);
       use = useRecordOf(event, commits.length);
       if (usedKeys.get(ref)?.has(useKey(use))) use = undefined;
@@ -359,7 +365,7 @@ export async function recordEvents(
   const work = normalized.flatMap((w, i) => {
     const commits = w.commits.filter((c) => present.has(c));
     if (commits.length === 0) unrecorded.push(i);
-    return commits.length ? [{ event: w.event, commits }] : [];
+    return commits.length ? [{ event: w.event, commits, use: w.use }] : [];
   });
   const commits = listed.filter((c) => present.has(c));
   const refs = [

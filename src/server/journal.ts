@@ -56,6 +56,8 @@ export interface JournalEntry {
   readonly recordedBy: string;
   readonly events: PendingEvent[];
   readonly reservations: Reservation[];
+  /** Tickets whose one use for this push is already recorded (by an earlier partial flush). */
+  readonly usesRecorded?: string[];
   /** Set when resolved (in done/). */
   readonly resolution?: { recorded: string[]; dropped: string[]; at: string };
 }

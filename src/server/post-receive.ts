@@ -166,12 +166,18 @@ async function flushEntry(
     status.set(e, await statusOf(ctx, e, tips, updated, ownEntry, young));
   }
   const landed = entry.events.filter((e) => status.get(e) === 'landed');
+  const usesRecorded = new Set(entry.usesRecorded ?? []);
   const dropped = entry.events.filter((e) => status.get(e) === 'dropped');
   const waiting = entry.events.filter((e) => status.get(e) === 'waiting');
 
   if (landed.length) {
     const items = [];
-    for (const e of landed) items.push(await recordItem(ctx, entry, e));
+    // T13: one push is one use of a ticket, however many refs it covers.
+    for (const e of landed) {
+      const item = await recordItem(ctx, entry, e);
+      items.push({ ...item, use: !usesRecorded.has(e.ticket) });
+      usesRecorded.add(e.ticket);
+    }
     await recordEvents(ctx.gitDir, items, { env: ctx.env ?? process.env, now });
     items.forEach((it, i) => result.recorded.push(flushed(landed[i]!, it.commits.length)));
   }
@@ -190,7 +196,12 @@ async function flushEntry(
   result.dropped.push(...dropped.map((e) => flushed(e, 0)));
   if (waiting.length) {
     (result as { waiting: number }).waiting += waiting.length;
-    await unclaim(ctx.gitDir, c, { ...entry, events: waiting, reservations: keep });
+    await unclaim(ctx.gitDir, c, {
+      ...entry,
+      events: waiting,
+      reservations: keep,
+      usesRecorded: [...usesRecorded],
+    });
     return;
   }
   await finish(ctx.gitDir, c, {
