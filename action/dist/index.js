@@ -20,8 +20,8 @@ var __commonJS = (cb, mod) => function __require2() {
   }
 };
 var __export = (target, all) => {
-  for (var name2 in all)
-    __defProp(target, name2, { get: all[name2], enumerable: true });
+  for (var name3 in all)
+    __defProp(target, name3, { get: all[name3], enumerable: true });
 };
 var __copyProps = (to, from, except, desc) => {
   if (from && typeof from === "object" || typeof from === "function") {
@@ -1376,15 +1376,15 @@ var require_util = __commonJS({
         size: m[3] ? parseInt(m[3]) : null
       } : null;
     }
-    function addListener(obj2, name2, listener) {
+    function addListener(obj2, name3, listener) {
       const listeners = obj2[kListeners] ??= [];
-      listeners.push([name2, listener]);
-      obj2.on(name2, listener);
+      listeners.push([name3, listener]);
+      obj2.on(name3, listener);
       return obj2;
     }
     function removeAllListeners(obj2) {
-      for (const [name2, listener] of obj2[kListeners] ?? []) {
-        obj2.removeListener(name2, listener);
+      for (const [name3, listener] of obj2[kListeners] ?? []) {
+        obj2.removeListener(name3, listener);
       }
       obj2[kListeners] = null;
     }
@@ -3552,9 +3552,9 @@ var require_data_url = __commonJS({
       assert2(mimeType !== "failure");
       const { parameters, essence } = mimeType;
       let serialization = essence;
-      for (let [name2, value] of parameters.entries()) {
+      for (let [name3, value] of parameters.entries()) {
         serialization += ";";
-        serialization += name2;
+        serialization += name3;
         serialization += "=";
         if (!HTTP_TOKEN_CODEPOINTS.test(value)) {
           value = value.replace(/(\\|")/g, "\\$1");
@@ -4002,11 +4002,11 @@ var require_webidl = __commonJS({
       }
       return V;
     };
-    webidl.converters.TypedArray = function(V, T, prefix, name2, opts) {
+    webidl.converters.TypedArray = function(V, T, prefix, name3, opts) {
       if (webidl.util.Type(V) !== "Object" || !types.isTypedArray(V) || V.constructor.name !== T.name) {
         throw webidl.errors.conversionFailed({
           prefix,
-          argument: `${name2} ("${webidl.util.Stringify(V)}")`,
+          argument: `${name3} ("${webidl.util.Stringify(V)}")`,
           types: [T.name]
         });
       }
@@ -4024,11 +4024,11 @@ var require_webidl = __commonJS({
       }
       return V;
     };
-    webidl.converters.DataView = function(V, prefix, name2, opts) {
+    webidl.converters.DataView = function(V, prefix, name3, opts) {
       if (webidl.util.Type(V) !== "Object" || !types.isDataView(V)) {
         throw webidl.errors.exception({
           header: prefix,
-          message: `${name2} is not a DataView.`
+          message: `${name3} is not a DataView.`
         });
       }
       if (opts?.allowShared === false && types.isSharedArrayBuffer(V.buffer)) {
@@ -4045,19 +4045,19 @@ var require_webidl = __commonJS({
       }
       return V;
     };
-    webidl.converters.BufferSource = function(V, prefix, name2, opts) {
+    webidl.converters.BufferSource = function(V, prefix, name3, opts) {
       if (types.isAnyArrayBuffer(V)) {
-        return webidl.converters.ArrayBuffer(V, prefix, name2, { ...opts, allowShared: false });
+        return webidl.converters.ArrayBuffer(V, prefix, name3, { ...opts, allowShared: false });
       }
       if (types.isTypedArray(V)) {
-        return webidl.converters.TypedArray(V, V.constructor, prefix, name2, { ...opts, allowShared: false });
+        return webidl.converters.TypedArray(V, V.constructor, prefix, name3, { ...opts, allowShared: false });
       }
       if (types.isDataView(V)) {
-        return webidl.converters.DataView(V, prefix, name2, { ...opts, allowShared: false });
+        return webidl.converters.DataView(V, prefix, name3, { ...opts, allowShared: false });
       }
       throw webidl.errors.conversionFailed({
         prefix,
-        argument: `${name2} ("${webidl.util.Stringify(V)}")`,
+        argument: `${name3} ("${webidl.util.Stringify(V)}")`,
         types: ["BufferSource"]
       });
     };
@@ -4501,7 +4501,7 @@ var require_util2 = __commonJS({
       return result;
     }
     var esIteratorPrototype = Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]()));
-    function createIterator(name2, kInternalIterator, keyIndex = 0, valueIndex = 1) {
+    function createIterator(name3, kInternalIterator, keyIndex = 0, valueIndex = 1) {
       class FastIterableIterator {
         /** @type {any} */
         #target;
@@ -4522,7 +4522,7 @@ var require_util2 = __commonJS({
         next() {
           if (typeof this !== "object" || this === null || !(#target in this)) {
             throw new TypeError(
-              `'next' called on an object that does not implement interface ${name2} Iterator.`
+              `'next' called on an object that does not implement interface ${name3} Iterator.`
             );
           }
           const index = this.#index;
@@ -4561,7 +4561,7 @@ var require_util2 = __commonJS({
           writable: false,
           enumerable: false,
           configurable: true,
-          value: `${name2} Iterator`
+          value: `${name3} Iterator`
         },
         next: { writable: true, enumerable: true, configurable: true }
       });
@@ -4569,8 +4569,8 @@ var require_util2 = __commonJS({
         return new FastIterableIterator(target, kind);
       };
     }
-    function iteratorMixin(name2, object2, kInternalIterator, keyIndex = 0, valueIndex = 1) {
-      const makeIterator = createIterator(name2, kInternalIterator, keyIndex, valueIndex);
+    function iteratorMixin(name3, object2, kInternalIterator, keyIndex = 0, valueIndex = 1) {
+      const makeIterator = createIterator(name3, kInternalIterator, keyIndex, valueIndex);
       const properties = {
         keys: {
           writable: true,
@@ -4605,10 +4605,10 @@ var require_util2 = __commonJS({
           configurable: true,
           value: function forEach(callbackfn, thisArg = globalThis) {
             webidl.brandCheck(this, object2);
-            webidl.argumentLengthCheck(arguments, 1, `${name2}.forEach`);
+            webidl.argumentLengthCheck(arguments, 1, `${name3}.forEach`);
             if (typeof callbackfn !== "function") {
               throw new TypeError(
-                `Failed to execute 'forEach' on '${name2}': parameter 1 is not of type 'Function'.`
+                `Failed to execute 'forEach' on '${name3}': parameter 1 is not of type 'Function'.`
               );
             }
             for (const { 0: key, 1: value } of makeIterator(this, "key+value")) {
@@ -4860,8 +4860,8 @@ var require_util2 = __commonJS({
       }
       return values;
     }
-    function getDecodeSplit(name2, list) {
-      const value = list.get(name2, true);
+    function getDecodeSplit(name3, list) {
+      const value = list.get(name3, true);
       if (value === null) {
         return null;
       }
@@ -5048,7 +5048,7 @@ var require_formdata = __commonJS({
         }
         this[kState] = [];
       }
-      append(name2, value, filename = void 0) {
+      append(name3, value, filename = void 0) {
         webidl.brandCheck(this, _FormData);
         const prefix = "FormData.append";
         webidl.argumentLengthCheck(arguments, 2, prefix);
@@ -5057,45 +5057,45 @@ var require_formdata = __commonJS({
             "Failed to execute 'append' on 'FormData': parameter 2 is not of type 'Blob'"
           );
         }
-        name2 = webidl.converters.USVString(name2, prefix, "name");
+        name3 = webidl.converters.USVString(name3, prefix, "name");
         value = isBlobLike(value) ? webidl.converters.Blob(value, prefix, "value", { strict: false }) : webidl.converters.USVString(value, prefix, "value");
         filename = arguments.length === 3 ? webidl.converters.USVString(filename, prefix, "filename") : void 0;
-        const entry = makeEntry(name2, value, filename);
+        const entry = makeEntry(name3, value, filename);
         this[kState].push(entry);
       }
-      delete(name2) {
+      delete(name3) {
         webidl.brandCheck(this, _FormData);
         const prefix = "FormData.delete";
         webidl.argumentLengthCheck(arguments, 1, prefix);
-        name2 = webidl.converters.USVString(name2, prefix, "name");
-        this[kState] = this[kState].filter((entry) => entry.name !== name2);
+        name3 = webidl.converters.USVString(name3, prefix, "name");
+        this[kState] = this[kState].filter((entry) => entry.name !== name3);
       }
-      get(name2) {
+      get(name3) {
         webidl.brandCheck(this, _FormData);
         const prefix = "FormData.get";
         webidl.argumentLengthCheck(arguments, 1, prefix);
-        name2 = webidl.converters.USVString(name2, prefix, "name");
-        const idx = this[kState].findIndex((entry) => entry.name === name2);
+        name3 = webidl.converters.USVString(name3, prefix, "name");
+        const idx = this[kState].findIndex((entry) => entry.name === name3);
         if (idx === -1) {
           return null;
         }
         return this[kState][idx].value;
       }
-      getAll(name2) {
+      getAll(name3) {
         webidl.brandCheck(this, _FormData);
         const prefix = "FormData.getAll";
         webidl.argumentLengthCheck(arguments, 1, prefix);
-        name2 = webidl.converters.USVString(name2, prefix, "name");
-        return this[kState].filter((entry) => entry.name === name2).map((entry) => entry.value);
+        name3 = webidl.converters.USVString(name3, prefix, "name");
+        return this[kState].filter((entry) => entry.name === name3).map((entry) => entry.value);
       }
-      has(name2) {
+      has(name3) {
         webidl.brandCheck(this, _FormData);
         const prefix = "FormData.has";
         webidl.argumentLengthCheck(arguments, 1, prefix);
-        name2 = webidl.converters.USVString(name2, prefix, "name");
-        return this[kState].findIndex((entry) => entry.name === name2) !== -1;
+        name3 = webidl.converters.USVString(name3, prefix, "name");
+        return this[kState].findIndex((entry) => entry.name === name3) !== -1;
       }
-      set(name2, value, filename = void 0) {
+      set(name3, value, filename = void 0) {
         webidl.brandCheck(this, _FormData);
         const prefix = "FormData.set";
         webidl.argumentLengthCheck(arguments, 2, prefix);
@@ -5104,16 +5104,16 @@ var require_formdata = __commonJS({
             "Failed to execute 'set' on 'FormData': parameter 2 is not of type 'Blob'"
           );
         }
-        name2 = webidl.converters.USVString(name2, prefix, "name");
+        name3 = webidl.converters.USVString(name3, prefix, "name");
         value = isBlobLike(value) ? webidl.converters.Blob(value, prefix, "name", { strict: false }) : webidl.converters.USVString(value, prefix, "name");
         filename = arguments.length === 3 ? webidl.converters.USVString(filename, prefix, "name") : void 0;
-        const entry = makeEntry(name2, value, filename);
-        const idx = this[kState].findIndex((entry2) => entry2.name === name2);
+        const entry = makeEntry(name3, value, filename);
+        const idx = this[kState].findIndex((entry2) => entry2.name === name3);
         if (idx !== -1) {
           this[kState] = [
             ...this[kState].slice(0, idx),
             entry,
-            ...this[kState].slice(idx + 1).filter((entry2) => entry2.name !== name2)
+            ...this[kState].slice(idx + 1).filter((entry2) => entry2.name !== name3)
           ];
         } else {
           this[kState].push(entry);
@@ -5151,7 +5151,7 @@ var require_formdata = __commonJS({
         configurable: true
       }
     });
-    function makeEntry(name2, value, filename) {
+    function makeEntry(name3, value, filename) {
       if (typeof value === "string") {
       } else {
         if (!isFileLike(value)) {
@@ -5165,7 +5165,7 @@ var require_formdata = __commonJS({
           value = value instanceof NativeFile ? new File2([value], filename, options) : new FileLike(value, filename, options);
         }
       }
-      return { name: name2, value };
+      return { name: name3, value };
     }
     module.exports = { FormData, makeEntry };
   }
@@ -5244,7 +5244,7 @@ var require_formdata_parser = __commonJS({
         if (result === "failure") {
           return "failure";
         }
-        let { name: name2, filename, contentType, encoding } = result;
+        let { name: name3, filename, contentType, encoding } = result;
         position.position += 2;
         let body;
         {
@@ -5273,22 +5273,22 @@ var require_formdata_parser = __commonJS({
         } else {
           value = utf8DecodeBytes(Buffer.from(body));
         }
-        assert2(isUSVString(name2));
+        assert2(isUSVString(name3));
         assert2(typeof value === "string" && isUSVString(value) || isFileLike(value));
-        entryList.push(makeEntry(name2, value, filename));
+        entryList.push(makeEntry(name3, value, filename));
       }
     }
     function parseMultipartFormDataHeaders(input2, position) {
-      let name2 = null;
+      let name3 = null;
       let filename = null;
       let contentType = null;
       let encoding = null;
       while (true) {
         if (input2[position.position] === 13 && input2[position.position + 1] === 10) {
-          if (name2 === null) {
+          if (name3 === null) {
             return "failure";
           }
-          return { name: name2, filename, contentType, encoding };
+          return { name: name3, filename, contentType, encoding };
         }
         let headerName = collectASequenceOfBytes(
           (char) => char !== 10 && char !== 13 && char !== 58,
@@ -5310,13 +5310,13 @@ var require_formdata_parser = __commonJS({
         );
         switch (bufferToLowerCasedHeaderName(headerName)) {
           case "content-disposition": {
-            name2 = filename = null;
+            name3 = filename = null;
             if (!bufferStartsWith(input2, formDataNameBuffer, position)) {
               return "failure";
             }
             position.position += 17;
-            name2 = parseMultipartFormDataName(input2, position);
-            if (name2 === null) {
+            name3 = parseMultipartFormDataName(input2, position);
+            if (name3 === null) {
               return "failure";
             }
             if (bufferStartsWith(input2, filenameBuffer, position)) {
@@ -5373,7 +5373,7 @@ var require_formdata_parser = __commonJS({
     }
     function parseMultipartFormDataName(input2, position) {
       assert2(input2[position.position - 1] === 34);
-      let name2 = collectASequenceOfBytes(
+      let name3 = collectASequenceOfBytes(
         (char) => char !== 10 && char !== 13 && char !== 34,
         input2,
         position
@@ -5383,8 +5383,8 @@ var require_formdata_parser = __commonJS({
       } else {
         position.position++;
       }
-      name2 = new TextDecoder().decode(name2).replace(/%0A/ig, "\n").replace(/%0D/ig, "\r").replace(/%22/g, '"');
-      return name2;
+      name3 = new TextDecoder().decode(name3).replace(/%0A/ig, "\n").replace(/%0D/ig, "\r").replace(/%22/g, '"');
+      return name3;
     }
     function collectASequenceOfBytes(condition, input2, position) {
       let start = position.position;
@@ -5511,16 +5511,16 @@ Content-Disposition: form-data`;
         const rn = new Uint8Array([13, 10]);
         length = 0;
         let hasUnknownSizeValue = false;
-        for (const [name2, value] of object2) {
+        for (const [name3, value] of object2) {
           if (typeof value === "string") {
-            const chunk2 = textEncoder.encode(prefix + `; name="${escape(normalizeLinefeeds(name2))}"\r
+            const chunk2 = textEncoder.encode(prefix + `; name="${escape(normalizeLinefeeds(name3))}"\r
 \r
 ${normalizeLinefeeds(value)}\r
 `);
             blobParts.push(chunk2);
             length += chunk2.byteLength;
           } else {
-            const chunk2 = textEncoder.encode(`${prefix}; name="${escape(normalizeLinefeeds(name2))}"` + (value.name ? `; filename="${escape(value.name)}"` : "") + `\r
+            const chunk2 = textEncoder.encode(`${prefix}; name="${escape(normalizeLinefeeds(name3))}"` + (value.name ? `; filename="${escape(value.name)}"` : "") + `\r
 Content-Type: ${value.type || "application/octet-stream"}\r
 \r
 `);
@@ -5664,8 +5664,8 @@ Content-Type: ${value.type || "application/octet-stream"}\r
                 case "application/x-www-form-urlencoded": {
                   const entries = new URLSearchParams(value.toString());
                   const fd = new FormData();
-                  for (const [name2, value2] of entries) {
-                    fd.append(name2, value2);
+                  for (const [name3, value2] of entries) {
+                    fd.append(name3, value2);
                   }
                   return fd;
                 }
@@ -6921,13 +6921,13 @@ var require_client_h2 = __commonJS({
     } = http2;
     function parseH2Headers(headers) {
       const result = [];
-      for (const [name2, value] of Object.entries(headers)) {
+      for (const [name3, value] of Object.entries(headers)) {
         if (Array.isArray(value)) {
           for (const subvalue of value) {
-            result.push(Buffer.from(name2), Buffer.from(subvalue));
+            result.push(Buffer.from(name3), Buffer.from(subvalue));
           }
         } else {
-          result.push(Buffer.from(name2), Buffer.from(value));
+          result.push(Buffer.from(name3), Buffer.from(value));
         }
       }
       return result;
@@ -7571,8 +7571,8 @@ var require_redirect_handler = __commonJS({
         return true;
       }
       if (unknownOrigin && (header.length === 13 || header.length === 6 || header.length === 19)) {
-        const name2 = util.headerNameToString(header);
-        return name2 === "authorization" || name2 === "cookie" || name2 === "proxy-authorization";
+        const name3 = util.headerNameToString(header);
+        return name3 === "authorization" || name3 === "cookie" || name3 === "proxy-authorization";
       }
       return false;
     }
@@ -10825,13 +10825,13 @@ var require_mock_utils = __commonJS({
       for (let i = 0; i < keys.length; ++i) {
         const key = keys[i];
         const value = data[key];
-        const name2 = Buffer.from(`${key}`);
+        const name3 = Buffer.from(`${key}`);
         if (Array.isArray(value)) {
           for (let j = 0; j < value.length; ++j) {
-            result.push(name2, Buffer.from(`${value[j]}`));
+            result.push(name3, Buffer.from(`${value[j]}`));
           }
         } else {
-          result.push(name2, Buffer.from(`${value}`));
+          result.push(name3, Buffer.from(`${value}`));
         }
       }
       return result;
@@ -11981,12 +11981,12 @@ var require_headers = __commonJS({
         });
       }
     }
-    function appendHeader(headers, name2, value) {
+    function appendHeader(headers, name3, value) {
       value = headerValueNormalize(value);
-      if (!isValidHeaderName(name2)) {
+      if (!isValidHeaderName(name3)) {
         throw webidl.errors.invalidArgument({
           prefix: "Headers.append",
-          value: name2,
+          value: name3,
           type: "header name"
         });
       } else if (!isValidHeaderValue(value)) {
@@ -11999,7 +11999,7 @@ var require_headers = __commonJS({
       if (getHeadersGuard(headers) === "immutable") {
         throw new TypeError("immutable");
       }
-      return getHeadersList(headers).append(name2, value, false);
+      return getHeadersList(headers).append(name3, value, false);
     }
     function compareHeaderName(a, b) {
       return a[0] < b[0] ? -1 : 1;
@@ -12022,8 +12022,8 @@ var require_headers = __commonJS({
        * @param {string} name
        * @param {boolean} isLowerCase
        */
-      contains(name2, isLowerCase) {
-        return this[kHeadersMap].has(isLowerCase ? name2 : name2.toLowerCase());
+      contains(name3, isLowerCase) {
+        return this[kHeadersMap].has(isLowerCase ? name3 : name3.toLowerCase());
       }
       clear() {
         this[kHeadersMap].clear();
@@ -12036,9 +12036,9 @@ var require_headers = __commonJS({
        * @param {string} value
        * @param {boolean} isLowerCase
        */
-      append(name2, value, isLowerCase) {
+      append(name3, value, isLowerCase) {
         this[kHeadersSortedMap] = null;
-        const lowercaseName = isLowerCase ? name2 : name2.toLowerCase();
+        const lowercaseName = isLowerCase ? name3 : name3.toLowerCase();
         const exists2 = this[kHeadersMap].get(lowercaseName);
         if (exists2) {
           const delimiter = lowercaseName === "cookie" ? "; " : ", ";
@@ -12047,7 +12047,7 @@ var require_headers = __commonJS({
             value: `${exists2.value}${delimiter}${value}`
           });
         } else {
-          this[kHeadersMap].set(lowercaseName, { name: name2, value });
+          this[kHeadersMap].set(lowercaseName, { name: name3, value });
         }
         if (lowercaseName === "set-cookie") {
           (this.cookies ??= []).push(value);
@@ -12059,26 +12059,26 @@ var require_headers = __commonJS({
        * @param {string} value
        * @param {boolean} isLowerCase
        */
-      set(name2, value, isLowerCase) {
+      set(name3, value, isLowerCase) {
         this[kHeadersSortedMap] = null;
-        const lowercaseName = isLowerCase ? name2 : name2.toLowerCase();
+        const lowercaseName = isLowerCase ? name3 : name3.toLowerCase();
         if (lowercaseName === "set-cookie") {
           this.cookies = [value];
         }
-        this[kHeadersMap].set(lowercaseName, { name: name2, value });
+        this[kHeadersMap].set(lowercaseName, { name: name3, value });
       }
       /**
        * @see https://fetch.spec.whatwg.org/#concept-header-list-delete
        * @param {string} name
        * @param {boolean} isLowerCase
        */
-      delete(name2, isLowerCase) {
+      delete(name3, isLowerCase) {
         this[kHeadersSortedMap] = null;
-        if (!isLowerCase) name2 = name2.toLowerCase();
-        if (name2 === "set-cookie") {
+        if (!isLowerCase) name3 = name3.toLowerCase();
+        if (name3 === "set-cookie") {
           this.cookies = null;
         }
-        this[kHeadersMap].delete(name2);
+        this[kHeadersMap].delete(name3);
       }
       /**
        * @see https://fetch.spec.whatwg.org/#concept-header-list-get
@@ -12086,19 +12086,19 @@ var require_headers = __commonJS({
        * @param {boolean} isLowerCase
        * @returns {string | null}
        */
-      get(name2, isLowerCase) {
-        return this[kHeadersMap].get(isLowerCase ? name2 : name2.toLowerCase())?.value ?? null;
+      get(name3, isLowerCase) {
+        return this[kHeadersMap].get(isLowerCase ? name3 : name3.toLowerCase())?.value ?? null;
       }
       *[Symbol.iterator]() {
-        for (const { 0: name2, 1: { value } } of this[kHeadersMap]) {
-          yield [name2, value];
+        for (const { 0: name3, 1: { value } } of this[kHeadersMap]) {
+          yield [name3, value];
         }
       }
       get entries() {
         const headers = {};
         if (this[kHeadersMap].size !== 0) {
-          for (const { name: name2, value } of this[kHeadersMap].values()) {
-            headers[name2] = value;
+          for (const { name: name3, value } of this[kHeadersMap].values()) {
+            headers[name3] = value;
           }
         }
         return headers;
@@ -12109,13 +12109,13 @@ var require_headers = __commonJS({
       get entriesList() {
         const headers = [];
         if (this[kHeadersMap].size !== 0) {
-          for (const { 0: lowerName, 1: { name: name2, value } } of this[kHeadersMap]) {
+          for (const { 0: lowerName, 1: { name: name3, value } } of this[kHeadersMap]) {
             if (lowerName === "set-cookie") {
               for (const cookie of this.cookies) {
-                headers.push([name2, cookie]);
+                headers.push([name3, cookie]);
               }
             } else {
-              headers.push([name2, value]);
+              headers.push([name3, value]);
             }
           }
         }
@@ -12161,8 +12161,8 @@ var require_headers = __commonJS({
           return array2;
         } else {
           let i = 0;
-          for (const { 0: name2, 1: { value } } of this[kHeadersMap]) {
-            array2[i++] = [name2, value];
+          for (const { 0: name3, 1: { value } } of this[kHeadersMap]) {
+            array2[i++] = [name3, value];
             assert2(value !== null);
           }
           return array2.sort(compareHeaderName);
@@ -12185,77 +12185,77 @@ var require_headers = __commonJS({
         }
       }
       // https://fetch.spec.whatwg.org/#dom-headers-append
-      append(name2, value) {
+      append(name3, value) {
         webidl.brandCheck(this, _Headers);
         webidl.argumentLengthCheck(arguments, 2, "Headers.append");
         const prefix = "Headers.append";
-        name2 = webidl.converters.ByteString(name2, prefix, "name");
+        name3 = webidl.converters.ByteString(name3, prefix, "name");
         value = webidl.converters.ByteString(value, prefix, "value");
-        return appendHeader(this, name2, value);
+        return appendHeader(this, name3, value);
       }
       // https://fetch.spec.whatwg.org/#dom-headers-delete
-      delete(name2) {
+      delete(name3) {
         webidl.brandCheck(this, _Headers);
         webidl.argumentLengthCheck(arguments, 1, "Headers.delete");
         const prefix = "Headers.delete";
-        name2 = webidl.converters.ByteString(name2, prefix, "name");
-        if (!isValidHeaderName(name2)) {
+        name3 = webidl.converters.ByteString(name3, prefix, "name");
+        if (!isValidHeaderName(name3)) {
           throw webidl.errors.invalidArgument({
             prefix: "Headers.delete",
-            value: name2,
+            value: name3,
             type: "header name"
           });
         }
         if (this.#guard === "immutable") {
           throw new TypeError("immutable");
         }
-        if (!this.#headersList.contains(name2, false)) {
+        if (!this.#headersList.contains(name3, false)) {
           return;
         }
-        this.#headersList.delete(name2, false);
+        this.#headersList.delete(name3, false);
       }
       // https://fetch.spec.whatwg.org/#dom-headers-get
-      get(name2) {
+      get(name3) {
         webidl.brandCheck(this, _Headers);
         webidl.argumentLengthCheck(arguments, 1, "Headers.get");
         const prefix = "Headers.get";
-        name2 = webidl.converters.ByteString(name2, prefix, "name");
-        if (!isValidHeaderName(name2)) {
+        name3 = webidl.converters.ByteString(name3, prefix, "name");
+        if (!isValidHeaderName(name3)) {
           throw webidl.errors.invalidArgument({
             prefix,
-            value: name2,
+            value: name3,
             type: "header name"
           });
         }
-        return this.#headersList.get(name2, false);
+        return this.#headersList.get(name3, false);
       }
       // https://fetch.spec.whatwg.org/#dom-headers-has
-      has(name2) {
+      has(name3) {
         webidl.brandCheck(this, _Headers);
         webidl.argumentLengthCheck(arguments, 1, "Headers.has");
         const prefix = "Headers.has";
-        name2 = webidl.converters.ByteString(name2, prefix, "name");
-        if (!isValidHeaderName(name2)) {
+        name3 = webidl.converters.ByteString(name3, prefix, "name");
+        if (!isValidHeaderName(name3)) {
           throw webidl.errors.invalidArgument({
             prefix,
-            value: name2,
+            value: name3,
             type: "header name"
           });
         }
-        return this.#headersList.contains(name2, false);
+        return this.#headersList.contains(name3, false);
       }
       // https://fetch.spec.whatwg.org/#dom-headers-set
-      set(name2, value) {
+      set(name3, value) {
         webidl.brandCheck(this, _Headers);
         webidl.argumentLengthCheck(arguments, 2, "Headers.set");
         const prefix = "Headers.set";
-        name2 = webidl.converters.ByteString(name2, prefix, "name");
+        name3 = webidl.converters.ByteString(name3, prefix, "name");
         value = webidl.converters.ByteString(value, prefix, "value");
         value = headerValueNormalize(value);
-        if (!isValidHeaderName(name2)) {
+        if (!isValidHeaderName(name3)) {
           throw webidl.errors.invalidArgument({
             prefix,
-            value: name2,
+            value: name3,
             type: "header name"
           });
         } else if (!isValidHeaderValue(value)) {
@@ -12268,7 +12268,7 @@ var require_headers = __commonJS({
         if (this.#guard === "immutable") {
           throw new TypeError("immutable");
         }
-        this.#headersList.set(name2, value, false);
+        this.#headersList.set(name3, value, false);
       }
       // https://fetch.spec.whatwg.org/#dom-headers-getsetcookie
       getSetCookie() {
@@ -12291,13 +12291,13 @@ var require_headers = __commonJS({
           return this.#headersList[kHeadersSortedMap] = names;
         }
         for (let i = 0; i < names.length; ++i) {
-          const { 0: name2, 1: value } = names[i];
-          if (name2 === "set-cookie") {
+          const { 0: name3, 1: value } = names[i];
+          if (name3 === "set-cookie") {
             for (let j = 0; j < cookies.length; ++j) {
-              headers.push([name2, cookies[j]]);
+              headers.push([name3, cookies[j]]);
             }
           } else {
-            headers.push([name2, value]);
+            headers.push([name3, value]);
           }
         }
         return this.#headersList[kHeadersSortedMap] = headers;
@@ -12717,23 +12717,23 @@ var require_response = __commonJS({
     webidl.converters.URLSearchParams = webidl.interfaceConverter(
       URLSearchParams
     );
-    webidl.converters.XMLHttpRequestBodyInit = function(V, prefix, name2) {
+    webidl.converters.XMLHttpRequestBodyInit = function(V, prefix, name3) {
       if (typeof V === "string") {
-        return webidl.converters.USVString(V, prefix, name2);
+        return webidl.converters.USVString(V, prefix, name3);
       }
       if (isBlobLike(V)) {
-        return webidl.converters.Blob(V, prefix, name2, { strict: false });
+        return webidl.converters.Blob(V, prefix, name3, { strict: false });
       }
       if (ArrayBuffer.isView(V) || types.isArrayBuffer(V)) {
-        return webidl.converters.BufferSource(V, prefix, name2);
+        return webidl.converters.BufferSource(V, prefix, name3);
       }
       if (util.isFormDataLike(V)) {
-        return webidl.converters.FormData(V, prefix, name2, { strict: false });
+        return webidl.converters.FormData(V, prefix, name3, { strict: false });
       }
       if (V instanceof URLSearchParams) {
-        return webidl.converters.URLSearchParams(V, prefix, name2);
+        return webidl.converters.URLSearchParams(V, prefix, name3);
       }
-      return webidl.converters.DOMString(V, prefix, name2);
+      return webidl.converters.DOMString(V, prefix, name3);
     };
     webidl.converters.BodyInit = function(V, prefix, argument) {
       if (V instanceof ReadableStream) {
@@ -13104,8 +13104,8 @@ var require_request2 = __commonJS({
           const headers = init.headers !== void 0 ? init.headers : new HeadersList(headersList);
           headersList.clear();
           if (headers instanceof HeadersList) {
-            for (const { name: name2, value } of headers.rawValues()) {
-              headersList.append(name2, value, false);
+            for (const { name: name3, value } of headers.rawValues()) {
+              headersList.append(name3, value, false);
             }
             headersList.cookies = headers.cookies;
           } else {
@@ -16109,9 +16109,9 @@ var require_util6 = __commonJS({
       }
       return false;
     }
-    function validateCookieName(name2) {
-      for (let i = 0; i < name2.length; ++i) {
-        const code = name2.charCodeAt(i);
+    function validateCookieName(name3) {
+      for (let i = 0; i < name3.length; ++i) {
+        const code = name3.charCodeAt(i);
         if (code < 33 || // exclude CTLs (0-31), SP and HT
         code > 126 || // exclude non-ascii and DEL
         code === 34 || // "
@@ -16318,7 +16318,7 @@ var require_parse = __commonJS({
       }
       let nameValuePair = "";
       let unparsedAttributes = "";
-      let name2 = "";
+      let name3 = "";
       let value = "";
       if (header.includes(";")) {
         const position = { position: 0 };
@@ -16331,20 +16331,20 @@ var require_parse = __commonJS({
         value = nameValuePair;
       } else {
         const position = { position: 0 };
-        name2 = collectASequenceOfCodePointsFast(
+        name3 = collectASequenceOfCodePointsFast(
           "=",
           nameValuePair,
           position
         );
         value = nameValuePair.slice(position.position + 1);
       }
-      name2 = name2.trim();
+      name3 = name3.trim();
       value = value.trim();
-      if (name2.length + value.length > maxNameValuePairSize) {
+      if (name3.length + value.length > maxNameValuePairSize) {
         return null;
       }
       return {
-        name: name2,
+        name: name3,
         value,
         ...parseUnparsedAttributes(unparsedAttributes)
       };
@@ -16457,19 +16457,19 @@ var require_cookies = __commonJS({
         return out;
       }
       for (const piece of cookie.split(";")) {
-        const [name2, ...value] = piece.split("=");
-        out[name2.trim()] = value.join("=");
+        const [name3, ...value] = piece.split("=");
+        out[name3.trim()] = value.join("=");
       }
       return out;
     }
-    function deleteCookie(headers, name2, attributes) {
+    function deleteCookie(headers, name3, attributes) {
       webidl.brandCheck(headers, Headers2, { strict: false });
       const prefix = "deleteCookie";
       webidl.argumentLengthCheck(arguments, 2, prefix);
-      name2 = webidl.converters.DOMString(name2, prefix, "name");
+      name3 = webidl.converters.DOMString(name3, prefix, "name");
       attributes = webidl.converters.DeleteCookieAttributes(attributes);
       setCookie(headers, {
-        name: name2,
+        name: name3,
         value: "",
         expires: /* @__PURE__ */ new Date(0),
         ...attributes
@@ -17031,9 +17031,9 @@ var require_util7 = __commonJS({
       const extensionList = /* @__PURE__ */ new Map();
       while (position.position < extensions.length) {
         const pair = collectASequenceOfCodePointsFast(";", extensions, position);
-        const [name2, value = ""] = pair.split("=");
+        const [name3, value = ""] = pair.split("=");
         extensionList.set(
-          removeHTTPWhitespace(name2, true, false),
+          removeHTTPWhitespace(name3, true, false),
           removeHTTPWhitespace(value, false, true)
         );
         position.position++;
@@ -22632,23 +22632,23 @@ var ExitCode;
 function setSecret(secret) {
   issueCommand("add-mask", {}, secret);
 }
-function getInput(name2, options) {
-  const val = process.env[`INPUT_${name2.replace(/ /g, "_").toUpperCase()}`] || "";
+function getInput(name3, options) {
+  const val = process.env[`INPUT_${name3.replace(/ /g, "_").toUpperCase()}`] || "";
   if (options && options.required && !val) {
-    throw new Error(`Input required and not supplied: ${name2}`);
+    throw new Error(`Input required and not supplied: ${name3}`);
   }
   if (options && options.trimWhitespace === false) {
     return val;
   }
   return val.trim();
 }
-function setOutput(name2, value) {
+function setOutput(name3, value) {
   const filePath = process.env["GITHUB_OUTPUT"] || "";
   if (filePath) {
-    return issueFileCommand("OUTPUT", prepareKeyValueMessage(name2, value));
+    return issueFileCommand("OUTPUT", prepareKeyValueMessage(name3, value));
   }
   process.stdout.write(os4.EOL);
-  issueCommand("set-output", { name: name2 }, toCommandValue(value));
+  issueCommand("set-output", { name: name3 }, toCommandValue(value));
 }
 function setFailed(message) {
   process.exitCode = ExitCode.Failure;
@@ -22797,33 +22797,33 @@ function getUserAgent() {
 }
 
 // node_modules/before-after-hook/lib/register.js
-function register(state, name2, method, options) {
+function register(state, name3, method, options) {
   if (typeof method !== "function") {
     throw new Error("method for before hook must be a function");
   }
   if (!options) {
     options = {};
   }
-  if (Array.isArray(name2)) {
-    return name2.reverse().reduce((callback, name3) => {
-      return register.bind(null, state, name3, callback, options);
+  if (Array.isArray(name3)) {
+    return name3.reverse().reduce((callback, name4) => {
+      return register.bind(null, state, name4, callback, options);
     }, method)();
   }
   return Promise.resolve().then(() => {
-    if (!state.registry[name2]) {
+    if (!state.registry[name3]) {
       return method(options);
     }
-    return state.registry[name2].reduce((method2, registered) => {
+    return state.registry[name3].reduce((method2, registered) => {
       return registered.hook.bind(null, method2, options);
     }, method)();
   });
 }
 
 // node_modules/before-after-hook/lib/add.js
-function addHook(state, kind, name2, hook2) {
+function addHook(state, kind, name3, hook2) {
   const orig = hook2;
-  if (!state.registry[name2]) {
-    state.registry[name2] = [];
+  if (!state.registry[name3]) {
+    state.registry[name3] = [];
   }
   if (kind === "before") {
     hook2 = (method, options) => {
@@ -22848,38 +22848,38 @@ function addHook(state, kind, name2, hook2) {
       });
     };
   }
-  state.registry[name2].push({
+  state.registry[name3].push({
     hook: hook2,
     orig
   });
 }
 
 // node_modules/before-after-hook/lib/remove.js
-function removeHook(state, name2, method) {
-  if (!state.registry[name2]) {
+function removeHook(state, name3, method) {
+  if (!state.registry[name3]) {
     return;
   }
-  const index = state.registry[name2].map((registered) => {
+  const index = state.registry[name3].map((registered) => {
     return registered.orig;
   }).indexOf(method);
   if (index === -1) {
     return;
   }
-  state.registry[name2].splice(index, 1);
+  state.registry[name3].splice(index, 1);
 }
 
 // node_modules/before-after-hook/index.js
 var bind = Function.bind;
 var bindable = bind.bind(bind);
-function bindApi(hook2, state, name2) {
+function bindApi(hook2, state, name3) {
   const removeHookRef = bindable(removeHook, null).apply(
     null,
-    name2 ? [state, name2] : [state]
+    name3 ? [state, name3] : [state]
   );
   hook2.api = { remove: removeHookRef };
   hook2.remove = removeHookRef;
   ["before", "error", "after", "wrap"].forEach((kind) => {
-    const args = name2 ? [state, kind, name2] : [state, kind];
+    const args = name3 ? [state, kind, name3] : [state, kind];
     hook2[kind] = hook2.api[kind] = bindable(addHook, null).apply(null, args);
   });
 }
@@ -22980,11 +22980,11 @@ function addQueryParameters(url2, parameters) {
   if (names.length === 0) {
     return url2;
   }
-  return url2 + separator + names.map((name2) => {
-    if (name2 === "q") {
+  return url2 + separator + names.map((name3) => {
+    if (name3 === "q") {
       return "q=" + parameters.q.split("+").map(encodeURIComponent).join("+");
     }
-    return `${name2}=${encodeURIComponent(parameters[name2])}`;
+    return `${name3}=${encodeURIComponent(parameters[name3])}`;
   }).join("&");
 }
 var urlVariableRegex = /\{[^{}}]+\}/g;
@@ -23800,8 +23800,8 @@ async function fetchWrapper(requestOptions) {
   const parseSuccessResponseBody = requestOptions.request?.parseSuccessResponseBody !== false;
   const body = isPlainObject2(requestOptions.body) || Array.isArray(requestOptions.body) ? JSONStringify(requestOptions.body) : requestOptions.body;
   const requestHeaders = Object.fromEntries(
-    Object.entries(requestOptions.headers).map(([name2, value]) => [
-      name2,
+    Object.entries(requestOptions.headers).map(([name3, value]) => [
+      name3,
       String(value)
     ])
   );
@@ -26645,17 +26645,17 @@ function decorate(octokit, scope, methodName, defaults2, decorations) {
     }
     if (decorations.renamedParameters) {
       const options2 = requestWithDefaults.endpoint.merge(...args);
-      for (const [name2, alias] of Object.entries(
+      for (const [name3, alias] of Object.entries(
         decorations.renamedParameters
       )) {
-        if (name2 in options2) {
+        if (name3 in options2) {
           octokit.log.warn(
-            `"${name2}" parameter is deprecated for "octokit.${scope}.${methodName}()". Use "${alias}" instead`
+            `"${name3}" parameter is deprecated for "octokit.${scope}.${methodName}()". Use "${alias}" instead`
           );
           if (!(alias in options2)) {
-            options2[alias] = options2[name2];
+            options2[alias] = options2[name3];
           }
-          delete options2[name2];
+          delete options2[name3];
         }
       }
       return requestWithDefaults(options2);
@@ -26991,14 +26991,14 @@ function createGitHubApi(token, owner, repo) {
 
 // action/src/deps.ts
 var MODES = ["auto", "gate", "detect", "review-check"];
-function bool(name2, fallback) {
-  const v = getInput(name2).trim().toLowerCase();
+function bool(name3, fallback) {
+  const v = getInput(name3).trim().toLowerCase();
   if (v === "") return fallback;
   if (["true", "yes", "on", "1"].includes(v)) return true;
   if (["false", "no", "off", "0"].includes(v)) return false;
   throw new BreakglassError(
     "USAGE",
-    `input ${name2} must be true or false, got "${v.slice(0, 20)}"`
+    `input ${name3} must be true or false, got "${v.slice(0, 20)}"`
   );
 }
 function readInputs() {
@@ -27017,7 +27017,8 @@ function readInputs() {
     mode,
     openIssue: bool("open-issue", false),
     notes: bool("notes", true),
-    remote: getInput("remote").trim() || "origin"
+    remote: getInput("remote").trim() || "origin",
+    reviewOlderThan: getInput("review-older-than").trim() || "24h"
   };
 }
 function realDeps() {
@@ -28282,12 +28283,12 @@ function merge2(a, b) {
   });
   return clone(a, def);
 }
-function partial(Class2, schema, mask, name2 = "partial") {
+function partial(Class2, schema, mask, name3 = "partial") {
   const currDef = schema._zod.def;
   const checks = currDef.checks;
   const hasChecks = checks && checks.length > 0;
   if (hasChecks) {
-    throw new Error(`.${name2}() cannot be used on object schemas containing refinements`);
+    throw new Error(`.${name3}() cannot be used on object schemas containing refinements`);
   }
   const selected = mask ? new Set(maskedKeys(schema, mask)) : void 0;
   const newShape = {};
@@ -28627,7 +28628,7 @@ function newError(Definition) {
   return new Definition();
 }
 // @__NO_SIDE_EFFECTS__
-function $constructor(name2, initializer3, proto, params) {
+function $constructor(name3, initializer3, proto, params) {
   const zodProto = {};
   function Internals(def) {
     this.def = def;
@@ -28645,10 +28646,10 @@ function $constructor(name2, initializer3, proto, params) {
       } finally {
         _zodDesc.value = void 0;
       }
-    } else if (inst._zod.traits.has(name2)) {
+    } else if (inst._zod.traits.has(name3)) {
       return;
     }
-    inst._zod.traits.add(name2);
+    inst._zod.traits.add(name3);
     initializer3(inst, def);
     if (initialized) {
       const own2 = Object.getPrototypeOf(inst);
@@ -28674,7 +28675,7 @@ function $constructor(name2, initializer3, proto, params) {
   const Parent = params?.Parent ?? Object;
   class Definition extends Parent {
   }
-  Object.defineProperty(Definition, "name", { value: name2 });
+  Object.defineProperty(Definition, "name", { value: name3 });
   function _(def) {
     const inst = params?.Parent ? newError(Definition) : this;
     init(inst, def);
@@ -28695,10 +28696,10 @@ function $constructor(name2, initializer3, proto, params) {
     value: (inst) => {
       if (params?.Parent && inst instanceof params.Parent)
         return true;
-      return inst?._zod?.traits?.has(name2);
+      return inst?._zod?.traits?.has(name3);
     }
   });
-  Object.defineProperty(_, "name", { value: name2 });
+  Object.defineProperty(_, "name", { value: name3 });
   return _;
 }
 var $brand = /* @__PURE__ */ Symbol("zod_brand");
@@ -28708,8 +28709,8 @@ var $ZodAsyncError = class extends Error {
   }
 };
 var $ZodEncodeError = class extends Error {
-  constructor(name2) {
-    super(`Encountered unidirectional transform during encode: ${name2}`);
+  constructor(name3) {
+    super(`Encountered unidirectional transform during encode: ${name3}`);
     this.name = "ZodEncodeError";
   }
 };
@@ -40236,13 +40237,13 @@ ${code}
   return fn;
 }
 function addConstant(ctx, value) {
-  for (const [name3, v] of ctx.constants) {
+  for (const [name4, v] of ctx.constants) {
     if (v === value)
-      return name3;
+      return name4;
   }
-  const name2 = `c${ctx.constantCounter++}`;
-  ctx.constants.set(name2, value);
-  return name2;
+  const name3 = `c${ctx.constantCounter++}`;
+  ctx.constants.set(name3, value);
+  return name3;
 }
 function addUserConstant(ctx, fn) {
   ctx.definite = false;
@@ -47416,6 +47417,11 @@ function refFor(ns, id) {
   }
   return REFS[ns] + id;
 }
+function parseBreakglassRef(ref) {
+  const m = /^refs\/breakglass\/(tickets|revoked|reviews|consumed)\/([^/]+)$/.exec(ref);
+  if (!m) return null;
+  return { ns: m[1], id: m[2] };
+}
 async function listRefs(ctx, ns) {
   const out = await gitText(ctx, [
     "for-each-ref",
@@ -48471,12 +48477,12 @@ ${result}`;
   }
   return result.replace(/\n$/, "");
 }
-function formatError2(exception, compact) {
+function formatError2(exception, compact2) {
   let where = "";
   if (!exception.mark) return exception.reason;
   if (exception.mark.name) where += `in "${exception.mark.name}" `;
   where += `(${exception.mark.line + 1}:${exception.mark.column + 1})`;
-  if (!compact && exception.mark.snippet) where += `
+  if (!compact2 && exception.mark.snippet) where += `
 
 ${exception.mark.snippet}`;
   return `${exception.reason} ${where}`;
@@ -48499,8 +48505,8 @@ var YAMLException = class YAMLException2 extends Error {
   /**
   * Returns the formatted error, omitting the source snippet in compact mode.
   */
-  toString(compact) {
-    return `${this.name}: ${formatError2(this, compact)}`;
+  toString(compact2) {
+    return `${this.name}: ${formatError2(this, compact2)}`;
   }
   /**
   * Builds a YAMLException with a source snippet and throws it. `source` is
@@ -49031,10 +49037,10 @@ function constructFromEvents(events, options) {
       }
       case EVENT_ID.ALIAS: {
         if (state.maxAliases !== -1 && ++state.aliasCount > state.maxAliases) throwError$1(state, `aliases exceeded maxAliases (${state.maxAliases})`);
-        const name2 = state.source.slice(event.anchorStart, event.anchorEnd);
-        const anchor2 = state.anchors.get(name2);
-        if (!anchor2) throwError$1(state, `unidentified alias "${name2}"`);
-        if (!anchor2.isValueFinal) throwError$1(state, `recursive alias "${name2}" is not supported for tag ${anchor2.tag.tagName} because it uses finalize()`);
+        const name3 = state.source.slice(event.anchorStart, event.anchorEnd);
+        const anchor2 = state.anchors.get(name3);
+        if (!anchor2) throwError$1(state, `unidentified alias "${name3}"`);
+        if (!anchor2.isValueFinal) throwError$1(state, `recursive alias "${name3}" is not supported for tag ${anchor2.tag.tagName} because it uses finalize()`);
         addValue(state, anchor2.value, anchor2.tag);
         break;
       }
@@ -49797,9 +49803,9 @@ function readDirective(state) {
   state.position++;
   const nameStart = state.position;
   while (state.input.charCodeAt(state.position) !== 0 && !isWsOrEol(state.input.charCodeAt(state.position))) state.position++;
-  const name2 = state.input.slice(nameStart, state.position);
+  const name3 = state.input.slice(nameStart, state.position);
   const args = [];
-  if (name2.length === 0) throwError(state, "directive name must not be less than one character in length");
+  if (name3.length === 0) throwError(state, "directive name must not be less than one character in length");
   while (state.input.charCodeAt(state.position) !== 0 && !isEol(state.input.charCodeAt(state.position))) {
     while (isWhiteSpace(state.input.charCodeAt(state.position))) state.position++;
     if (state.input.charCodeAt(state.position) === 35 || isEol(state.input.charCodeAt(state.position)) || state.input.charCodeAt(state.position) === 0) break;
@@ -49808,7 +49814,7 @@ function readDirective(state) {
     args.push(state.input.slice(start, state.position));
   }
   if (isEol(state.input.charCodeAt(state.position))) consumeLineBreak(state);
-  if (name2 === "YAML") {
+  if (name3 === "YAML") {
     if (state.directives.some((directive) => directive.kind === "yaml")) throwError(state, "duplication of %YAML directive");
     if (args.length !== 1) throwError(state, "YAML directive accepts exactly one argument");
     const match = /^([0-9]+)\.([0-9]+)$/.exec(args[0]);
@@ -49818,7 +49824,7 @@ function readDirective(state) {
       kind: "yaml",
       version: args[0]
     });
-  } else if (name2 === "TAG") {
+  } else if (name3 === "TAG") {
     if (args.length !== 2) throwError(state, "TAG directive accepts exactly two arguments");
     const [handle, prefix] = args;
     if (!PATTERN_TAG_HANDLE.test(handle)) throwError(state, "ill-formed tag handle (first argument) of the TAG directive");
@@ -50019,7 +50025,7 @@ var DEFAULT_PRESENTER_OPTIONS = {
   quoteFlowKeys: false,
   quoteStyle: "single",
   forceQuotes: false,
-  scalarStyleRules: Object.keys(DEFAULT_SCALAR_STYLE_RULES).map((name2) => Reflect.get(DEFAULT_SCALAR_STYLE_RULES, name2)),
+  scalarStyleRules: Object.keys(DEFAULT_SCALAR_STYLE_RULES).map((name3) => Reflect.get(DEFAULT_SCALAR_STYLE_RULES, name3)),
   tagBeforeAnchor: false
 };
 var DEFAULT_DUMP_OPTIONS = {
@@ -50908,8 +50914,8 @@ function parseTreeObject(data, rawIdLength) {
     const nul = data.indexOf(0, sp + 1);
     if (sp < 0 || nul < 0 || nul + 1 + rawIdLength > data.length) break;
     const mode = data.toString("latin1", i, sp);
-    const name2 = data.toString("latin1", sp + 1, nul);
-    entries.set(name2, { mode, oid: data.toString("hex", nul + 1, nul + 1 + rawIdLength) });
+    const name3 = data.toString("latin1", sp + 1, nul);
+    entries.set(name3, { mode, oid: data.toString("hex", nul + 1, nul + 1 + rawIdLength) });
     i = nul + 1 + rawIdLength;
   }
   return entries;
@@ -52031,11 +52037,11 @@ async function judgePull(deps, policy, pull, baseRef, baseSha, required2, now) {
   };
 }
 async function runGate(deps) {
-  const { payload, name: name2 } = deps.event;
+  const { payload, name: name3 } = deps.event;
   let baseRef;
   let baseSha;
   let pulls;
-  if (name2 === "merge_group") {
+  if (name3 === "merge_group") {
     const group = obj(payload.merge_group, "merge_group");
     baseRef = String(group.base_ref ?? "");
     baseSha = String(group.base_sha ?? "");
@@ -52130,18 +52136,31 @@ async function runGate(deps) {
 
 // action/src/report.ts
 function cell(s, max = 200) {
-  const flat = s.replace(/[\r\n]+/g, " ").replace(/\|/g, "\\|").replace(/</g, "&lt;");
-  return flat.length > max ? flat.slice(0, max - 3) + "..." : flat || "-";
+  const flat2 = s.replace(/[\r\n]+/g, " ").replace(/\|/g, "\\|").replace(/</g, "&lt;");
+  return flat2.length > max ? flat2.slice(0, max - 3) + "..." : flat2 || "-";
 }
 function summaryMarkdown(o) {
-  const head = "| ref | commits | actor | ticket | approvers | reason | expiry | outcome |";
-  const sep2 = "| --- | --- | --- | --- | --- | --- | --- | --- |";
-  const lines = [`### git-breakglass: ${cell(o.title)}`, "", head, sep2];
-  for (const r of o.rows) {
+  const lines = [`### git-breakglass: ${cell(o.title)}`, ""];
+  if (o.table) {
+    if (o.table.rows.length) {
+      lines.push(
+        `| ${o.table.head.join(" | ")} |`,
+        `| ${o.table.head.map(() => "---").join(" | ")} |`,
+        ...o.table.rows.map((r) => `| ${r.map((c) => cell(c)).join(" | ")} |`)
+      );
+    }
+  } else {
     lines.push(
-      `| ${[r.ref, r.commits, r.actor, r.ticket, r.approvers, r.reason, r.expiry, r.outcome].map((c) => cell(c)).join(" | ")} |`
+      "| ref | commits | actor | ticket | approvers | reason | expiry | outcome |",
+      "| --- | --- | --- | --- | --- | --- | --- | --- |"
     );
+    for (const r of o.rows) {
+      lines.push(
+        `| ${[r.ref, r.commits, r.actor, r.ticket, r.approvers, r.reason, r.expiry, r.outcome].map((c) => cell(c)).join(" | ")} |`
+      );
+    }
   }
+  if (o.notes?.length) lines.push("", ...o.notes.map((n) => cell(n, 4e3)));
   if (o.problems.length) {
     lines.push("", ...o.problems.map((p) => `- ${cell(p, 4e3)}`));
   }
@@ -52154,51 +52173,910 @@ async function publish(out, o) {
   await out.summary(summaryMarkdown(o));
 }
 
-// action/src/review-check.ts
-async function runReviewCheck(deps) {
-  await fetchAudit(deps.git, deps.inputs.remote);
-  const used = await listRefs(deps.git, "consumed");
-  const reviewed = new Set((await listRefs(deps.git, "reviews")).map((e) => e.id));
-  const open3 = used.filter((e) => !reviewed.has(e.id)).map((e) => e.id);
-  for (const id of open3) {
-    deps.out.warning(
-      `ticket ${id} was used and has no post-incident review (bg-sign review ${id})`,
+// src/audit/report.ts
+import { createHash as createHash3 } from "node:crypto";
+var REPORT_SCHEMA_VERSION = 1;
+function rowId(e) {
+  return createHash3("sha256").update(eventKey(e)).digest("hex").slice(0, 16);
+}
+function timeMs(text2) {
+  const ms = Date.parse(text2);
+  return Number.isNaN(ms) ? 0 : ms;
+}
+var EVIDENCE = /* @__PURE__ */ new Map();
+function evidenceOf(note, useRecord, ticket) {
+  const k = (note ? 4 : 0) + (useRecord ? 2 : 0) + (ticket ? 1 : 0);
+  let v = EVIDENCE.get(k);
+  if (!v) EVIDENCE.set(k, v = Object.freeze({ note, useRecord, ticket }));
+  return v;
+}
+var NOT_APPLICABLE = Object.freeze({
+  status: "not-applicable",
+  outcome: null,
+  reviewer: null,
+  reviewedAt: null,
+  note: null,
+  error: null,
+  waitingMs: null
+});
+function reviewOf(kind, ticket, timeMsValue, reviews, now) {
+  const none = { outcome: null, reviewer: null, reviewedAt: null, note: null, error: null };
+  if (kind === "violation" || ticket === null) return NOT_APPLICABLE;
+  const r = reviews.get(ticket);
+  const waiting2 = Math.max(0, now - timeMsValue);
+  if (!r || r.reviewedAtMs < timeMsValue) {
+    return { status: "unreviewed", ...none, waitingMs: waiting2 };
+  }
+  const base = {
+    outcome: r.outcome,
+    reviewer: r.reviewer,
+    reviewedAt: r.reviewedAt,
+    note: r.note,
+    error: r.error ?? null
+  };
+  if (r.valid === true) return { status: "reviewed", ...base, waitingMs: null };
+  return { status: r.valid === false ? "invalid" : "unverified", ...base, waitingMs: waiting2 };
+}
+function awaitsReview(row) {
+  const s = row.review.status;
+  return s === "unreviewed" || s === "invalid" || s === "unverified";
+}
+function useKey2(u) {
+  return `${u.ticket} ${u.ref} ${u.oldSha}..${u.newSha}`;
+}
+function inc(map2, key) {
+  map2[key] = (map2[key] ?? 0) + 1;
+}
+function buildReport(data, opts) {
+  const now = opts.now;
+  const usesByKey = /* @__PURE__ */ new Map();
+  for (const u of data.uses) usesByKey.set(useKey2(u), u);
+  const matchedUses = /* @__PURE__ */ new Set();
+  const keep = (kind, ticket, ref, t) => (opts.since === void 0 || t >= opts.since) && (opts.until === void 0 || t < opts.until) && (opts.ticket === void 0 || ticket === opts.ticket) && (!opts.refFilter || opts.refFilter(ref)) && (kind === "breakglass" || opts.ticket === void 0);
+  const rows = [];
+  const times = [];
+  const push = (row, t) => {
+    if (opts.unreviewed || opts.olderThanMs !== void 0) {
+      if (!awaitsReview(row)) return;
+      if (opts.olderThanMs !== void 0 && (row.review.waitingMs ?? 0) <= opts.olderThanMs) return;
+    }
+    rows.push(row);
+    times.push(t);
+  };
+  for (const { event: e, commits, useRecord } of data.events) {
+    const ticketId = e.kind === "breakglass" ? e.ticketId ?? null : null;
+    const key = ticketId ? useKey2({ ticket: ticketId, ref: e.ref, oldSha: e.oldSha, newSha: e.newSha }) : null;
+    if (key && usesByKey.has(key)) matchedUses.add(key);
+    const t = timeMs(e.recordedAt);
+    if (!keep(e.kind, ticketId, e.ref, t)) continue;
+    const ticket = ticketId ? data.tickets.get(ticketId) : void 0;
+    const rev = ticketId ? data.revocations.get(ticketId) : void 0;
+    const ids = commits.length < 2 ? commits : [...commits].sort(
+      (a, b) => a === e.newSha ? -1 : b === e.newSha ? 1 : a < b ? -1 : a > b ? 1 : 0
+    );
+    push(
       {
-        title: "Break-glass review pending"
+        id: rowId(e),
+        kind: e.kind,
+        time: e.recordedAt,
+        recordedBy: e.recordedBy,
+        ticket: ticketId,
+        ref: e.ref,
+        actions: e.actions,
+        update: { old: e.oldSha, new: e.newSha },
+        commits: { count: ids.length, ids },
+        replacedTip: e.replacedTip ?? null,
+        dropped: e.dropped || e.droppedCount !== void 0 ? {
+          count: Math.max(e.dropped?.length ?? 0, e.droppedCount ?? 0),
+          ids: e.dropped ?? []
+        } : null,
+        pusher: e.pusher,
+        requester: e.requester ? e.requester : ticket ? { principal: ticket.requester, keyid: null } : null,
+        approvers: e.approvers.length ? e.approvers : ticket?.approvers ?? [],
+        reason: e.reason ?? ticket?.reason ?? null,
+        incident: e.incident ?? ticket?.incident ?? null,
+        window: e.window ?? (ticket ? { notBefore: ticket.notBefore, expiresAt: ticket.expiresAt } : null),
+        violation: e.kind === "violation" ? e.violation ?? null : null,
+        evidence: evidenceOf(
+          true,
+          useRecord === true || (key ? usesByKey.has(key) : false),
+          ticketId ? data.ticketIds.has(ticketId) : false
+        ),
+        revocation: rev ? { revoker: rev.revoker, revokedAt: rev.revokedAt, reason: rev.reason, valid: rev.valid } : null,
+        review: reviewOf(e.kind, ticketId, t, data.reviews, now)
+      },
+      t
+    );
+  }
+  for (const u of data.uses) {
+    const key = useKey2(u);
+    if (matchedUses.has(key)) continue;
+    matchedUses.add(key);
+    const t = timeMs(u.recordedAt);
+    if (!keep("breakglass", u.ticket, u.ref, t)) continue;
+    const ticket = data.tickets.get(u.ticket);
+    const rev = data.revocations.get(u.ticket);
+    const e = { kind: "breakglass", ticketId: u.ticket, ...u };
+    push(
+      {
+        id: rowId(e),
+        kind: "breakglass",
+        time: u.recordedAt,
+        recordedBy: u.recordedBy,
+        ticket: u.ticket,
+        ref: u.ref,
+        actions: u.actions,
+        update: { old: u.oldSha, new: u.newSha },
+        commits: { count: u.commits, ids: [] },
+        replacedTip: null,
+        dropped: null,
+        pusher: u.pusher,
+        requester: ticket ? { principal: ticket.requester, keyid: null } : null,
+        approvers: ticket?.approvers ?? [],
+        reason: ticket?.reason ?? null,
+        incident: ticket?.incident ?? null,
+        window: ticket ? { notBefore: ticket.notBefore, expiresAt: ticket.expiresAt } : null,
+        violation: null,
+        evidence: evidenceOf(false, true, data.ticketIds.has(u.ticket)),
+        revocation: rev ? { revoker: rev.revoker, revokedAt: rev.revokedAt, reason: rev.reason, valid: rev.valid } : null,
+        review: reviewOf("breakglass", u.ticket, t, data.reviews, now)
+      },
+      t
+    );
+  }
+  const order = rows.map((_, i) => i);
+  order.sort((a, b) => times[a] - times[b] || (rows[a].id < rows[b].id ? -1 : 1));
+  const sorted = order.map((i) => rows[i]);
+  return {
+    schemaVersion: REPORT_SCHEMA_VERSION,
+    generatedAt: formatTime(now),
+    repository: opts.repository ?? null,
+    policySource: opts.policySource ?? null,
+    period: {
+      since: opts.since === void 0 ? null : formatTime(opts.since),
+      until: opts.until === void 0 ? null : formatTime(opts.until)
+    },
+    filters: {
+      ref: opts.refText ?? null,
+      ticket: opts.ticket ?? null,
+      unreviewed: !!opts.unreviewed || opts.olderThanMs !== void 0,
+      olderThan: opts.olderThanMs === void 0 ? null : formatDuration(opts.olderThanMs)
+    },
+    summary: summarize(sorted),
+    rows: sorted,
+    problems: data.problems
+  };
+}
+function summarize(rows) {
+  const s = {
+    events: rows.length,
+    breakglass: 0,
+    violations: 0,
+    reviewed: 0,
+    awaitingReview: 0,
+    byOutcome: {},
+    byReviewStatus: {},
+    byRef: {},
+    byRequester: {},
+    byAction: {}
+  };
+  for (const r of rows) {
+    if (r.kind === "violation") s.violations++;
+    else s.breakglass++;
+    if (r.review.status === "reviewed") s.reviewed++;
+    if (awaitsReview(r)) s.awaitingReview++;
+    inc(s.byReviewStatus, r.review.status);
+    if (r.review.status === "reviewed" && r.review.outcome) inc(s.byOutcome, r.review.outcome);
+    inc(s.byRef, r.ref);
+    inc(s.byRequester, r.requester?.principal ?? "(none)");
+    for (const a of r.actions) inc(s.byAction, a);
+  }
+  return s;
+}
+
+// src/git/audit-source.ts
+import { spawn as spawn2 } from "node:child_process";
+
+// src/audit/review.ts
+var REVIEW_PAYLOAD_TYPE = "application/vnd.git-breakglass.review.v1+json";
+var REVIEW_OUTCOMES = ["justified", "unjustified", "false-emergency"];
+var MAX_REVIEW_NOTE = 4e3;
+var ReviewSchema = external_exports.strictObject({
+  type: external_exports.literal("git-breakglass/review"),
+  version: external_exports.literal(1),
+  ticket: external_exports.string().regex(TICKET_ID),
+  ticketDigest: external_exports.string().regex(/^[0-9a-f]{64}$/),
+  reviewer: external_exports.string().regex(PRINCIPAL_NAME),
+  outcome: external_exports.enum(REVIEW_OUTCOMES),
+  note: external_exports.string().min(1).max(MAX_REVIEW_NOTE).refine((s) => !/[\x00-\x08\x0b-\x1f\x7f]/.test(s), "must not contain control characters"),
+  reviewedAt: external_exports.string().max(40)
+});
+function invalid2(message, hint) {
+  return new BreakglassError("REVIEW_INVALID", message, hint ? { hint } : {});
+}
+function checkReviewer(policy, ticket, reviewer) {
+  if (reviewer === ticket.payload.requester) {
+    throw invalid2(
+      `${reviewer} requested ticket ${ticket.payload.id} and can't review it`,
+      "ask someone with a reviewer role who was not involved"
+    );
+  }
+  if (reviewer === ticket.payload.holder) {
+    throw invalid2(
+      `${reviewer} held ticket ${ticket.payload.id} and can't review it`,
+      "ask someone with a reviewer role who was not involved"
+    );
+  }
+  if (!hasRole(policy, reviewer, policy.tickets.reviewerRoles)) {
+    throw invalid2(
+      `${reviewer} has no reviewer role (tickets.reviewerRoles: ${policy.tickets.reviewerRoles.join(", ")})`,
+      "a principal with one of those roles must sign the review"
+    );
+  }
+}
+function verifyReview(envelope, ticket, policy) {
+  if (envelope.payloadType !== REVIEW_PAYLOAD_TYPE) {
+    throw invalid2(`review payloadType is "${envelope.payloadType.slice(0, 80)}"`);
+  }
+  const { signers } = verifySignatures(envelope, policy.keyOwners);
+  let json2;
+  try {
+    json2 = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(envelope.payload));
+  } catch {
+    throw invalid2("review payload is not valid UTF-8 JSON");
+  }
+  const parsed = ReviewSchema.safeParse(json2);
+  if (!parsed.success) throw invalid2(`review ${describeZodError(parsed.error)}`);
+  const r = parsed.data;
+  let reviewedAtMs;
+  try {
+    reviewedAtMs = parseTime(r.reviewedAt, "reviewedAt");
+  } catch (e) {
+    throw invalid2(`review ${e.message}`);
+  }
+  if (r.ticket !== ticket.payload.id || r.ticketDigest !== ticket.payloadDigest) {
+    throw invalid2(`review names ticket ${r.ticket}, not ticket ${ticket.payload.id}`);
+  }
+  const signer = signers.find((s) => s.principal === r.reviewer);
+  if (!signer) {
+    throw invalid2(`review is not signed by its reviewer ${r.reviewer} under a policy key`);
+  }
+  checkReviewer(policy, ticket, r.reviewer);
+  return { ...r, reviewedAtMs, keyid: signer.keyid, digest: payloadDigest(envelope.payload) };
+}
+
+// src/git/audit-source.ts
+var MAX_NOTE_BYTES = 256 * 1024;
+var OID5 = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
+function catFileStream(ctx, specs, onObject) {
+  if (specs.length === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const child = spawn2(
+      "git",
+      [...ctx.gitDir ? ["--git-dir", ctx.gitDir] : [], "cat-file", "--batch", "--buffer"],
+      { cwd: ctx.cwd, env: ctx.env ?? process.env, stdio: ["pipe", "pipe", "pipe"] }
+    );
+    let buf = Buffer.alloc(0);
+    let index = 0;
+    let failed = false;
+    let stderr = "";
+    const fail2 = (e) => {
+      if (failed) return;
+      failed = true;
+      child.kill();
+      reject(e);
+    };
+    child.stdout.on("data", (d) => {
+      buf = buf.length ? Buffer.concat([buf, d]) : d;
+      try {
+        for (; ; ) {
+          const nl = buf.indexOf(10);
+          if (nl < 0) break;
+          const header = buf.toString("latin1", 0, nl);
+          if (header.endsWith(" missing") || header.endsWith(" ambiguous")) {
+            buf = buf.subarray(nl + 1);
+            onObject({ spec: specs[index], type: null, data: null }, index);
+            index++;
+            continue;
+          }
+          const parts = header.split(" ");
+          const size = Number(parts[2]);
+          if (parts.length !== 3 || !Number.isSafeInteger(size)) {
+            throw new BreakglassError(
+              "GIT_FAILED",
+              `git cat-file: unexpected output "${header.slice(0, 80)}"`
+            );
+          }
+          if (buf.length < nl + 1 + size + 1) break;
+          const data = buf.subarray(nl + 1, nl + 1 + size);
+          buf = buf.subarray(nl + 2 + size);
+          onObject({ spec: specs[index], type: parts[1], data }, index);
+          index++;
+        }
+      } catch (e) {
+        fail2(e);
+      }
+    });
+    child.stderr.on("data", (d) => {
+      if (stderr.length < 4096) stderr += d.toString("utf8");
+    });
+    child.on("error", (e) => fail2(new BreakglassError("GIT_FAILED", `git cat-file: ${e.message}`)));
+    child.on("close", (code) => {
+      if (failed) return;
+      if (code !== 0 || index !== specs.length) {
+        fail2(
+          new BreakglassError(
+            "GIT_FAILED",
+            `git cat-file ended after ${index} of ${specs.length} objects: ${stderr.trim() || `exit ${code}`}`
+          )
+        );
+      } else resolve();
+    });
+    child.stdin.on("error", () => {
+    });
+    const text2 = specs.map((s) => /[\n\r]/.test(s) ? "invalid-spec" : s).join("\n") + "\n";
+    child.stdin.end(text2);
+  });
+}
+async function listEvidenceRefs(ctx, notesRef = REFS.notes) {
+  const r = await runGit(ctx, [
+    "for-each-ref",
+    "--format=%(objectname) %(refname)",
+    "refs/breakglass/",
+    notesRef
+  ]);
+  let notes = null;
+  const byNs = /* @__PURE__ */ new Map();
+  for (const line of r.stdout.toString("utf8").split("\n")) {
+    const sp = line.indexOf(" ");
+    if (sp < 0) continue;
+    const sha = line.slice(0, sp);
+    const ref = line.slice(sp + 1);
+    if (ref === notesRef) {
+      notes = flat(sha);
+      continue;
+    }
+    const parsed = parseBreakglassRef(ref);
+    if (!parsed) continue;
+    let ns = byNs.get(parsed.ns);
+    if (!ns) byNs.set(parsed.ns, ns = /* @__PURE__ */ new Map());
+    ns.set(flat(parsed.id), flat(sha));
+  }
+  return { notes, byNs };
+}
+async function listNotes(ctx, notesCommit, opts = {}) {
+  const r = await runGit(ctx, ["ls-tree", "-r", "--full-tree", notesCommit], {
+    allowFail: opts.allowMissing
+  });
+  if (r.code !== 0) return [];
+  const out = [];
+  const text2 = r.stdout.toString("latin1");
+  let start = 0;
+  while (start < text2.length) {
+    let end = text2.indexOf("\n", start);
+    if (end < 0) end = text2.length;
+    const tab = text2.indexOf("	", start);
+    if (tab > start && tab < end) {
+      const head = text2.slice(start, tab);
+      const path2 = text2.slice(tab + 1, end).replace(/\//g, "");
+      const blob = head.slice(head.lastIndexOf(" ") + 1);
+      if (head.includes(" blob ") && OID5.test(path2) && OID5.test(blob)) {
+        out.push({ commit: flat(path2), blob: flat(blob) });
+      }
+    }
+    start = end + 1;
+  }
+  return out;
+}
+var interned = /* @__PURE__ */ new Map();
+function intern(key, make) {
+  let v = interned.get(key);
+  if (v === void 0) {
+    if (interned.size > 5e4) interned.clear();
+    v = make();
+    interned.set(key, v);
+  }
+  return v;
+}
+function flat(s) {
+  return s === void 0 || s.length < 13 ? s : (s + " ").slice(0, -1);
+}
+function name2(s) {
+  return intern(`s\0${s}`, () => flat(s));
+}
+function principalOf(p) {
+  return intern(`p\0${p.principal}\0${p.keyid}`, () => ({
+    principal: flat(p.principal),
+    keyid: flat(p.keyid)
+  }));
+}
+function compact(e) {
+  const out = {
+    kind: e.kind,
+    actions: intern(`a\0${e.actions.join(",")}`, () => e.actions.map((a) => flat(a))),
+    ref: name2(e.ref),
+    oldSha: flat(e.oldSha),
+    newSha: flat(e.newSha),
+    pusher: name2(e.pusher),
+    approvers: intern(
+      `v\0${e.approvers.map((a) => `${a.principal} ${a.keyid}`).join(",")}`,
+      () => e.approvers.map(principalOf)
+    ),
+    recordedAt: flat(e.recordedAt),
+    recordedBy: name2(e.recordedBy)
+  };
+  if (e.ticketId !== void 0) out.ticketId = flat(e.ticketId);
+  if (e.requester) out.requester = principalOf(e.requester);
+  if (e.reason !== void 0) out.reason = flat(e.reason);
+  if (e.incident !== void 0) out.incident = name2(e.incident);
+  if (e.window)
+    out.window = { notBefore: flat(e.window.notBefore), expiresAt: flat(e.window.expiresAt) };
+  if (e.replacedTip !== void 0) out.replacedTip = flat(e.replacedTip);
+  if (e.dropped !== void 0) out.dropped = e.dropped.map((d) => flat(d));
+  if (e.droppedCount !== void 0) out.droppedCount = e.droppedCount;
+  if (e.violation !== void 0) out.violation = flat(e.violation);
+  return out;
+}
+async function parseNotes(ctx, notes, problems, progress) {
+  const commitsByBlob = /* @__PURE__ */ new Map();
+  for (const n of notes) {
+    const list = commitsByBlob.get(n.blob);
+    if (list) list.push(n.commit);
+    else commitsByBlob.set(n.blob, [n.commit]);
+  }
+  const blobs = [...commitsByBlob.keys()];
+  const byKey = /* @__PURE__ */ new Map();
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  let done = 0;
+  await catFileStream(ctx, blobs, ({ spec, data, type }) => {
+    const commits = commitsByBlob.get(spec);
+    if (++done % 5e3 === 0) progress?.("notes", done, blobs.length);
+    if (!data || type !== "blob") {
+      problems.push({ kind: "note", where: commits[0], message: "note object is missing" });
+      return;
+    }
+    if (data.length > MAX_NOTE_BYTES) {
+      problems.push({
+        kind: "note",
+        where: commits[0],
+        message: `note is ${data.length} bytes; skipped`
+      });
+      return;
+    }
+    let text2;
+    try {
+      text2 = decoder.decode(data);
+    } catch {
+      problems.push({ kind: "note", where: commits[0], message: "note is not UTF-8" });
+      return;
+    }
+    if (!text2.includes("Break-glass-")) return;
+    const parsed = parseNote(text2);
+    for (const err of parsed.errors) {
+      problems.push({ kind: "note", where: commits.join(" ").slice(0, 200), message: err });
+    }
+    for (const parsedEvent of parsed.events) {
+      const event = compact(parsedEvent);
+      const key = `${event.kind} ${event.ticketId ?? "-"} ${event.ref} ${event.oldSha}..${event.newSha}`;
+      const seen = byKey.get(key);
+      if (seen) for (const c of commits) seen.commits.push(c);
+      else byKey.set(key, { event, commits: [...commits] });
+    }
+  });
+  progress?.("notes", blobs.length, blobs.length);
+  return [...byKey.values()];
+}
+var MAX_LEVELS = 8;
+function parseUseCommit(sha, data, problems) {
+  const split = data.indexOf("\n\n");
+  const header = data.toString("latin1", 0, split < 0 ? data.length : split);
+  const parents = [...header.matchAll(/^parent ([0-9a-f]{40,64})$/gm)].map((m) => m[1]);
+  try {
+    if (split < 0) throw new Error("commit has no message");
+    return { use: parseUseRecord(data.toString("utf8", split + 2)), parents };
+  } catch (e) {
+    problems.push({ kind: "use", where: sha, message: e.message });
+    return { use: null, parents };
+  }
+}
+function quickUseKey(sha, data, problems) {
+  const split = data.indexOf("\n\n");
+  const brace = split < 0 ? -1 : data.indexOf("\n{", split);
+  if (brace >= 0) {
+    try {
+      const o = JSON.parse(data.toString("utf8", brace + 1));
+      if (typeof o.ticket === "string" && typeof o.ref === "string" && typeof o.oldSha === "string" && typeof o.newSha === "string") {
+        return { ticket: o.ticket, ref: o.ref, oldSha: o.oldSha, newSha: o.newSha, commit: sha };
+      }
+    } catch {
+    }
+  }
+  parseUseCommit(sha, data, problems);
+  return null;
+}
+async function scanUseKeys(ctx, tips, problems) {
+  const keys = [];
+  const seen = /* @__PURE__ */ new Set();
+  let level = [...new Set(tips)];
+  for (let depth = 0; level.length > 0; depth++) {
+    for (const sha of level) seen.add(sha);
+    if (depth >= MAX_LEVELS) {
+      const r = await runGit(ctx, ["rev-list", ...level, "--"]);
+      const rest = r.stdout.toString("latin1").split("\n").filter((x) => x && (!seen.has(x) || level.includes(x)));
+      await catFileStream(ctx, rest, ({ spec, type, data }) => {
+        if (!data || type !== "commit") return;
+        const key = quickUseKey(spec, data, problems);
+        if (key) keys.push(key);
+      });
+      break;
+    }
+    const next = [];
+    await catFileStream(ctx, level, ({ spec, type, data }) => {
+      if (!data || type !== "commit") {
+        problems.push({ kind: "use", where: spec, message: "use record commit is missing" });
+        return;
+      }
+      const key = quickUseKey(spec, data, problems);
+      if (key) keys.push(key);
+      const end = data.indexOf("\n\n");
+      const header = data.toString("latin1", 0, end < 0 ? data.length : end);
+      for (const m of header.matchAll(/^parent ([0-9a-f]{40,64})$/gm)) {
+        if (!seen.has(m[1])) next.push(m[1]);
+      }
+    });
+    level = [...new Set(next)];
+  }
+  return keys;
+}
+async function readUseCommits(ctx, shas, problems) {
+  const uses = [];
+  await catFileStream(ctx, shas, ({ spec, type, data }) => {
+    if (!data || type !== "commit") return;
+    const { use } = parseUseCommit(spec, data, problems);
+    if (use) uses.push(use);
+  });
+  return uses;
+}
+function envelopeOf(data, what) {
+  if (!data)
+    throw new BreakglassError("TICKET_REF_INVALID", `${what}: no envelope file in its tree`);
+  return parseEnvelope(data);
+}
+async function readEnvelopes(ctx, refs, ticketIds, policy, problems) {
+  const tickets = /* @__PURE__ */ new Map();
+  const revocations = /* @__PURE__ */ new Map();
+  const reviews = /* @__PURE__ */ new Map();
+  const revokedRefs = refs.byNs.get("revoked") ?? /* @__PURE__ */ new Map();
+  const reviewRefs = refs.byNs.get("reviews") ?? /* @__PURE__ */ new Map();
+  const ticketRefs = refs.byNs.get("tickets") ?? /* @__PURE__ */ new Map();
+  const needVerified = /* @__PURE__ */ new Set([...revokedRefs.keys(), ...reviewRefs.keys()]);
+  const wanted = /* @__PURE__ */ new Set([...ticketIds, ...needVerified]);
+  const specs = [];
+  for (const id of wanted) if (ticketRefs.has(id)) specs.push({ ns: "tickets", id });
+  for (const id of revokedRefs.keys()) specs.push({ ns: "revoked", id });
+  for (const id of reviewRefs.keys()) specs.push({ ns: "reviews", id });
+  const tip = (ns, id) => refs.byNs.get(ns).get(id);
+  const raw = /* @__PURE__ */ new Map();
+  const read = /* @__PURE__ */ new Map();
+  await catFileStream(
+    ctx,
+    specs.map((s) => `${tip(s.ns, s.id)}:${ENVELOPE_FILE[s.ns]}`),
+    ({ data, type }, i) => {
+      const s = specs[i];
+      const bytes = data && type === "blob" ? Buffer.from(data) : null;
+      if (s.ns !== "tickets") {
+        raw.set(`${s.ns}/${s.id}`, bytes);
+        return;
+      }
+      try {
+        const env = envelopeOf(bytes, `ticket ${s.id}`);
+        if (env.payloadType !== TICKET_PAYLOAD_TYPE) {
+          throw new BreakglassError(
+            "PAYLOAD_TYPE",
+            `payloadType is "${env.payloadType.slice(0, 80)}"`
+          );
+        }
+        const payload = parsePayload(env.payload);
+        const bound = needVerified.has(s.id) ? {
+          envelope: env,
+          payload,
+          payloadDigest: payloadDigest(env.payload),
+          signers: [],
+          unverified: []
+        } : null;
+        if (payload.id !== s.id) {
+          throw new BreakglassError(
+            "TICKET_REF_INVALID",
+            `ref names ${s.id} but holds ticket ${payload.id}`
+          );
+        }
+        read.set(s.id, { payload, bound });
+        tickets.set(s.id, {
+          id: s.id,
+          requester: payload.requester,
+          holder: payload.holder,
+          reason: payload.reason,
+          incident: payload.incident,
+          notBefore: payload.notBefore,
+          expiresAt: payload.expiresAt,
+          maxUses: payload.maxUses
+        });
+      } catch (e) {
+        problems.push({
+          kind: "ticket",
+          where: REFS.tickets + s.id,
+          message: e.message
+        });
+      }
+    }
+  );
+  for (const id of revokedRefs.keys()) {
+    try {
+      const env = envelopeOf(raw.get(`revoked/${id}`) ?? null, `revocation ${id}`);
+      const t = read.get(id);
+      if (policy && t?.bound) {
+        const r = verifyRevocation(env, t.bound, policy);
+        revocations.set(id, {
+          ticket: id,
+          revoker: r.revoker,
+          revokedAt: r.revokedAt,
+          reason: r.reason,
+          valid: true
+        });
+      } else {
+        const p = JSON.parse(env.payload.toString("utf8"));
+        revocations.set(id, {
+          ticket: id,
+          revoker: String(p.revoker ?? "?"),
+          revokedAt: String(p.revokedAt ?? ""),
+          reason: String(p.reason ?? ""),
+          valid: policy && !t ? false : null,
+          error: t ? void 0 : "ticket not found"
+        });
+      }
+    } catch (e) {
+      problems.push({
+        kind: "revocation",
+        where: REFS.revoked + id,
+        message: e.message
+      });
+    }
+  }
+  for (const id of reviewRefs.keys()) {
+    const where = REFS.reviews + id;
+    let env;
+    let claimed;
+    try {
+      env = envelopeOf(raw.get(`reviews/${id}`) ?? null, `review ${id}`);
+      claimed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(env.payload));
+      if (!claimed || typeof claimed !== "object") throw new Error("payload is not an object");
+    } catch (e) {
+      problems.push({ kind: "review", where, message: e.message });
+      continue;
+    }
+    const t = read.get(id);
+    const base = {
+      ticket: id,
+      reviewer: String(claimed.reviewer ?? "?"),
+      outcome: claimed.outcome,
+      note: String(claimed.note ?? ""),
+      reviewedAt: String(claimed.reviewedAt ?? ""),
+      reviewedAtMs: Date.parse(String(claimed.reviewedAt ?? "")) || 0
+    };
+    if (!policy) {
+      reviews.set(id, { ...base, valid: null, error: "no policy to verify the review with" });
+      continue;
+    }
+    if (!t?.bound) {
+      reviews.set(id, { ...base, valid: false, error: "the reviewed ticket could not be read" });
+      problems.push({ kind: "review", where, message: "the reviewed ticket could not be read" });
+      continue;
+    }
+    try {
+      const r = verifyReview(env, t.bound, policy);
+      reviews.set(id, {
+        ...base,
+        reviewer: r.reviewer,
+        outcome: r.outcome,
+        note: r.note,
+        reviewedAt: r.reviewedAt,
+        reviewedAtMs: r.reviewedAtMs,
+        valid: true
+      });
+    } catch (e) {
+      reviews.set(id, { ...base, valid: false, error: e.message });
+      problems.push({ kind: "review", where, message: e.message });
+    }
+  }
+  return { tickets, revocations, reviews };
+}
+async function readAuditData(ctx, opts) {
+  const problems = [];
+  const notesRef = opts.notesRef ?? REFS.notes;
+  const [refs, noteList] = await Promise.all([
+    listEvidenceRefs(ctx, notesRef),
+    listNotes(ctx, notesRef, { allowMissing: true })
+  ]);
+  opts.progress?.("refs", 1, 1);
+  const consumedTips = [...refs.byNs.get("consumed")?.values() ?? []];
+  refs.byNs.delete("consumed");
+  const [events, useKeys] = await Promise.all([
+    parseNotes(ctx, refs.notes ? noteList : [], problems, opts.progress),
+    scanUseKeys(ctx, consumedTips, problems)
+  ]);
+  consumedTips.length = 0;
+  const byTicket = /* @__PURE__ */ new Map();
+  for (const e of events) {
+    const t = e.event.kind === "breakglass" ? e.event.ticketId : void 0;
+    if (!t) continue;
+    const have = byTicket.get(t);
+    byTicket.set(t, have === void 0 ? e : Array.isArray(have) ? [...have, e] : [have, e]);
+  }
+  const orphans = [];
+  for (const u of useKeys) {
+    const have = byTicket.get(u.ticket);
+    const list = have === void 0 ? [] : Array.isArray(have) ? have : [have];
+    const match = list.find(
+      (e) => e.event.ref === u.ref && e.event.oldSha === u.oldSha && e.event.newSha === u.newSha
+    );
+    if (match) match.useRecord = true;
+    else orphans.push(u.commit);
+  }
+  const uses = await readUseCommits(ctx, orphans, problems);
+  opts.progress?.("records", 1, 1);
+  const ids = /* @__PURE__ */ new Set();
+  for (const { event: e } of events) {
+    if (e.ticketId && (!e.requester || e.reason === void 0 || !e.window)) ids.add(e.ticketId);
+  }
+  for (const u of uses) ids.add(u.ticket);
+  const { tickets, revocations, reviews } = await readEnvelopes(
+    ctx,
+    refs,
+    ids,
+    opts.policy,
+    problems
+  );
+  opts.progress?.("tickets", 1, 1);
+  const ticketRefs = refs.byNs.get("tickets");
+  const ticketIds = { has: (id) => ticketRefs?.has(id) ?? false };
+  return { events, tickets, ticketIds, uses, revocations, reviews, problems };
+}
+
+// action/src/review-check.ts
+var MAX_EVENTS_OUTPUT_BYTES = 9e5;
+var MAX_SUMMARY_ROWS = 1e3;
+var MAX_ANNOTATIONS = 50;
+var MAX_ISSUE_ROWS = 100;
+var REVIEW_HINT = "--outcome justified|unjustified|false-emergency --note TEXT";
+async function defaultBranch(deps) {
+  const repo = deps.event.payload.repository;
+  if (typeof repo?.default_branch === "string" && repo.default_branch) {
+    return `refs/heads/${repo.default_branch}`;
+  }
+  const out = await gitText(deps.git, ["ls-remote", "--symref", deps.inputs.remote, "HEAD"]);
+  const m = /^ref: (refs\/heads\/\S+)\tHEAD$/m.exec(out);
+  if (!m) {
+    throw new BreakglassError(
+      "POLICY_MISSING",
+      `cannot tell the default branch of ${deps.inputs.remote}`,
+      { hint: "the remote must have a HEAD pointing at the default branch" }
+    );
+  }
+  return m[1];
+}
+function waited(r) {
+  const ms = r.review.waitingMs ?? 0;
+  return formatDuration(ms < 6e4 ? ms : ms - ms % 6e4);
+}
+function waiting(r) {
+  const w = waited(r);
+  return r.review.status === "unreviewed" ? w : `${w} (${r.review.status} review)`;
+}
+function describe4(r) {
+  const why = r.review.status === "unreviewed" ? "no review" : `${r.review.status} review${r.review.error ? `: ${r.review.error}` : ""}`;
+  return `break-glass event on ${r.ref} at ${r.time} (ticket ${r.ticket ?? "-"}, pushed by ${r.pusher}) has waited ${waited(r)} for a post-incident review (${why}); run bg-sign review ${r.ticket ?? r.id} ${REVIEW_HINT}`;
+}
+function eventsOutput(rows) {
+  const events = [];
+  let bytes = 2;
+  for (const r of rows) {
+    bytes += JSON.stringify(r).length + 1;
+    if (bytes > MAX_EVENTS_OUTPUT_BYTES) break;
+    events.push(r);
+  }
+  return { events, cut: rows.length - events.length };
+}
+async function runReviewCheck(deps) {
+  const input2 = deps.inputs.reviewOlderThan;
+  const olderThanMs = parseDurationAllowZero(input2, "input review-older-than");
+  const now = deps.now();
+  await fetchAudit(deps.git, deps.inputs.remote);
+  const branch = await defaultBranch(deps);
+  const tip = await fetchTip(deps.git, deps.inputs.remote, branch);
+  if (!tip) {
+    throw new BreakglassError(
+      "POLICY_MISSING",
+      `cannot fetch ${branch} from ${deps.inputs.remote}`,
+      {
+        hint: "the default branch must carry .breakglass/policy.yml"
       }
     );
   }
-  if (open3.length && deps.inputs.openIssue) {
+  const policy = await loadPolicyAt(deps, tip);
+  const data = await readAuditData(deps.git, { policy });
+  const report = buildReport(data, {
+    now,
+    unreviewed: true,
+    olderThanMs,
+    repository: policy.repository,
+    policySource: `${deps.inputs.policyPath} at ${branch} (${tip.slice(0, 12)})`
+  });
+  const threshold = input2;
+  for (const p of report.problems.slice(0, MAX_ANNOTATIONS)) {
+    deps.out.warning(`${p.kind} ${p.where}: ${p.message}`, { title: "git-breakglass records" });
+  }
+  const rows = report.rows;
+  for (const r of rows.slice(0, MAX_ANNOTATIONS)) {
+    deps.out.warning(describe4(r), { title: "Break-glass review overdue" });
+  }
+  if (rows.length > MAX_ANNOTATIONS) {
+    deps.out.warning(`... and ${rows.length - MAX_ANNOTATIONS} more (see the job summary)`, {
+      title: "Break-glass review overdue"
+    });
+  }
+  const notes = [];
+  if (rows.length > MAX_SUMMARY_ROWS) {
+    notes.push(
+      `... and ${rows.length - MAX_SUMMARY_ROWS} more: bg-sign audit --unreviewed --older-than ${threshold}`
+    );
+  }
+  const { events, cut } = eventsOutput(rows);
+  if (cut) notes.push(`The events output lists the first ${events.length} (size limit).`);
+  if (report.problems.length) {
+    notes.push(`${report.problems.length} problem(s) found in the records (see the warnings).`);
+  }
+  if (rows.length && deps.inputs.openIssue) {
+    const listed = rows.slice(0, MAX_ISSUE_ROWS).map(
+      (r) => `- \`${r.ticket ?? r.id}\` on \`${cell(r.ref, 300).replace(/`/g, "'")}\` at ${r.time}, pushed by ${cell(r.pusher, 100)}, waiting ${waiting(r)}`
+    );
+    if (rows.length > MAX_ISSUE_ROWS) listed.push(`- ... and ${rows.length - MAX_ISSUE_ROWS} more`);
     const issue3 = await deps.github.createIssue(
-      `Break-glass: ${open3.length} used ticket(s) awaiting review`,
+      `Break-glass: ${rows.length} event(s) awaiting review longer than ${threshold}`,
       [
-        "These break-glass tickets were used and have no signed post-incident review:",
+        `These break-glass events have waited longer than ${threshold} for a signed post-incident review:`,
         "",
-        ...open3.map(
-          (id) => `- \`${id}\`: \`bg-sign show ${id}\`, then \`bg-sign review ${id} --outcome justified|unjustified\``
-        ),
+        ...listed,
+        "",
+        `Review each ticket: \`bg-sign show ID\`, then \`bg-sign review ID ${REVIEW_HINT}\`.`,
         "",
         `Run: ${deps.event.runUrl}`
       ].join("\n")
     );
     deps.out.info(`opened issue #${issue3.number}`);
   }
+  const tickets = [...new Set(rows.map((r) => r.ticket).filter((t) => !!t))];
   return {
-    decision: "normal",
-    ticket: open3.join(","),
-    events: open3.map((id) => ({ ticket: id, reviewed: false })),
-    rows: open3.map((id) => ({
-      ref: "",
-      commits: "",
-      actor: "",
-      ticket: id,
-      approvers: "",
-      reason: "",
-      expiry: "",
-      outcome: "review pending"
-    })),
-    problems: [],
-    title: open3.length ? `${open3.length} used ticket(s) awaiting review` : "every used ticket has a review"
+    decision: rows.length ? "overdue" : "normal",
+    ticket: tickets.join(","),
+    events,
+    rows: [],
+    table: {
+      head: ["time", "ref", "ticket", "pusher", "requester", "reason", "waiting"],
+      rows: rows.slice(0, MAX_SUMMARY_ROWS).map((r) => [
+        r.time,
+        r.ref,
+        r.ticket ?? "",
+        r.pusher,
+        r.requester?.principal ?? "",
+        r.reason ?? "",
+        waiting(r)
+      ])
+    },
+    notes,
+    problems: rows.length ? [
+      `${rows.length} break-glass event(s) waiting for review longer than ${threshold}: review each ticket with bg-sign review ID ${REVIEW_HINT}`
+    ] : [],
+    title: rows.length ? `${rows.length} break-glass event(s) awaiting review longer than ${threshold}` : `no break-glass event awaits review longer than ${threshold}`
   };
 }
 
@@ -52244,7 +53122,7 @@ async function run(deps) {
       out.info(`git-breakglass: ${outcome.title}`);
       return;
     }
-    const title = mode === "gate" ? "Break-glass check failed" : "Break-glass violation";
+    const title = mode === "gate" ? "Break-glass check failed" : mode === "review-check" ? "Break-glass review overdue" : "Break-glass violation";
     for (const p of outcome.problems) out.error(p, { title });
     out.setFailed(`git-breakglass: ${outcome.title}`);
     return;

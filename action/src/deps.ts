@@ -14,6 +14,8 @@ export interface Inputs {
   readonly openIssue: boolean;
   readonly notes: boolean;
   readonly remote: string;
+  /** review-check: fail when an event has waited longer than this for review (a duration text). */
+  readonly reviewOlderThan: string;
 }
 
 /** The workflow event the job runs for. */
@@ -88,6 +90,7 @@ export function readInputs(): Inputs {
     openIssue: bool('open-issue', false),
     notes: bool('notes', true),
     remote: core.getInput('remote').trim() || 'origin',
+    reviewOlderThan: core.getInput('review-older-than').trim() || '24h',
   };
 }
 

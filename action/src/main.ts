@@ -17,7 +17,7 @@ export function modeFor(mode: Mode, eventName: string): Exclude<Mode, 'auto'> | 
 }
 
 /**
- * The Action: gate pull requests, detect bypasses on pushes, or list unreviewed uses, depending
+ * The Action: gate pull requests, detect bypasses on pushes, or enforce the review duty, depending
  * on the event. Everything it touches comes in `deps`; failures end in `setFailed` and a return.
  */
 export async function run(deps?: Deps): Promise<void> {
@@ -58,7 +58,12 @@ export async function run(deps?: Deps): Promise<void> {
       out.info(`git-breakglass: ${outcome.title}`);
       return;
     }
-    const title = mode === 'gate' ? 'Break-glass check failed' : 'Break-glass violation';
+    const title =
+      mode === 'gate'
+        ? 'Break-glass check failed'
+        : mode === 'review-check'
+          ? 'Break-glass review overdue'
+          : 'Break-glass violation';
     for (const p of outcome.problems) out.error(p, { title });
     out.setFailed(`git-breakglass: ${outcome.title}`);
     return;

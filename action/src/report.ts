@@ -1,6 +1,7 @@
 import type { OutputSink } from './deps.ts';
 
-export type Decision = 'normal' | 'breakglass' | 'violation';
+/** `overdue`: review-check found events waiting for review longer than allowed. */
+export type Decision = 'normal' | 'breakglass' | 'violation' | 'overdue';
 
 /** One line of the job summary table. */
 export interface SummaryRow {
@@ -22,13 +23,17 @@ export interface Outcome {
   /** Machine-readable events (the `events` output). */
   readonly events: readonly unknown[];
   readonly rows: readonly SummaryRow[];
+  /** A table with other columns, shown instead of `rows` (only when it has rows). */
+  readonly table?: { readonly head: readonly string[]; readonly rows: readonly string[][] };
+  /** Lines under the table (e.g. how many rows were left out). */
+  readonly notes?: readonly string[];
   /** Sentences explaining a failure; empty when the step passes. */
   readonly problems: readonly string[];
   readonly title: string;
 }
 
-// Markdown table cells: no pipes or newlines from untrusted text, bounded length.
-function cell(s: string, max = 200): string {
+/** A Markdown table cell (or inline text): no pipes, newlines or HTML from untrusted text, bounded length. */
+export function cell(s: string, max = 200): string {
   const flat = s
     .replace(/[\r\n]+/g, ' ')
     .replace(/\|/g, '\\|')
@@ -38,14 +43,27 @@ function cell(s: string, max = 200): string {
 
 /** Renders the job summary (markdown). */
 export function summaryMarkdown(o: Outcome): string {
-  const head = '| ref | commits | actor | ticket | approvers | reason | expiry | outcome |';
-  const sep = '| --- | --- | --- | --- | --- | --- | --- | --- |';
-  const lines = [`### git-breakglass: ${cell(o.title)}`, '', head, sep];
-  for (const r of o.rows) {
+  const lines = [`### git-breakglass: ${cell(o.title)}`, ''];
+  if (o.table) {
+    if (o.table.rows.length) {
+      lines.push(
+        `| ${o.table.head.join(' | ')} |`,
+        `| ${o.table.head.map(() => '---').join(' | ')} |`,
+        ...o.table.rows.map((r) => `| ${r.map((c) => cell(c)).join(' | ')} |`),
+      );
+    }
+  } else {
     lines.push(
-      `| ${[r.ref, r.commits, r.actor, r.ticket, r.approvers, r.reason, r.expiry, r.outcome].map((c) => cell(c)).join(' | ')} |`,
+      '| ref | commits | actor | ticket | approvers | reason | expiry | outcome |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- |',
     );
+    for (const r of o.rows) {
+      lines.push(
+        `| ${[r.ref, r.commits, r.actor, r.ticket, r.approvers, r.reason, r.expiry, r.outcome].map((c) => cell(c)).join(' | ')} |`,
+      );
+    }
   }
+  if (o.notes?.length) lines.push('', ...o.notes.map((n) => cell(n, 4000)));
   if (o.problems.length) {
     lines.push('', ...o.problems.map((p) => `- ${cell(p, 4000)}`));
   }

@@ -285,13 +285,24 @@ describe('detector', () => {
     assert.match((await w.note(x)) ?? '', /^Break-glass-Action: create$/m);
   });
 
-  it('review-check lists used tickets that have no review yet', async () => {
+  it('review-check: fresh uses are not overdue at 24h, at 0m they fail the job', async () => {
     const r = await w.run('schedule', { schedule: '17 7 * * 1-5' });
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.match(
-      r.stdout,
-      /::warning title=Break-glass review pending::ticket \S+ was used and has no post-incident review/,
+    assert.match(r.summary, /no break-glass event awaits review longer than 24h/);
+    const r0 = await w.run(
+      'schedule',
+      { schedule: '17 7 * * 1-5' },
+      {
+        inputs: { 'review-older-than': '0m' },
+      },
     );
-    assert.match(r.summary, /used ticket\(s\) awaiting review/);
+    assert.equal(r0.code, 1, r0.stdout + r0.stderr);
+    assert.match(
+      r0.stdout,
+      /::warning title=Break-glass review overdue::break-glass event on refs\/heads\/main .* \(no review\)/,
+    );
+    const events = JSON.parse(r0.outputs.events!) as { kind: string }[];
+    assert.ok(events.length >= 2, r0.outputs.events);
+    assert.ok(events.every((e) => e.kind === 'breakglass'));
   });
 });

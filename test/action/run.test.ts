@@ -136,6 +136,7 @@ describe('run(deps) with injected dependencies', () => {
         openIssue: false,
         notes: true,
         remote: 'origin',
+        reviewOlderThan: '24h',
       },
       event: {
         name,
