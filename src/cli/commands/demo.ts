@@ -356,10 +356,84 @@ tickets:
     mustMatch(log.stdout, new RegExp(`Break-glass-Ticket: ${id}`), 'the audit note');
     demo.verdict('The hotfix commit carries its break-glass note.');
 
+    demo.heading(
+      'Alice asks for what she needs: a force-push ticket',
+      'A new ticket, scoped to force-push and pinned to the rewritten commit, approved by Bob.',
+    );
+    const req3 = await demo.bg(
+      a,
+      [
+        'request',
+        '--ref',
+        'main',
+        '--action',
+        'force-push',
+        '--commit',
+        'HEAD',
+        '--ttl',
+        '15m',
+        '--reason',
+        'INC-4711 drop the broken retry commit',
+        '--incident',
+        'INC-4711',
+        '--push',
+      ],
+      'ok',
+      'stdout',
+    );
+    const id3 = mustMatch(req3.stdout, /^(\d{8}T\d{6}Z-[0-9a-f]+)$/m, 'ticket id')[1]!;
+    await demo.bg(b, ['fetch'], 'ok', 'stdout');
+    await demo.bg(b, ['approve', id3, '--push'], 'ok', 'stdout');
+    await demo.git(
+      a,
+      ['push', '--force', '-o', `breakglass=${id3}`, 'origin', 'HEAD:main'],
+      'ok',
+      'all',
+      /BREAK-GLASS PUSH ACCEPTED/,
+    );
+    demo.verdict(
+      'Accepted: the note on the new tip also names the replaced tip and the dropped commits.',
+    );
+
+    demo.heading(
+      'Next morning: Bob reviews what happened',
+      'Every break-glass use waits for a signed post-incident review.',
+    );
+    await demo.bg(b, ['fetch'], 'ok');
+    await demo.bg(b, ['audit'], 'ok');
+    await demo.bg(
+      b,
+      [
+        'review',
+        id,
+        '--outcome',
+        'justified',
+        '--note',
+        'Hotfix was needed; follow-up PR #812 adds the test',
+        '--push',
+      ],
+      'ok',
+    );
+    const pending = await demo.bg(b, ['audit', '--unreviewed', '--older-than', '0m'], 'fail');
+    mustMatch(pending.stdout, new RegExp(id3), 'the force push still awaiting review');
+    if (pending.stdout.includes(id)) {
+      throw new BreakglassError('INTERNAL', `demo: ticket ${id} is still listed as unreviewed`);
+    }
+    demo.verdict(
+      `Ticket ${id} is reviewed; the force push (${id3}) still waits, so the review duty check exits 1.`,
+    );
+
     out.out('');
     out.out(s.bold('Done.'));
-    out.out(`Server repository: ${gitDir}`);
-    out.out(`Audit it with: bg-sign audit ${gitDir}`);
+    if (keep) {
+      out.out(`Server repository: ${gitDir}`);
+      out.out(`Audit it with: bg-sign audit ${gitDir}`);
+      out.out(
+        `Review as Bob: cd ${b.dir} && BG_SIGN_KEY=${join(String(b.env.HOME), '.config/breakglass/ed25519.key')} bg-sign review <ticket id> --outcome justified --note "..." --push`,
+      );
+    } else {
+      out.out('Run `bg-sign demo --keep` to keep the repositories and audit them yourself.');
+    }
     ok = true;
   } finally {
     if (!keep) {
