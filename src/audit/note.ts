@@ -323,3 +323,178 @@ export function parseNote(text: string): { events: AuditEvent[]; errors: string[
   });
   return { events, errors };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fast path for the audit (100,000 notes, DESIGN §9). parseNote stays the contract; this reads
+// only the exact shape formatNoteBlock writes and returns null for anything else, so the caller
+// falls back to parseNote. A property test checks it gives parseNote's result whenever it answers.
+
+// Printable ASCII and LF only, no backslash: no escapes to undo, no CR/TAB/bidi to normalise,
+// and a string index is a byte index (the caller may cut values from the note's bytes).
+const NOT_PLAIN = /[^\n\x20-\x5b\x5d-\x7e]/;
+
+const DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+function digits(s: string, at: number, n: number): number {
+  let v = 0;
+  for (let i = at; i < at + n; i++) {
+    const c = s.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return -1;
+    v = v * 10 + c;
+  }
+  return v;
+}
+
+/** True only for `YYYY-MM-DDTHH:MM:SSZ` that parseTime accepts (anything else: not sure). */
+function plainTimeOk(s: string): boolean {
+  if (s.length !== 20 || s[4] !== '-' || s[7] !== '-' || s[10] !== 'T') return false;
+  if (s[13] !== ':' || s[16] !== ':' || s[19] !== 'Z') return false;
+  const y = digits(s, 0, 4);
+  const mo = digits(s, 5, 2);
+  const d = digits(s, 8, 2);
+  const h = digits(s, 11, 2);
+  const mi = digits(s, 14, 2);
+  const se = digits(s, 17, 2);
+  if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59) return false;
+  if (se < 0 || se > 59) return false;
+  const leap = y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
+  return d <= (mo === 2 && leap ? 29 : DAYS[mo - 1]!);
+}
+
+/** Values that repeat across notes (refs, names, approver lists), shared between events. */
+export type NoteCache = Map<string, unknown>;
+
+function cached<T>(cache: NoteCache | undefined, key: string, make: () => T): T {
+  if (!cache) return make();
+  let v = cache.get(key) as T | undefined;
+  if (v === undefined) {
+    // Bounded: a hostile clone full of distinct names must not grow this without end.
+    if (cache.size > 20_000) cache.clear();
+    v = make();
+    cache.set(key, v);
+  }
+  return v;
+}
+
+function fastPrincipal(item: string): { principal: string; keyid: string } | undefined {
+  const sp = item.indexOf(' ');
+  if (sp <= 0 || sp === item.length - 1 || item.indexOf(' ', sp + 1) >= 0) return undefined;
+  return { principal: item.slice(0, sp), keyid: item.slice(sp + 1) };
+}
+
+/**
+ * parseNote for notes exactly as formatNoteBlock writes them (plain ASCII, fields in order, no
+ * escapes, no dropped list): the same events, or null when the note needs the full parser.
+ * `take(start, end)` cuts a value (default: a slice of `text`; the audit copies from the note's
+ * bytes so no event keeps the whole note alive); `cache` shares repeated values between events.
+ */
+export function parseNoteFast(
+  text: string,
+  take?: (start: number, end: number) => string,
+  cache?: NoteCache,
+): { events: AuditEvent[]; errors: string[] } | null {
+  const n = text.length;
+  if (n === 0 || n > MAX_NOTE_CHARS || text.charCodeAt(n - 1) !== 10) return null;
+  if (NOT_PLAIN.test(text) || text.includes(' \n') || text.includes('\n\n\n')) return null;
+  const cut = take ?? ((a: number, b: number) => text.slice(a, b));
+  const events: AuditEvent[] = [];
+  let pos = 0;
+  // The current line's value is text[vs, ve); `key` checks the trailer name and moves on.
+  let vs = 0;
+  let ve = 0;
+  const key = (name: string): boolean => {
+    if (pos >= n || !text.startsWith(name, pos)) return false;
+    const colon = pos + name.length;
+    if (text.charCodeAt(colon) !== 58 || text.charCodeAt(colon + 1) !== 32) return false;
+    vs = colon + 2;
+    ve = text.indexOf('\n', vs);
+    if (ve <= vs) return false;
+    pos = ve + 1;
+    return true;
+  };
+  const val = () => text.slice(vs, ve);
+  while (pos < n) {
+    let violation: string | undefined;
+    let ticketId: string | undefined;
+    if (key(K.violation)) violation = cut(vs, ve);
+    if (key(K.ticket)) ticketId = cut(vs, ve);
+    if (violation === undefined && ticketId === undefined) return null;
+    if (!key(K.action)) return null;
+    const actions = cached(cache, `a\0${val()}`, () => val().split(', '));
+    if (!key(K.ref)) return null;
+    const ref = cached(cache, `r\0${val()}`, () => cut(vs, ve));
+    if (!key(K.update)) return null;
+    const dots = text.indexOf('..', vs);
+    if (dots < 0 || dots > ve) return null;
+    if (!OID.test(text.slice(vs, dots)) || !OID.test(text.slice(dots + 2, ve))) {
+      return null;
+    }
+    const oldSha = cut(vs, dots);
+    const newSha = cut(dots + 2, ve);
+    if (!key(K.pusher)) return null;
+    const pusher = cached(cache, `p\0${val()}`, () => cut(vs, ve));
+    const event: AuditEvent = {
+      kind: violation === undefined ? 'breakglass' : 'violation',
+      ...(violation !== undefined ? { violation } : {}),
+      ...(ticketId !== undefined ? { ticketId } : {}),
+      actions,
+      ref,
+      oldSha,
+      newSha,
+      pusher,
+      approvers: [],
+      recordedAt: '',
+      recordedBy: '',
+    };
+    if (key(K.requester)) {
+      const p = cached(cache, `q\0${val()}`, () => fastPrincipal(val()));
+      if (!p) return null;
+      event.requester = p;
+    }
+    if (key(K.approvers)) {
+      const list = cached(cache, `v\0${val()}`, () => {
+        const out: { principal: string; keyid: string }[] = [];
+        for (const item of val().split(', ')) {
+          const p = fastPrincipal(item);
+          if (!p) return null;
+          out.push(p);
+        }
+        return out;
+      });
+      if (!list) return null;
+      event.approvers = list;
+    }
+    if (key(K.reason)) event.reason = cut(vs, ve);
+    if (key(K.incident)) event.incident = cached(cache, `i\0${val()}`, () => cut(vs, ve));
+    if (key(K.window)) {
+      const slash = text.indexOf('/', vs);
+      if (slash < 0 || slash >= ve) return null;
+      const again = text.indexOf('/', slash + 1);
+      if (again >= 0 && again < ve) return null;
+      const notBefore = cut(vs, slash);
+      const expiresAt = cut(slash + 1, ve);
+      if (!plainTimeOk(notBefore) || !plainTimeOk(expiresAt)) return null;
+      event.window = { notBefore, expiresAt };
+    }
+    if (key(K.replaced)) {
+      const tip = cut(vs, ve);
+      if (!OID.test(tip)) return null;
+      event.replacedTip = tip;
+    }
+    if (!key(K.recorded)) return null;
+    const sp = text.indexOf(' ', vs);
+    if (sp < 0 || sp >= ve - 1) return null;
+    const recordedAt = cut(vs, sp);
+    if (!plainTimeOk(recordedAt)) return null;
+    event.recordedAt = recordedAt;
+    event.recordedBy = cached(cache, `b\0${text.slice(sp + 1, ve)}`, () => cut(sp + 1, ve));
+    events.push(event);
+    // Blocks are separated by exactly one blank line; anything else (free text, an unknown or
+    // repeated trailer, a dropped list) is the full parser's business.
+    if (pos < n) {
+      if (text.charCodeAt(pos) !== 10) return null;
+      pos++;
+    }
+  }
+  return { events, errors: [] };
+}

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { parseUseRecord, type UseRecord } from '../audit/consumed.ts';
-import { parseNote, type AuditEvent } from '../audit/note.ts';
+import { parseNote, parseNoteFast, type AuditEvent, type NoteCache } from '../audit/note.ts';
 import type { ApprovalStep, ReviewStep, TimelineInput } from '../audit/timeline.ts';
 import type {
   AuditData,
@@ -138,12 +138,35 @@ export function catFileStream(
 export interface EvidenceRefs {
   readonly notes: string | null;
   readonly byNs: ReadonlyMap<Namespace, ReadonlyMap<string, string>>;
+  /** With `consumedTips`: the consumed/ tips, listed here instead of in byNs. */
+  readonly consumedTips?: string[];
 }
 
-/** Lists `refs/breakglass/*` and the notes ref with one for-each-ref. */
+// Buffer's own decoders: toString(encoding, start, end) spends more time choosing the decoder
+// than decoding a 40-byte id, and this runs a million times for 100,000 events. Each call makes
+// a flat copy, so nothing cut from git's output keeps the whole output alive.
+interface Slicer {
+  latin1Slice(start: number, end: number): string;
+  utf8Slice(start: number, end: number): string;
+}
+const slicer = (b: Buffer) => b as unknown as Slicer;
+
+const BREAKGLASS_PREFIX = 'refs/breakglass/';
+const NAMESPACES: ReadonlySet<string> = new Set<Namespace>([
+  'tickets',
+  'revoked',
+  'reviews',
+  'consumed',
+]);
+
+/**
+ * Lists `refs/breakglass/*` and the notes ref with one for-each-ref. `consumedTips`: the audit
+ * only needs consumed/ tips, not their ids (100,000 fewer strings and map entries).
+ */
 export async function listEvidenceRefs(
   ctx: GitContext,
   notesRef: string = REFS.notes,
+  opts: { consumedTips?: boolean } = {},
 ): Promise<EvidenceRefs> {
   const r = await runGit(ctx, [
     'for-each-ref',
@@ -153,23 +176,41 @@ export async function listEvidenceRefs(
   ]);
   let notes: string | null = null;
   const byNs = new Map<Namespace, Map<string, string>>();
-  for (const line of r.stdout.toString('utf8').split('\n')) {
-    const sp = line.indexOf(' ');
-    if (sp < 0) continue;
-    const sha = line.slice(0, sp);
-    const ref = line.slice(sp + 1);
+  const consumedTips: string[] | undefined = opts.consumedTips ? [] : undefined;
+  const out = r.stdout;
+  const cut = slicer(out);
+  for (let start = 0; start < out.length;) {
+    let nl = out.indexOf(10, start);
+    if (nl < 0) nl = out.length;
+    const sp = out.indexOf(32, start);
+    const line = start;
+    start = nl + 1;
+    if (sp < 0 || sp > nl) continue;
+    const ref = cut.utf8Slice(sp + 1, nl);
     if (ref === notesRef) {
-      notes = flat(sha);
+      notes = cut.latin1Slice(line, sp);
       continue;
     }
-    const parsed = parseBreakglassRef(ref);
-    if (!parsed) continue;
-    let ns = byNs.get(parsed.ns);
-    if (!ns) byNs.set(parsed.ns, (ns = new Map()));
-    // Copies: a slice would keep the whole for-each-ref output (20 MB for 200,000 refs) alive.
-    ns.set(flat(parsed.id), flat(sha));
+    // parseBreakglassRef, without a regex match per ref.
+    if (!ref.startsWith(BREAKGLASS_PREFIX)) continue;
+    const slash = ref.indexOf('/', BREAKGLASS_PREFIX.length);
+    if (slash < 0 || slash === ref.length - 1 || ref.indexOf('/', slash + 1) >= 0) continue;
+    const nsName = ref.slice(BREAKGLASS_PREFIX.length, slash);
+    if (!NAMESPACES.has(nsName)) continue;
+    const nsKey = nsName as Namespace;
+    const sha = cut.latin1Slice(line, sp);
+    if (consumedTips && nsKey === 'consumed') {
+      consumedTips.push(sha);
+      continue;
+    }
+    let ns = byNs.get(nsKey);
+    if (!ns) byNs.set(nsKey, (ns = new Map()));
+    // An ASCII name (the byte count is the character count) is cut as a copy from the bytes.
+    const id =
+      ref.length === nl - sp - 1 ? cut.utf8Slice(sp + 2 + slash, nl) : flat(ref.slice(slash + 1));
+    ns.set(id, sha);
   }
-  return { notes, byNs };
+  return consumedTips ? { notes, byNs, consumedTips } : { notes, byNs };
 }
 
 /** Commit -> note blob for every note under the notes commit (one `git ls-tree -r`). */
@@ -182,26 +223,26 @@ export async function listNotes(
     allowFail: opts.allowMissing,
   });
   if (r.code !== 0) return [];
-  const out: { commit: string; blob: string }[] = [];
-  const text = r.stdout.toString('latin1');
-  let start = 0;
-  while (start < text.length) {
-    let end = text.indexOf('\n', start);
-    if (end < 0) end = text.length;
+  const list: { commit: string; blob: string }[] = [];
+  const out = r.stdout;
+  const cut = slicer(out);
+  for (let start = 0; start < out.length;) {
+    let end = out.indexOf(10, start);
+    if (end < 0) end = out.length;
     // `<mode> SP <type> SP <oid> TAB <path>`; the path is the commit id split by fanout.
-    const tab = text.indexOf('\t', start);
+    const tab = out.indexOf(9, start);
     if (tab > start && tab < end) {
-      const head = text.slice(start, tab);
-      const path = text.slice(tab + 1, end).replace(/\//g, '');
-      const blob = head.slice(head.lastIndexOf(' ') + 1);
-      // Copies: the listing is one large (external) string that slices would keep alive.
+      const head = cut.latin1Slice(start, tab);
+      const rawPath = cut.latin1Slice(tab + 1, end);
+      const path = rawPath.includes('/') ? flat(rawPath.replace(/\//g, '')) : rawPath;
+      const blob = cut.latin1Slice(start + head.lastIndexOf(' ') + 1, tab);
       if (head.includes(' blob ') && OID.test(path) && OID.test(blob)) {
-        out.push({ commit: flat(path), blob: flat(blob) });
+        list.push({ commit: path, blob });
       }
     }
     start = end + 1;
   }
-  return out;
+  return list;
 }
 
 // Memory for 100,000 events (DESIGN §9: < 200 MiB). Substrings cut from a note keep the whole
@@ -289,8 +330,12 @@ async function parseNotes(
     else commitsByBlob.set(n.blob, [n.commit]);
   }
   const blobs = [...commitsByBlob.keys()];
-  const byKey = new Map<string, { event: AuditEvent; commits: string[] }>();
+  // Events by new tip (a flat string that hashes once), then compared field by field: cheaper
+  // than building and hashing a long key string per event.
+  const byNew = new Map<string, NotedEvent | NotedEvent[]>();
+  const found: NotedEvent[] = [];
   const decoder = new TextDecoder('utf-8', { fatal: true });
+  const cache: NoteCache = new Map();
   let done = 0;
   await catFileStream(ctx, blobs, ({ spec, data, type }) => {
     const commits = commitsByBlob.get(spec)!;
@@ -307,30 +352,56 @@ async function parseNotes(
       });
       return;
     }
-    let text: string;
-    try {
-      text = decoder.decode(data);
-    } catch {
-      problems.push({ kind: 'note', where: commits[0]!, message: 'note is not UTF-8' });
-      return;
+    // Notes as the recorder writes them take the fast path: values are cut straight from the
+    // blob's bytes (flat strings, nothing keeps the note alive) and repeated ones are shared.
+    const cut = slicer(data);
+    const fast = parseNoteFast(cut.latin1Slice(0, data.length), cut.latin1Slice.bind(data), cache);
+    let parsed: { events: AuditEvent[]; errors: string[] };
+    if (fast) parsed = fast;
+    else {
+      let text: string;
+      try {
+        text = decoder.decode(data);
+      } catch {
+        problems.push({ kind: 'note', where: commits[0]!, message: 'note is not UTF-8' });
+        return;
+      }
+      if (!text.includes('Break-glass-')) return;
+      const slow = parseNote(text);
+      parsed = { events: slow.events.map(compact), errors: slow.errors };
     }
-    if (!text.includes('Break-glass-')) return;
-    const parsed = parseNote(text);
     for (const err of parsed.errors) {
       problems.push({ kind: 'note', where: commits.join(' ').slice(0, 200), message: err });
     }
-    for (const parsedEvent of parsed.events) {
-      const event = compact(parsedEvent);
-      const key = `${event.kind} ${event.ticketId ?? '-'} ${event.ref} ${event.oldSha}..${event.newSha}`;
-      const seen = byKey.get(key);
-      if (seen) for (const c of commits) seen.commits.push(c);
-      else byKey.set(key, { event, commits: [...commits] });
+    for (const event of parsed.events) {
+      const have = byNew.get(event.newSha);
+      const list = have === undefined ? [] : Array.isArray(have) ? have : [have];
+      const seen = list.find(
+        ({ event: e }) =>
+          e.oldSha === event.oldSha &&
+          e.ref === event.ref &&
+          e.kind === event.kind &&
+          (e.ticketId ?? '-') === (event.ticketId ?? '-'),
+      );
+      if (seen) {
+        for (const c of commits) (seen.commits as string[]).push(c);
+        continue;
+      }
+      // One event per blob (the usual case) owns the blob's commit list; more share copies.
+      const noted: NotedEvent = {
+        event,
+        commits: parsed.events.length === 1 ? commits : [...commits],
+      };
+      found.push(noted);
+      if (have === undefined) byNew.set(event.newSha, noted);
+      else if (Array.isArray(have)) have.push(noted);
+      else byNew.set(event.newSha, [have, noted]);
     }
   });
   progress?.('notes', blobs.length, blobs.length);
   // A commit can only be listed twice for one event if two blobs held it: not possible in one
   // notes tree, so the lists are already unique.
-  return [...byKey.values()];
+  return found;
 }
 
 // Use-record chains are walked level by level (one cat-file per level); a ticket used more
@@ -697,12 +768,11 @@ export async function readAuditData(ctx: GitContext, opts: AuditSourceOptions): 
   // Refs and the notes listing at once, then notes and use records at once: git works on one
   // core while we parse on the other.
   const [refs, noteList] = await Promise.all([
-    listEvidenceRefs(ctx, notesRef),
+    listEvidenceRefs(ctx, notesRef, { consumedTips: true }),
     listNotes(ctx, notesRef, { allowMissing: true }),
   ]);
   opts.progress?.('refs', 1, 1);
-  const consumedTips = [...(refs.byNs.get('consumed')?.values() ?? [])];
-  (refs.byNs as Map<Namespace, unknown>).delete('consumed');
+  const consumedTips = refs.consumedTips ?? [];
   const [events, useKeys] = await Promise.all([
     parseNotes(ctx, refs.notes ? noteList : [], problems, opts.progress),
     scanUseKeys(ctx, consumedTips, problems),

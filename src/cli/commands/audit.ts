@@ -281,19 +281,23 @@ export default defineCommand({
     const tty = ttyProgress();
     let report: AuditReport;
     try {
-      const data = await readAuditData(repo.ctx, { policy: repo.policy, progress: tty.progress });
-      report = buildReport(data, {
-        now,
-        since,
-        until,
-        ticket,
-        refFilter: refPattern ? (ref) => refMatches(refPattern, ref) : undefined,
-        refText: refPattern?.source,
-        unreviewed: argv.unreviewed,
-        olderThanMs,
-        repository: repo.policy?.repository ?? null,
-        policySource: repo.policySource,
-      });
+      // No local holds the data: once the rows are built, the events can be collected before
+      // the (100 MB) report is written.
+      report = buildReport(
+        await readAuditData(repo.ctx, { policy: repo.policy, progress: tty.progress }),
+        {
+          now,
+          since,
+          until,
+          ticket,
+          refFilter: refPattern ? (ref) => refMatches(refPattern, ref) : undefined,
+          refText: refPattern?.source,
+          unreviewed: argv.unreviewed,
+          olderThanMs,
+          repository: repo.policy?.repository ?? null,
+          policySource: repo.policySource,
+        },
+      );
     } finally {
       tty.done();
     }
