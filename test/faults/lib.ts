@@ -571,19 +571,21 @@ export async function concurrentWriterTrial(t: PendingTemplate): Promise<{
   const trial = await copyTemplate(t.server.gitDir);
   try {
     let stop = false;
-    let written = 0;
+    const touched = new Set<number>();
+    // Keeps writing (cycling over the spare commits) for as long as post-receive runs.
     const writer = (async () => {
-      for (let i = 0; !stop && i < t.spare.length; i++) {
+      for (let i = 0; !stop; i++) {
+        const k = i % t.spare.length;
         const r = await git(trial.gitDir, [
           'notes',
           '--ref=breakglass',
           'add',
           '-f',
           '-m',
-          `ops note ${i}`,
-          t.spare[i]!,
+          `ops note ${k}`,
+          t.spare[k]!,
         ]);
-        if (r.code === 0) written++;
+        if (r.code === 0) touched.add(k);
       }
     })();
     await sleep(Math.random() * 30);
@@ -598,10 +600,11 @@ export async function concurrentWriterTrial(t: PendingTemplate): Promise<{
       v = await verify(trial.gitDir, t.events);
     }
     let survived = 0;
-    for (let i = 0; i < written; i++) {
-      const r = await git(trial.gitDir, ['notes', '--ref=breakglass', 'show', t.spare[i]!]);
-      if (r.code === 0 && r.stdout.startsWith(`ops note ${i}`)) survived++;
+    for (const k of touched) {
+      const r = await git(trial.gitDir, ['notes', '--ref=breakglass', 'show', t.spare[k]!]);
+      if (r.code === 0 && r.stdout.startsWith(`ops note ${k}`)) survived++;
     }
+    const written = touched.size;
     const audit = await auditCounts(trial.gitDir, t.events);
     const overwritten = v.noteCounts.filter((n) => n === 0).length;
     const ok =
