@@ -213,12 +213,18 @@ function countGit(bundle: string, s: Setup, env: NodeJS.ProcessEnv, input: strin
     `#!/bin/sh\necho "$*" >> ${JSON.stringify(log)}\nexec ${JSON.stringify(real)} "$@"\n`,
     { mode: 0o755 },
   );
+  const hook = () =>
+    spawnSync(process.execPath, [bundle, 'hook', 'pre-receive'], {
+      cwd: s.gitDir,
+      env: { ...env, PATH: `${bin}:${env.PATH}` },
+      input,
+    });
+  // A warm-up run first: the bundle may have been rebuilt meanwhile (a shared work tree), and
+  // the first run after a rebuild refreshes the fast path's cache.
+  hook();
+  rmSync(join(s.gitDir, 'breakglass'), { recursive: true, force: true });
   rmSync(log, { force: true });
-  const r = spawnSync(process.execPath, [bundle, 'hook', 'pre-receive'], {
-    cwd: s.gitDir,
-    env: { ...env, PATH: `${bin}:${env.PATH}` },
-    input,
-  });
+  const r = hook();
   rmSync(join(s.gitDir, 'breakglass'), { recursive: true, force: true });
   const calls = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').filter(Boolean) : [];
   return {

@@ -76,10 +76,10 @@ function gitInfo(): string {
 
 /** Lines that state a target and its verdict, for the summary at the top. */
 function targetLines(text: string): string[] {
-  return text
-    .split('\n')
-    .filter((l) => /^Targets?\b|^Native is/.test(l.trim()))
-    .map((l) => l.trim());
+  return text.split('\n').flatMap((l) => {
+    const m = /(Targets?\b.*|^Native is.*)$/.exec(l.trim());
+    return m ? [m[1]!] : [];
+  });
 }
 
 /** What was changed where a target was missed (the figures are in the hook section's tables). */
