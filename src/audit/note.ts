@@ -345,35 +345,54 @@ function digits(s: string, at: number, n: number): number {
   return v;
 }
 
-/** True only for `YYYY-MM-DDTHH:MM:SSZ` that parseTime accepts (anything else: not sure). */
-function plainTimeOk(s: string): boolean {
-  if (s.length !== 20 || s[4] !== '-' || s[7] !== '-' || s[10] !== 'T') return false;
-  if (s[13] !== ':' || s[16] !== ':' || s[19] !== 'Z') return false;
-  const y = digits(s, 0, 4);
-  const mo = digits(s, 5, 2);
-  const d = digits(s, 8, 2);
-  const h = digits(s, 11, 2);
-  const mi = digits(s, 14, 2);
-  const se = digits(s, 17, 2);
+/** True only for `YYYY-MM-DDTHH:MM:SSZ` at text[a, b) that parseTime accepts (else: not sure). */
+function plainTimeOk(s: string, a: number, b: number): boolean {
+  if (b - a !== 20 || s.charCodeAt(a + 4) !== 45 || s.charCodeAt(a + 7) !== 45) return false;
+  if (s.charCodeAt(a + 10) !== 84 || s.charCodeAt(a + 13) !== 58) return false;
+  if (s.charCodeAt(a + 16) !== 58 || s.charCodeAt(a + 19) !== 90) return false;
+  const y = digits(s, a, 4);
+  const mo = digits(s, a + 5, 2);
+  const d = digits(s, a + 8, 2);
+  const h = digits(s, a + 11, 2);
+  const mi = digits(s, a + 14, 2);
+  const se = digits(s, a + 17, 2);
   if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59) return false;
   if (se < 0 || se > 59) return false;
   const leap = y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
   return d <= (mo === 2 && leap ? 29 : DAYS[mo - 1]!);
 }
 
-/** Values that repeat across notes (refs, names, approver lists), shared between events. */
-export type NoteCache = Map<string, unknown>;
-
-function cached<T>(cache: NoteCache | undefined, key: string, make: () => T): T {
-  if (!cache) return make();
-  let v = cache.get(key) as T | undefined;
-  if (v === undefined) {
-    // Bounded: a hostile clone full of distinct names must not grow this without end.
-    if (cache.size > 20_000) cache.clear();
-    v = make();
-    cache.set(key, v);
+/** OID.test(text.slice(a, b)) without the slice. */
+function isOid(s: string, a: number, b: number): boolean {
+  if (b - a !== 40 && b - a !== 64) return false;
+  for (let i = a; i < b; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
   }
-  return v;
+  return true;
+}
+
+/** Values that repeat across notes (refs, names, approver lists), shared between events. */
+export class NoteCache {
+  // Keyed by the value's text as written (the fast path reads only unescaped values).
+  readonly strings = new Map<string, string>();
+  readonly actions = new Map<string, string[]>();
+  readonly principals = new Map<string, { principal: string; keyid: string } | null>();
+  readonly approvers = new Map<string, { principal: string; keyid: string }[] | null>();
+  /** Bounded: a hostile clone full of distinct names must not grow these without end. */
+  room(map: Map<string, unknown>): void {
+    if (map.size >= 20_000) map.clear();
+  }
+}
+
+function fastApprovers(value: string): { principal: string; keyid: string }[] | null {
+  const out: { principal: string; keyid: string }[] = [];
+  for (const item of value.split(', ')) {
+    const p = fastPrincipal(item);
+    if (!p) return null;
+    out.push(p);
+  }
+  return out;
 }
 
 function fastPrincipal(item: string): { principal: string; keyid: string } | undefined {
@@ -413,6 +432,17 @@ export function parseNoteFast(
     return true;
   };
   const val = () => text.slice(vs, ve);
+  // A name (ref, pusher, recorder, incident) that other events share.
+  const name = (a: number, b: number): string => {
+    if (!cache) return cut(a, b);
+    const v = text.slice(a, b);
+    let hit = cache.strings.get(v);
+    if (hit === undefined) {
+      cache.room(cache.strings);
+      cache.strings.set(v, (hit = cut(a, b)));
+    }
+    return hit;
+  };
   while (pos < n) {
     let violation: string | undefined;
     let ticketId: string | undefined;
@@ -420,74 +450,116 @@ export function parseNoteFast(
     if (key(K.ticket)) ticketId = cut(vs, ve);
     if (violation === undefined && ticketId === undefined) return null;
     if (!key(K.action)) return null;
-    const actions = cached(cache, `a\0${val()}`, () => val().split(', '));
+    let actions: string[];
+    if (cache) {
+      const v = val();
+      let hit = cache.actions.get(v);
+      if (hit === undefined) {
+        cache.room(cache.actions);
+        cache.actions.set(v, (hit = v.split(', ')));
+      }
+      actions = hit;
+    } else actions = val().split(', ');
     if (!key(K.ref)) return null;
-    const ref = cached(cache, `r\0${val()}`, () => cut(vs, ve));
+    const ref = name(vs, ve);
     if (!key(K.update)) return null;
     const dots = text.indexOf('..', vs);
-    if (dots < 0 || dots > ve) return null;
-    if (!OID.test(text.slice(vs, dots)) || !OID.test(text.slice(dots + 2, ve))) {
-      return null;
-    }
+    if (dots < 0 || dots > ve || !isOid(text, vs, dots) || !isOid(text, dots + 2, ve)) return null;
     const oldSha = cut(vs, dots);
     const newSha = cut(dots + 2, ve);
     if (!key(K.pusher)) return null;
-    const pusher = cached(cache, `p\0${val()}`, () => cut(vs, ve));
-    const event: AuditEvent = {
-      kind: violation === undefined ? 'breakglass' : 'violation',
-      ...(violation !== undefined ? { violation } : {}),
-      ...(ticketId !== undefined ? { ticketId } : {}),
-      actions,
-      ref,
-      oldSha,
-      newSha,
-      pusher,
-      approvers: [],
-      recordedAt: '',
-      recordedBy: '',
-    };
+    const pusher = name(vs, ve);
+    let requester: { principal: string; keyid: string } | null | undefined;
     if (key(K.requester)) {
-      const p = cached(cache, `q\0${val()}`, () => fastPrincipal(val()));
-      if (!p) return null;
-      event.requester = p;
-    }
-    if (key(K.approvers)) {
-      const list = cached(cache, `v\0${val()}`, () => {
-        const out: { principal: string; keyid: string }[] = [];
-        for (const item of val().split(', ')) {
-          const p = fastPrincipal(item);
-          if (!p) return null;
-          out.push(p);
+      if (cache) {
+        const v = val();
+        requester = cache.principals.get(v);
+        if (requester === undefined) {
+          cache.room(cache.principals);
+          cache.principals.set(v, (requester = fastPrincipal(v) ?? null));
         }
-        return out;
-      });
-      if (!list) return null;
-      event.approvers = list;
+      } else requester = fastPrincipal(val());
+      if (!requester) return null;
     }
-    if (key(K.reason)) event.reason = cut(vs, ve);
-    if (key(K.incident)) event.incident = cached(cache, `i\0${val()}`, () => cut(vs, ve));
+    let approvers: { principal: string; keyid: string }[] | null | undefined;
+    if (key(K.approvers)) {
+      if (cache) {
+        const v = val();
+        approvers = cache.approvers.get(v);
+        if (approvers === undefined) {
+          cache.room(cache.approvers);
+          cache.approvers.set(v, (approvers = fastApprovers(v)));
+        }
+      } else approvers = fastApprovers(val());
+      if (!approvers) return null;
+    }
+    const reason = key(K.reason) ? cut(vs, ve) : undefined;
+    const incident = key(K.incident) ? name(vs, ve) : undefined;
+    let window: { notBefore: string; expiresAt: string } | undefined;
     if (key(K.window)) {
       const slash = text.indexOf('/', vs);
       if (slash < 0 || slash >= ve) return null;
       const again = text.indexOf('/', slash + 1);
       if (again >= 0 && again < ve) return null;
-      const notBefore = cut(vs, slash);
-      const expiresAt = cut(slash + 1, ve);
-      if (!plainTimeOk(notBefore) || !plainTimeOk(expiresAt)) return null;
-      event.window = { notBefore, expiresAt };
+      if (!plainTimeOk(text, vs, slash) || !plainTimeOk(text, slash + 1, ve)) return null;
+      window = { notBefore: cut(vs, slash), expiresAt: cut(slash + 1, ve) };
     }
+    let replacedTip: string | undefined;
     if (key(K.replaced)) {
-      const tip = cut(vs, ve);
-      if (!OID.test(tip)) return null;
-      event.replacedTip = tip;
+      if (!isOid(text, vs, ve)) return null;
+      replacedTip = cut(vs, ve);
     }
     if (!key(K.recorded)) return null;
     const sp = text.indexOf(' ', vs);
-    if (sp < 0 || sp >= ve - 1) return null;
+    if (sp < 0 || sp >= ve - 1 || !plainTimeOk(text, vs, sp)) return null;
     const recordedAt = cut(vs, sp);
-    if (!plainTimeOk(recordedAt)) return null;
-    event.recordedAt = recordedAt;
-    event.recordedBy = cached(cache, `b\0${text.slice(sp + 1, ve)}`, () => cut(sp + 1, ve));
+    const recordedBy = name(sp + 1, ve);
+    // Literals in parseNote's field order (one shape each), optional fields only when present.
+    const event: AuditEvent =
+      violation === undefined
+        ? {
+            kind: 'breakglass',
+            ticketId,
+            actions,
+            ref,
+            oldSha,
+            newSha,
+            pusher,
+            approvers: approvers ?? [],
+            recordedAt,
+            recordedBy,
+          }
+        : ticketId === undefined
+          ? {
+              kind: 'violation',
+              violation,
+              actions,
+              ref,
+              oldSha,
+              newSha,
+              pusher,
+              approvers: approvers ?? [],
+              recordedAt,
+              recordedBy,
+            }
+          : {
+              kind: 'violation',
+              violation,
+              ticketId,
+              actions,
+              ref,
+              oldSha,
+              newSha,
+              pusher,
+              approvers: approvers ?? [],
+              recordedAt,
+              recordedBy,
+            };
+    if (requester) event.requester = requester;
+    if (reason !== undefined) event.reason = reason;
+    if (incident !== undefined) event.incident = incident;
+    if (window) event.window = window;
+    if (replacedTip !== undefined) event.replacedTip = replacedTip;
     events.push(event);
     // Blocks are separated by exactly one blank line; anything else (free text, an unknown or
     // repeated trailer, a dropped list) is the full parser's business.

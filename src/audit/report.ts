@@ -469,19 +469,40 @@ function principalJson(p: { principal: string; keyid: string | null }): string {
   return `{"principal":${str(p.principal)},"keyid":${str(p.keyid)}}`;
 }
 
+// Within one report, refs, names and approver lists repeat from row to row and are mostly the
+// same objects (the source shares them): their JSON text is made once. Keyed by identity, so a
+// report is serialised from objects that do not change while it is written.
+type JsonCache = Map<unknown, string>;
+const JSON_CACHE_MAX = 10_000;
+
+function cachedJson<T>(cache: JsonCache | undefined, v: T, make: (v: T) => string): string {
+  if (!cache) return make(v);
+  let text = cache.get(v);
+  if (text === undefined) {
+    if (cache.size >= JSON_CACHE_MAX) cache.clear();
+    text = make(v);
+    cache.set(v, text);
+  }
+  return text;
+}
+
+function approversJson(list: AuditRow['approvers']): string {
+  return `[${list.map(principalJson).join(',')}]`;
+}
+
 /** One row as JSON, field order as in AuditRow (same output as JSON.stringify(row)). */
-export function rowJson(r: AuditRow): string {
+export function rowJson(r: AuditRow, cache?: JsonCache): string {
   const rv = r.review;
   const rev = r.revocation;
   return (
-    `{"id":${str(r.id)},"kind":${str(r.kind)},"time":${str(r.time)},"recordedBy":${str(r.recordedBy)},` +
-    `"ticket":${str(r.ticket)},"ref":${str(r.ref)},"actions":${strs(r.actions)},` +
+    `{"id":${str(r.id)},"kind":${str(r.kind)},"time":${str(r.time)},"recordedBy":${cachedJson(cache, r.recordedBy, str)},` +
+    `"ticket":${str(r.ticket)},"ref":${cachedJson(cache, r.ref, str)},"actions":${cachedJson(cache, r.actions, strs)},` +
     `"update":{"old":${str(r.update.old)},"new":${str(r.update.new)}},` +
     `"commits":{"count":${r.commits.count},"ids":${strs(r.commits.ids)}},` +
     `"replacedTip":${str(r.replacedTip)},` +
     `"dropped":${r.dropped ? `{"count":${r.dropped.count},"ids":${strs(r.dropped.ids)}}` : 'null'},` +
-    `"pusher":${str(r.pusher)},"requester":${r.requester ? principalJson(r.requester) : 'null'},` +
-    `"approvers":[${r.approvers.map(principalJson).join(',')}],` +
+    `"pusher":${cachedJson(cache, r.pusher, str)},"requester":${r.requester ? cachedJson(cache, r.requester, principalJson) : 'null'},` +
+    `"approvers":${cachedJson(cache, r.approvers, approversJson)},` +
     `"reason":${str(r.reason)},"incident":${str(r.incident)},` +
     `"window":${r.window ? `{"notBefore":${str(r.window.notBefore)},"expiresAt":${str(r.window.expiresAt)}}` : 'null'},` +
     `"violation":${str(r.violation)},` +
@@ -496,9 +517,10 @@ export function rowJson(r: AuditRow): string {
 export function* formatJson(report: AuditReport): Generator<string> {
   const { rows, problems, ...head } = report;
   const headText = JSON.stringify(head);
+  const cache: JsonCache = new Map();
   let chunk = headText.slice(0, -1) + ',"rows":[';
   for (let i = 0; i < rows.length; i++) {
-    chunk += (i ? ',\n' : '\n') + rowJson(rows[i]!);
+    chunk += (i ? ',\n' : '\n') + rowJson(rows[i]!, cache);
     if (chunk.length > 65536) {
       yield chunk;
       chunk = '';

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { parseUseRecord, type UseRecord } from '../audit/consumed.ts';
-import { parseNote, parseNoteFast, type AuditEvent, type NoteCache } from '../audit/note.ts';
+import { NoteCache, parseNote, parseNoteFast, type AuditEvent } from '../audit/note.ts';
 import type { ApprovalStep, ReviewStep, TimelineInput } from '../audit/timeline.ts';
 import type {
   AuditData,
@@ -23,7 +23,7 @@ import {
   type VerifiedTicket,
 } from '../ticket/verify.ts';
 import { CatFileBatch, runGit, type GitContext } from './git.ts';
-import { ENVELOPE_FILE, parseBreakglassRef, REFS, type Namespace } from './store.ts';
+import { ENVELOPE_FILE, REFS, type Namespace } from './store.ts';
 
 /**
  * Reads everything `bg-sign audit` joins, with a fixed number of git processes however many
@@ -322,6 +322,7 @@ async function parseNotes(
   notes: readonly { commit: string; blob: string }[],
   problems: AuditProblem[],
   progress?: Progress,
+  byNew: Map<string, NotedEvent | NotedEvent[]> = new Map(),
 ): Promise<NotedEvent[]> {
   const commitsByBlob = new Map<string, string[]>();
   for (const n of notes) {
@@ -330,12 +331,11 @@ async function parseNotes(
     else commitsByBlob.set(n.blob, [n.commit]);
   }
   const blobs = [...commitsByBlob.keys()];
-  // Events by new tip (a flat string that hashes once), then compared field by field: cheaper
-  // than building and hashing a long key string per event.
-  const byNew = new Map<string, NotedEvent | NotedEvent[]>();
+  // Events by new tip (`byNew`: a flat string that hashes once), then compared field by field:
+  // cheaper than building and hashing a long key string per event.
   const found: NotedEvent[] = [];
   const decoder = new TextDecoder('utf-8', { fatal: true });
-  const cache: NoteCache = new Map();
+  const cache = new NoteCache();
   let done = 0;
   await catFileStream(ctx, blobs, ({ spec, data, type }) => {
     const commits = commitsByBlob.get(spec)!;
@@ -375,14 +375,19 @@ async function parseNotes(
     }
     for (const event of parsed.events) {
       const have = byNew.get(event.newSha);
-      const list = have === undefined ? [] : Array.isArray(have) ? have : [have];
-      const seen = list.find(
-        ({ event: e }) =>
-          e.oldSha === event.oldSha &&
-          e.ref === event.ref &&
-          e.kind === event.kind &&
-          (e.ticketId ?? '-') === (event.ticketId ?? '-'),
-      );
+      const same = ({ event: e }: NotedEvent) =>
+        e.oldSha === event.oldSha &&
+        e.ref === event.ref &&
+        e.kind === event.kind &&
+        (e.ticketId ?? '-') === (event.ticketId ?? '-');
+      const seen =
+        have === undefined
+          ? undefined
+          : Array.isArray(have)
+            ? have.find(same)
+            : same(have)
+              ? have
+              : undefined;
       if (seen) {
         for (const c of commits) (seen.commits as string[]).push(c);
         continue;
@@ -467,8 +472,11 @@ export async function scanUseKeys(
   ctx: GitContext,
   tips: readonly string[],
   problems: AuditProblem[],
+  onKey?: (key: UseIdentity) => void,
 ): Promise<UseIdentity[]> {
   const keys: UseIdentity[] = [];
+  // With onKey, identities are handed over as they are read instead of collected.
+  const take = onKey ?? ((key: UseIdentity) => keys.push(key));
   const seen = new Set<string>();
   let level = [...new Set(tips)];
   for (let depth = 0; level.length > 0; depth++) {
@@ -483,7 +491,7 @@ export async function scanUseKeys(
       await catFileStream(ctx, rest, ({ spec, type, data }) => {
         if (!data || type !== 'commit') return;
         const key = quickUseKey(spec, data, problems);
-        if (key) keys.push(key);
+        if (key) take(key);
       });
       break;
     }
@@ -494,7 +502,7 @@ export async function scanUseKeys(
         return;
       }
       const key = quickUseKey(spec, data, problems);
-      if (key) keys.push(key);
+      if (key) take(key);
       const end = data.indexOf('\n\n');
       const header = data.toString('latin1', 0, end < 0 ? data.length : end);
       for (const m of header.matchAll(/^parent ([0-9a-f]{40,64})$/gm)) {
@@ -773,29 +781,40 @@ export async function readAuditData(ctx: GitContext, opts: AuditSourceOptions): 
   ]);
   opts.progress?.('refs', 1, 1);
   const consumedTips = refs.consumedTips ?? [];
-  const [events, useKeys] = await Promise.all([
-    parseNotes(ctx, refs.notes ? noteList : [], problems, opts.progress),
-    scanUseKeys(ctx, consumedTips, problems),
+  // A use record matching a note only sets its flag; the others (no note) become rows. Uses are
+  // matched as they are read, against the events parsed so far; the rest wait for the notes.
+  const byNew = new Map<string, NotedEvent | NotedEvent[]>();
+  const matchUse = (u: UseIdentity): boolean => {
+    const have = byNew.get(u.newSha);
+    if (have === undefined) return false;
+    for (const e of Array.isArray(have) ? have : [have]) {
+      const ev = e.event;
+      if (
+        ev.kind === 'breakglass' &&
+        !!ev.ticketId &&
+        ev.ticketId === u.ticket &&
+        ev.ref === u.ref &&
+        ev.oldSha === u.oldSha
+      ) {
+        e.useRecord = true;
+        return true;
+      }
+    }
+    return false;
+  };
+  const pending: UseIdentity[] = [];
+  const [events] = await Promise.all([
+    parseNotes(ctx, refs.notes ? noteList : [], problems, opts.progress, byNew),
+    scanUseKeys(ctx, consumedTips, problems, (u) => {
+      if (!matchUse(u)) pending.push(u);
+    }),
   ]);
   consumedTips.length = 0;
-  // A use record matching a note only sets its flag; the others (no note) become rows.
-  const byTicket = new Map<string, NotedEvent | NotedEvent[]>();
-  for (const e of events) {
-    const t = e.event.kind === 'breakglass' ? e.event.ticketId : undefined;
-    if (!t) continue;
-    const have = byTicket.get(t);
-    byTicket.set(t, have === undefined ? e : Array.isArray(have) ? [...have, e] : [have, e]);
-  }
+  noteList.length = 0;
   const orphans: string[] = [];
-  for (const u of useKeys) {
-    const have = byTicket.get(u.ticket);
-    const list = have === undefined ? [] : Array.isArray(have) ? have : [have];
-    const match = list.find(
-      (e) => e.event.ref === u.ref && e.event.oldSha === u.oldSha && e.event.newSha === u.newSha,
-    );
-    if (match) match.useRecord = true;
-    else orphans.push(u.commit);
-  }
+  for (const u of pending) if (!matchUse(u)) orphans.push(u.commit);
+  pending.length = 0;
+  byNew.clear();
   const uses = await readUseCommits(ctx, orphans, problems);
   opts.progress?.('records', 1, 1);
   // Tickets are read only where the records leave something out: notes written by the recorder

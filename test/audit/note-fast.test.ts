@@ -9,7 +9,7 @@ import {
   parseNote,
   parseNoteFast,
   type AuditEvent,
-  type NoteCache,
+  NoteCache,
 } from '../../src/audit/note.ts';
 
 const hex = (n: number) => fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`));
@@ -154,7 +154,7 @@ test('parseNoteFast gives exactly what parseNote gives, whenever it answers', ()
       answered++;
       assert.deepStrictEqual(fast, parseNote(note));
       // Shared values (the audit's cache) change nothing either.
-      const cache: NoteCache = new Map();
+      const cache = new NoteCache();
       assert.deepStrictEqual(parseNoteFast(note, undefined, cache), fast);
       assert.deepStrictEqual(parseNoteFast(note, undefined, cache), fast);
     }),
