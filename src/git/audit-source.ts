@@ -82,20 +82,24 @@ export function catFileStream(
     };
     child.stdout.on('data', (d: Buffer) => {
       buf = buf.length ? Buffer.concat([buf, d]) : d;
+      // Objects are read at an offset; the rest is kept once per chunk, not once per object.
+      let off = 0;
       try {
         for (;;) {
-          const nl = buf.indexOf(10);
+          const nl = buf.indexOf(10, off);
           if (nl < 0) break;
-          const header = buf.toString('latin1', 0, nl);
+          const header = slicer(buf).latin1Slice(off, nl);
           if (header.endsWith(' missing') || header.endsWith(' ambiguous')) {
-            buf = buf.subarray(nl + 1);
+            off = nl + 1;
             onObject({ spec: specs[index]!, type: null, data: null }, index);
             index++;
             continue;
           }
-          const parts = header.split(' ');
-          const size = Number(parts[2]);
-          if (parts.length !== 3 || !Number.isSafeInteger(size)) {
+          // `<oid> SP <type> SP <size>`
+          const sp1 = header.indexOf(' ');
+          const sp2 = sp1 < 0 ? -1 : header.indexOf(' ', sp1 + 1);
+          const size = sp2 < 0 ? NaN : Number(header.slice(sp2 + 1));
+          if (sp2 < 0 || header.indexOf(' ', sp2 + 1) >= 0 || !Number.isSafeInteger(size)) {
             throw new BreakglassError(
               'GIT_FAILED',
               `git cat-file: unexpected output "${header.slice(0, 80)}"`,
@@ -103,13 +107,14 @@ export function catFileStream(
           }
           if (buf.length < nl + 1 + size + 1) break;
           const data = buf.subarray(nl + 1, nl + 1 + size);
-          buf = buf.subarray(nl + 2 + size);
-          onObject({ spec: specs[index]!, type: parts[1]!, data }, index);
+          off = nl + 2 + size;
+          onObject({ spec: specs[index]!, type: header.slice(sp1 + 1, sp2), data }, index);
           index++;
         }
       } catch (e) {
         fail(e as Error);
       }
+      if (off > 0) buf = buf.subarray(off);
     });
     child.stderr.on('data', (d: Buffer) => {
       if (stderr.length < 4096) stderr += d.toString('utf8');
@@ -131,6 +136,65 @@ export function catFileStream(
     // `<id>:<file>`, but refuse anyway.
     const text = specs.map((s) => (/[\n\r]/.test(s) ? 'invalid-spec' : s)).join('\n') + '\n';
     child.stdin.end(text);
+  });
+}
+
+/**
+ * Runs git and hands each output line to `onLine` as it arrives (bytes [start, end) of `buf`,
+ * without the newline), instead of collecting the whole output first: for-each-ref and ls-tree
+ * print 10-20 MB for 100,000 events, and holding that twice (chunks, then one copy) showed up in
+ * the audit's peak memory. Returns git's exit code; a failure throws unless `allowFail`.
+ */
+function gitLines(
+  ctx: GitContext,
+  args: readonly string[],
+  onLine: (buf: Buffer, start: number, end: number) => void,
+  opts: { allowFail?: boolean | undefined } = {},
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('git', [...(ctx.gitDir ? ['--git-dir', ctx.gitDir] : []), ...args], {
+      cwd: ctx.cwd,
+      env: ctx.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let carry: Buffer | null = null;
+    let failed: Error | null = null;
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      if (failed) return;
+      const buf = carry ? Buffer.concat([carry, d]) : d;
+      let start = 0;
+      try {
+        for (let nl = buf.indexOf(10); nl >= 0; nl = buf.indexOf(10, start)) {
+          onLine(buf, start, nl);
+          start = nl + 1;
+        }
+      } catch (e) {
+        failed = e as Error;
+        child.kill();
+      }
+      // The unfinished line is copied: a view would keep the whole chunk alive.
+      carry = start < buf.length ? Buffer.from(buf.subarray(start)) : null;
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      if (stderr.length < 4096) stderr += d.toString('utf8');
+    });
+    child.on('error', (e) =>
+      reject(new BreakglassError('GIT_FAILED', `could not run git: ${e.message}`, { cause: e })),
+    );
+    child.on('close', (code, signal) => {
+      if (failed) return reject(failed);
+      const rc = code ?? (signal ? 128 : 1);
+      if (rc === 0 && carry) onLine(carry, 0, carry.length);
+      if (rc !== 0 && !opts.allowFail) {
+        reject(
+          new BreakglassError(
+            'GIT_FAILED',
+            `git ${args.slice(0, 3).join(' ')} failed${signal ? ` (${signal})` : ''}: ${stderr.trim().split('\n').slice(-3).join(' / ') || `exit ${rc}`}`,
+          ),
+        );
+      } else resolve(rc);
+    });
   });
 }
 
@@ -168,40 +232,29 @@ export async function listEvidenceRefs(
   notesRef: string = REFS.notes,
   opts: { consumedTips?: boolean } = {},
 ): Promise<EvidenceRefs> {
-  const r = await runGit(ctx, [
-    'for-each-ref',
-    '--format=%(objectname) %(refname)',
-    'refs/breakglass/',
-    notesRef,
-  ]);
   let notes: string | null = null;
   const byNs = new Map<Namespace, Map<string, string>>();
   const consumedTips: string[] | undefined = opts.consumedTips ? [] : undefined;
-  const out = r.stdout;
-  const cut = slicer(out);
-  for (let start = 0; start < out.length;) {
-    let nl = out.indexOf(10, start);
-    if (nl < 0) nl = out.length;
-    const sp = out.indexOf(32, start);
-    const line = start;
-    start = nl + 1;
-    if (sp < 0 || sp > nl) continue;
+  const onLine = (out: Buffer, line: number, nl: number) => {
+    const cut = slicer(out);
+    const sp = out.indexOf(32, line);
+    if (sp < 0 || sp > nl) return;
     const ref = cut.utf8Slice(sp + 1, nl);
     if (ref === notesRef) {
       notes = cut.latin1Slice(line, sp);
-      continue;
+      return;
     }
     // parseBreakglassRef, without a regex match per ref.
-    if (!ref.startsWith(BREAKGLASS_PREFIX)) continue;
+    if (!ref.startsWith(BREAKGLASS_PREFIX)) return;
     const slash = ref.indexOf('/', BREAKGLASS_PREFIX.length);
-    if (slash < 0 || slash === ref.length - 1 || ref.indexOf('/', slash + 1) >= 0) continue;
+    if (slash < 0 || slash === ref.length - 1 || ref.indexOf('/', slash + 1) >= 0) return;
     const nsName = ref.slice(BREAKGLASS_PREFIX.length, slash);
-    if (!NAMESPACES.has(nsName)) continue;
+    if (!NAMESPACES.has(nsName)) return;
     const nsKey = nsName as Namespace;
     const sha = cut.latin1Slice(line, sp);
     if (consumedTips && nsKey === 'consumed') {
       consumedTips.push(sha);
-      continue;
+      return;
     }
     let ns = byNs.get(nsKey);
     if (!ns) byNs.set(nsKey, (ns = new Map()));
@@ -209,7 +262,12 @@ export async function listEvidenceRefs(
     const id =
       ref.length === nl - sp - 1 ? cut.utf8Slice(sp + 2 + slash, nl) : flat(ref.slice(slash + 1));
     ns.set(id, sha);
-  }
+  };
+  await gitLines(
+    ctx,
+    ['for-each-ref', '--format=%(objectname) %(refname)', 'refs/breakglass/', notesRef],
+    onLine,
+  );
   return consumedTips ? { notes, byNs, consumedTips } : { notes, byNs };
 }
 
@@ -219,29 +277,24 @@ export async function listNotes(
   notesCommit: string,
   opts: { allowMissing?: boolean } = {},
 ): Promise<{ commit: string; blob: string }[]> {
-  const r = await runGit(ctx, ['ls-tree', '-r', '--full-tree', notesCommit], {
-    allowFail: opts.allowMissing,
-  });
-  if (r.code !== 0) return [];
   const list: { commit: string; blob: string }[] = [];
-  const out = r.stdout;
-  const cut = slicer(out);
-  for (let start = 0; start < out.length;) {
-    let end = out.indexOf(10, start);
-    if (end < 0) end = out.length;
+  const onLine = (out: Buffer, start: number, end: number) => {
+    const cut = slicer(out);
     // `<mode> SP <type> SP <oid> TAB <path>`; the path is the commit id split by fanout.
     const tab = out.indexOf(9, start);
-    if (tab > start && tab < end) {
-      const head = cut.latin1Slice(start, tab);
-      const rawPath = cut.latin1Slice(tab + 1, end);
-      const path = rawPath.includes('/') ? flat(rawPath.replace(/\//g, '')) : rawPath;
-      const blob = cut.latin1Slice(start + head.lastIndexOf(' ') + 1, tab);
-      if (head.includes(' blob ') && OID.test(path) && OID.test(blob)) {
-        list.push({ commit: path, blob });
-      }
+    if (tab <= start || tab >= end) return;
+    const head = cut.latin1Slice(start, tab);
+    const rawPath = cut.latin1Slice(tab + 1, end);
+    const path = rawPath.includes('/') ? flat(rawPath.replace(/\//g, '')) : rawPath;
+    const blob = cut.latin1Slice(start + head.lastIndexOf(' ') + 1, tab);
+    if (head.includes(' blob ') && OID.test(path) && OID.test(blob)) {
+      list.push({ commit: path, blob });
     }
-    start = end + 1;
-  }
+  };
+  const code = await gitLines(ctx, ['ls-tree', '-r', '--full-tree', notesCommit], onLine, {
+    allowFail: opts.allowMissing,
+  });
+  if (code !== 0) return [];
   return list;
 }
 
@@ -446,7 +499,10 @@ function quickUseKey(sha: string, data: Buffer, problems: AuditProblem[]): UseId
   const brace = split < 0 ? -1 : data.indexOf('\n{', split);
   if (brace >= 0) {
     try {
-      const o = JSON.parse(data.toString('utf8', brace + 1)) as Record<string, unknown>;
+      const o = JSON.parse(slicer(data).utf8Slice(brace + 1, data.length)) as Record<
+        string,
+        unknown
+      >;
       if (
         typeof o.ticket === 'string' &&
         typeof o.ref === 'string' &&
@@ -504,6 +560,10 @@ export async function scanUseKeys(
       const key = quickUseKey(spec, data, problems);
       if (key) take(key);
       const end = data.indexOf('\n\n');
+      // Most use records have no parent (a single-use ticket): skip the header scan then.
+      const firstParent = data.indexOf('\nparent ');
+      const noParent = firstParent < 0 || (end >= 0 && firstParent > end);
+      if (noParent && data.indexOf('parent ') !== 0) return;
       const header = data.toString('latin1', 0, end < 0 ? data.length : end);
       for (const m of header.matchAll(/^parent ([0-9a-f]{40,64})$/gm)) {
         if (!seen.has(m[1]!)) next.push(m[1]!);
@@ -803,14 +863,14 @@ export async function readAuditData(ctx: GitContext, opts: AuditSourceOptions): 
     return false;
   };
   const pending: UseIdentity[] = [];
-  const [events] = await Promise.all([
-    parseNotes(ctx, refs.notes ? noteList : [], problems, opts.progress, byNew),
-    scanUseKeys(ctx, consumedTips, problems, (u) => {
-      if (!matchUse(u)) pending.push(u);
-    }),
-  ]);
-  consumedTips.length = 0;
+  // Notes first, then use records: each use then meets its event at once, and 100,000 pending
+  // use identities are never held next to the events (measured: the audit's peak memory).
+  const events = await parseNotes(ctx, refs.notes ? noteList : [], problems, opts.progress, byNew);
   noteList.length = 0;
+  await scanUseKeys(ctx, consumedTips, problems, (u) => {
+    if (!matchUse(u)) pending.push(u);
+  });
+  consumedTips.length = 0;
   const orphans: string[] = [];
   for (const u of pending) if (!matchUse(u)) orphans.push(u.commit);
   pending.length = 0;
@@ -833,7 +893,14 @@ export async function readAuditData(ctx: GitContext, opts: AuditSourceOptions): 
   );
   opts.progress?.('tickets', 1, 1);
   const ticketRefs = refs.byNs.get('tickets');
-  const ticketIds = { has: (id: string) => ticketRefs?.has(id) ?? false };
+  // Only the answer for the ids the rows ask about is kept, holding the events' own strings: the
+  // ref listing (an id and a tip per ticket, 100,000 of them) can go before the rows are built.
+  const withRef = new Set<string>();
+  for (const { event: e } of events) {
+    if (e.ticketId !== undefined && ticketRefs?.has(e.ticketId)) withRef.add(e.ticketId);
+  }
+  for (const u of uses) if (ticketRefs?.has(u.ticket)) withRef.add(u.ticket);
+  const ticketIds: { has(id: string): boolean } = withRef;
   return { events, tickets, ticketIds, uses, revocations, reviews, problems };
 }
 
