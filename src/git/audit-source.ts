@@ -847,7 +847,7 @@ export async function readAuditData(ctx: GitContext, opts: AuditSourceOptions): 
   const matchUse = (u: UseIdentity): boolean => {
     const have = byNew.get(u.newSha);
     if (have === undefined) return false;
-    for (const e of Array.isArray(have) ? have : [have]) {
+    const hit = (e: NotedEvent): boolean => {
       const ev = e.event;
       if (
         ev.kind === 'breakglass' &&
@@ -859,8 +859,9 @@ export async function readAuditData(ctx: GitContext, opts: AuditSourceOptions): 
         e.useRecord = true;
         return true;
       }
-    }
-    return false;
+      return false;
+    };
+    return Array.isArray(have) ? have.some(hit) : hit(have);
   };
   const pending: UseIdentity[] = [];
   // Notes first, then use records: each use then meets its event at once, and 100,000 pending
