@@ -42,8 +42,11 @@ const OID = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 export type Progress = (phase: string, done: number, total: number) => void;
 
 export interface AuditSourceOptions {
-  /** Verifies reviews and revocations (and ticket approvers); null = nothing verified. */
-  readonly policy: Policy | null;
+  /**
+   * Verifies reviews and revocations (and ticket approvers); null = nothing verified. May be a
+   * promise: it is only needed after the notes and use records are read.
+   */
+  readonly policy: Policy | null | PromiseLike<Policy | null>;
   readonly notesRef?: string;
   readonly progress?: Progress | undefined;
 }
@@ -889,7 +892,7 @@ export async function readAuditData(ctx: GitContext, opts: AuditSourceOptions): 
     ctx,
     refs,
     ids,
-    opts.policy,
+    await opts.policy,
     problems,
   );
   opts.progress?.('tickets', 1, 1);

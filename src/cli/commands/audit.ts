@@ -48,6 +48,12 @@ export async function openAuditRepo(
   gitDir: string | undefined,
   opts: { policy?: string | undefined; remote: string },
 ): Promise<AuditRepo> {
+  const ctx = await auditContext(cli, gitDir);
+  return { ctx, ...(await auditPolicy(cli, ctx, opts)) };
+}
+
+/** The repository part of openAuditRepo: a GIT_DIR argument (checked) or the clone we run in. */
+async function auditContext(cli: Cli, gitDir: string | undefined): Promise<GitContext> {
   let ctx: GitContext;
   if (gitDir) {
     const dir = resolve(cli.cwd, gitDir);
@@ -63,6 +69,15 @@ export async function openAuditRepo(
   } else {
     ctx = await openRepo(cli.cwd, cli.env);
   }
+  return ctx;
+}
+
+/** The policy part of openAuditRepo (see there). */
+async function auditPolicy(
+  cli: Cli,
+  ctx: GitContext,
+  opts: { policy?: string | undefined; remote: string },
+): Promise<Omit<AuditRepo, 'ctx'>> {
   try {
     if (opts.policy || !ctx.gitDir) {
       const loaded = await loadPolicy(ctx, {
@@ -70,7 +85,7 @@ export async function openAuditRepo(
         remote: opts.remote,
         cwd: cli.cwd,
       });
-      return { ctx, policy: loaded.policy, policySource: loaded.source };
+      return { policy: loaded.policy, policySource: loaded.source };
     }
     const config = await readServerConfig(ctx);
     const reader = new CatFileBatch(ctx);
@@ -80,7 +95,7 @@ export async function openAuditRepo(
         reader,
         config.policyFile,
       );
-      if (load.kind === 'policy') return { ctx, policy: load.policy, policySource: load.source };
+      if (load.kind === 'policy') return { policy: load.policy, policySource: load.source };
       if (load.kind === 'error') throw load.error;
       throw new BreakglassError('POLICY_MISSING', 'the repository has no branches yet');
     } finally {
@@ -93,7 +108,7 @@ export async function openAuditRepo(
         `warning: no policy (${e.message}); reviews and revocations are reported unverified`,
       ),
     );
-    return { ctx, policy: null, policySource: null };
+    return { policy: null, policySource: null };
   }
 }
 
@@ -290,33 +305,44 @@ export default defineCommand({
         ? undefined
         : fromArg('--older-than', () => parseDurationAllowZero(argv['older-than'], '--older-than'));
 
-    const repo = await openAuditRepo(cli, argv.gitdir, {
-      policy: argv.policy,
-      remote: argv.remote,
-    });
-    cli.note(`policy: ${repo.policySource ?? 'none'}`);
+    // The policy (git config, HEAD's policy file) loads while the records are read: it is only
+    // needed at the end, to verify reviews and revocations.
+    const ctx = await auditContext(cli, argv.gitdir);
+    const policyLoad = auditPolicy(cli, ctx, { policy: argv.policy, remote: argv.remote });
+    policyLoad.catch(() => {}); // awaited below; a failure is reported from there
     const tty = ttyProgress();
     let report: AuditReport;
     try {
-      // No local holds the data: once the rows are built, the events can be collected before
-      // the (100 MB) report is written.
-      report = buildReport(
-        await readAuditData(repo.ctx, { policy: repo.policy, progress: tty.progress }).then(
-          (data) => (collectGarbage(), data),
-        ),
-        {
-          now,
-          since,
-          until,
-          ticket,
-          refFilter: refPattern ? (ref) => refMatches(refPattern, ref) : undefined,
-          refText: refPattern?.source,
-          unreviewed: argv.unreviewed,
-          olderThanMs,
-          repository: repo.policy?.repository ?? null,
-          policySource: repo.policySource,
+      let repo: Omit<AuditRepo, 'ctx'> | undefined;
+      const data = readAuditData(ctx, {
+        policy: policyLoad.then((r) => {
+          repo = r;
+          cli.note(`policy: ${r.policySource ?? 'none'}`);
+          return r.policy;
+        }),
+        progress: tty.progress,
+      }).then(
+        (d) => (collectGarbage(), d),
+        // A policy that cannot be loaded is the error to report, as when it was loaded first.
+        async (e: unknown) => {
+          await policyLoad;
+          throw e;
         },
       );
+      // No local holds the data: once the rows are built, the events can be collected before
+      // the (100 MB) report is written.
+      report = buildReport(await data, {
+        now,
+        since,
+        until,
+        ticket,
+        refFilter: refPattern ? (ref) => refMatches(refPattern, ref) : undefined,
+        refText: refPattern?.source,
+        unreviewed: argv.unreviewed,
+        olderThanMs,
+        repository: repo!.policy?.repository ?? null,
+        policySource: repo!.policySource,
+      });
     } finally {
       tty.done();
     }
