@@ -21,6 +21,8 @@ export interface NotedEvent {
   readonly commits: readonly string[];
   /** Set by the source when a consumed/ use record matches this event. */
   useRecord?: boolean;
+  /** The row id (rowId of the event), when the source computed it already. */
+  readonly id?: string;
 }
 
 /** What the report needs from a ticket (read from `refs/breakglass/tickets/<id>`). */
@@ -179,7 +181,10 @@ export interface AuditReport {
 // The id is cut from the digest bytes: a slice of the hex text would keep all 64 characters.
 const oneShot = (crypto as { hash?: (alg: string, data: string, enc: 'buffer') => Buffer }).hash;
 
-function rowId(e: Pick<AuditEvent, 'kind' | 'ticketId' | 'ref' | 'oldSha' | 'newSha'>): string {
+/** A row's stable id: first 16 hex of sha256 over the event key (kind, ticket, ref, update). */
+export function rowId(
+  e: Pick<AuditEvent, 'kind' | 'ticketId' | 'ref' | 'oldSha' | 'newSha'>,
+): string {
   const key = eventKey(e);
   const digest = oneShot
     ? oneShot('sha256', key, 'buffer')
@@ -306,7 +311,7 @@ export function buildReport(data: AuditData, opts: ReportOptions): AuditReport {
     times.push(t);
   };
 
-  for (const { event: e, commits, useRecord } of data.events) {
+  for (const { event: e, commits, useRecord, id } of data.events) {
     const ticketId = e.kind === 'breakglass' ? (e.ticketId ?? null) : null;
     // Only uses without a note are joined here (the source matched the others): usually none.
     const key =
@@ -327,7 +332,7 @@ export function buildReport(data: AuditData, opts: ReportOptions): AuditReport {
           );
     push(
       {
-        id: rowId(e),
+        id: id ?? rowId(e),
         kind: e.kind,
         time: e.recordedAt,
         recordedBy: e.recordedBy,

@@ -2,13 +2,14 @@ import { spawn } from 'node:child_process';
 import { parseUseRecord, type UseRecord } from '../audit/consumed.ts';
 import { NoteCache, parseNote, parseNoteFast, type AuditEvent } from '../audit/note.ts';
 import type { ApprovalStep, ReviewStep, TimelineInput } from '../audit/timeline.ts';
-import type {
-  AuditData,
-  AuditProblem,
-  NotedEvent,
-  ReviewFacts,
-  RevocationFacts,
-  TicketFacts,
+import {
+  rowId,
+  type AuditData,
+  type AuditProblem,
+  type NotedEvent,
+  type ReviewFacts,
+  type RevocationFacts,
+  type TicketFacts,
 } from '../audit/report.ts';
 import { verifyReview } from '../audit/review.ts';
 import { BreakglassError } from '../errors.ts';
@@ -379,6 +380,7 @@ async function parseNotes(
   problems: AuditProblem[],
   progress?: Progress,
   byNew: Map<string, NotedEvent | NotedEvent[]> = new Map(),
+  withIds = false,
 ): Promise<NotedEvent[]> {
   const commitsByBlob = new Map<string, string[]>();
   for (const n of notes) {
@@ -449,10 +451,14 @@ async function parseNotes(
         continue;
       }
       // One event per blob (the usual case) owns the blob's commit list; more share copies.
-      const noted: NotedEvent = {
-        event,
-        commits: parsed.events.length === 1 ? commits : [...commits],
-      };
+      // For the report, the row id is hashed here, while git is still producing notes.
+      const noted: NotedEvent = withIds
+        ? {
+            event,
+            commits: parsed.events.length === 1 ? commits : [...commits],
+            id: rowId(event),
+          }
+        : { event, commits: parsed.events.length === 1 ? commits : [...commits] };
       found.push(noted);
       if (have === undefined) byNew.set(event.newSha, noted);
       else if (Array.isArray(have)) have.push(noted);
@@ -869,7 +875,14 @@ export async function readAuditData(ctx: GitContext, opts: AuditSourceOptions): 
   const pending: UseIdentity[] = [];
   // Notes first, then use records: each use then meets its event at once, and 100,000 pending
   // use identities are never held next to the events (measured: the audit's peak memory).
-  const events = await parseNotes(ctx, refs.notes ? noteList : [], problems, opts.progress, byNew);
+  const events = await parseNotes(
+    ctx,
+    refs.notes ? noteList : [],
+    problems,
+    opts.progress,
+    byNew,
+    true,
+  );
   noteList.length = 0;
   await scanUseKeys(ctx, consumedTips, problems, (u) => {
     if (!matchUse(u)) pending.push(u);
