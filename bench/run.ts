@@ -4,7 +4,7 @@
 // and JIT state can't colour another's; their Markdown output is collected as is.
 // Run: npm run bench   (builds first)   |   node --import tsx bench/run.ts [section ...]
 import { execFileSync, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { machine } from './stats.ts';
@@ -103,6 +103,15 @@ const OPTIMISATIONS = [
     'policy protects, the fast path hands over without starting any git process.',
 ];
 
+/**
+ * A section owner's standing notes (bench/<name>.notes.md: history, profiles, what is left),
+ * kept beside the bench so that regenerating this file keeps them.
+ */
+function notesOf(s: Section): string {
+  const file = join(ROOT, 'bench', `${s.name}.notes.md`);
+  return existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
+}
+
 const only = process.argv.slice(2);
 const chosen = only.length ? SECTIONS.filter((s) => only.includes(s.name)) : SECTIONS;
 const started = performance.now();
@@ -154,6 +163,8 @@ const doc = [
     r.code === 0
       ? r.stdout.trim()
       : `## ${r.section.name}: FAILED (exit ${r.code})\n\n\`\`\`\n${r.stderr.slice(-3000)}\n\`\`\``,
+    '',
+    notesOf(r.section),
     '',
   ]),
 ].join('\n');
