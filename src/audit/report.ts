@@ -273,7 +273,7 @@ function reviewOf(
 }
 
 /** True if a row still needs a (valid) review. */
-export function awaitsReview(row: AuditRow): boolean {
+export function awaitsReview(row: Pick<AuditRow, 'review'>): boolean {
   const s = row.review.status;
   return s === 'unreviewed' || s === 'invalid' || s === 'unverified';
 }
@@ -286,12 +286,37 @@ function inc(map: Record<string, number>, key: string): void {
   map[key] = (map[key] ?? 0) + 1;
 }
 
+/** Rows that are made on demand, in report order (each iteration makes them afresh). */
+export interface RowList extends Iterable<AuditRow> {
+  readonly length: number;
+}
+
+/**
+ * A report whose rows are not held: each is made from its event when iterated, so the CLI
+ * writes 100,000 rows without keeping them (DESIGN §9: < 200 MiB). The data must not change
+ * while the view is used. An AuditReport is a ReportView (an array is a RowList).
+ */
+export interface ReportView extends Omit<AuditReport, 'rows'> {
+  readonly rows: RowList;
+}
+
 /** Joins what the source read into report rows, applies the filters and counts the summary. */
 export function buildReport(data: AuditData, opts: ReportOptions): AuditReport {
+  const view = planReport(data, opts);
+  return { ...view, rows: [...view.rows] };
+}
+
+/**
+ * buildReport without holding the rows: the kept events are chosen, ordered and counted here
+ * (cheap facts only), and each row is made when the view's rows are iterated.
+ */
+export function planReport(data: AuditData, opts: ReportOptions): ReportView {
   const now = opts.now;
+  const events = data.events;
   const usesByKey = new Map<string, UseRecord>();
   for (const u of data.uses) usesByKey.set(useKey(u), u);
   const matchedUses = new Set<string>();
+  const filterReview = !!opts.unreviewed || opts.olderThanMs !== undefined;
 
   const keep = (kind: AuditRow['kind'], ticket: string | null, ref: string, t: number) =>
     (opts.since === undefined || t >= opts.since) &&
@@ -299,127 +324,109 @@ export function buildReport(data: AuditData, opts: ReportOptions): AuditReport {
     (opts.ticket === undefined || ticket === opts.ticket) &&
     (!opts.refFilter || opts.refFilter(ref)) &&
     (kind === 'breakglass' || opts.ticket === undefined);
-
-  const rows: AuditRow[] = [];
-  const times: number[] = [];
-  const push = (row: AuditRow, t: number) => {
-    if (opts.unreviewed || opts.olderThanMs !== undefined) {
-      if (!awaitsReview(row)) return;
-      if (opts.olderThanMs !== undefined && (row.review.waitingMs ?? 0) <= opts.olderThanMs) return;
-    }
-    rows.push(row);
-    times.push(t);
+  const keepReview = (kind: AuditRow['kind'], ticket: string | null, t: number) => {
+    if (!filterReview) return true;
+    const review = reviewOf(kind, ticket, t, data.reviews, now);
+    if (!awaitsReview({ review })) return false;
+    return opts.olderThanMs === undefined || (review.waitingMs ?? 0) > opts.olderThanMs;
   };
 
-  for (const { event: e, commits, useRecord, id } of data.events) {
+  // Row k: k < events.length is that event, the others are use records without a note.
+  const kept: number[] = [];
+  const times: number[] = [];
+  const ids: string[] = [];
+  // What the summary counts, per kept row (shared values: a pointer each).
+  const facts: [AuditRow['kind'], string | null, string, string | null, readonly string[]][] = [];
+  const eventKeys: (string | null)[] = [];
+  for (let k = 0; k < events.length; k++) {
+    const noted = events[k]!;
+    const e = noted.event;
     const ticketId = e.kind === 'breakglass' ? (e.ticketId ?? null) : null;
     // Only uses without a note are joined here (the source matched the others): usually none.
     const key =
       ticketId && usesByKey.size > 0
         ? useKey({ ticket: ticketId, ref: e.ref, oldSha: e.oldSha, newSha: e.newSha })
         : null;
+    if (usesByKey.size > 0) eventKeys.push(key);
     if (key && usesByKey.has(key)) matchedUses.add(key);
     const t = timeMs(e.recordedAt);
-    if (!keep(e.kind, ticketId, e.ref, t)) continue;
+    if (!keep(e.kind, ticketId, e.ref, t) || !keepReview(e.kind, ticketId, t)) continue;
+    kept.push(k);
+    times.push(t);
+    ids.push(noted.id ?? rowId(e));
     const ticket = ticketId ? data.tickets.get(ticketId) : undefined;
-    const rev = ticketId ? data.revocations.get(ticketId) : undefined;
-    // New tip first, then the rest in a stable order: the first ids shown are the most telling.
-    const ids =
-      commits.length < 2
-        ? commits
-        : [...commits].sort((a, b) =>
-            a === e.newSha ? -1 : b === e.newSha ? 1 : a < b ? -1 : a > b ? 1 : 0,
-          );
-    push(
-      {
-        id: id ?? rowId(e),
-        kind: e.kind,
-        time: e.recordedAt,
-        recordedBy: e.recordedBy,
-        ticket: ticketId,
-        ref: e.ref,
-        actions: e.actions,
-        update: { old: e.oldSha, new: e.newSha },
-        commits: { count: ids.length, ids },
-        replacedTip: e.replacedTip ?? null,
-        dropped:
-          e.dropped || e.droppedCount !== undefined
-            ? {
-                count: Math.max(e.dropped?.length ?? 0, e.droppedCount ?? 0),
-                ids: e.dropped ?? [],
-              }
-            : null,
-        pusher: e.pusher,
-        requester: e.requester
-          ? e.requester
-          : ticket
-            ? { principal: ticket.requester, keyid: null }
-            : null,
-        approvers: e.approvers.length ? e.approvers : (ticket?.approvers ?? []),
-        reason: e.reason ?? ticket?.reason ?? null,
-        incident: e.incident ?? ticket?.incident ?? null,
-        window:
-          e.window ??
-          (ticket ? { notBefore: ticket.notBefore, expiresAt: ticket.expiresAt } : null),
-        violation: e.kind === 'violation' ? (e.violation ?? null) : null,
-        evidence: evidenceOf(
-          true,
-          useRecord === true || (key ? usesByKey.has(key) : false),
-          ticketId ? data.ticketIds.has(ticketId) : false,
-        ),
-        revocation: rev
-          ? { revoker: rev.revoker, revokedAt: rev.revokedAt, reason: rev.reason, valid: rev.valid }
-          : null,
-        review: reviewOf(e.kind, ticketId, t, data.reviews, now),
-      },
-      t,
-    );
+    facts.push([
+      e.kind,
+      ticketId,
+      e.ref,
+      e.requester ? e.requester.principal : ticket ? ticket.requester : null,
+      e.actions,
+    ]);
   }
-
   // A use record without any note is still an emergency access: list it, flagged.
+  const orphans: UseRecord[] = [];
   for (const u of data.uses) {
     const key = useKey(u);
     if (matchedUses.has(key)) continue;
     matchedUses.add(key);
     const t = timeMs(u.recordedAt);
-    if (!keep('breakglass', u.ticket, u.ref, t)) continue;
+    if (!keep('breakglass', u.ticket, u.ref, t) || !keepReview('breakglass', u.ticket, t)) {
+      continue;
+    }
+    kept.push(events.length + orphans.length);
+    orphans.push(u);
+    times.push(t);
+    ids.push(rowId({ kind: 'breakglass', ticketId: u.ticket, ...u }));
     const ticket = data.tickets.get(u.ticket);
-    const rev = data.revocations.get(u.ticket);
-    const e = { kind: 'breakglass' as const, ticketId: u.ticket, ...u };
-    push(
-      {
-        id: rowId(e),
-        kind: 'breakglass',
-        time: u.recordedAt,
-        recordedBy: u.recordedBy,
-        ticket: u.ticket,
-        ref: u.ref,
-        actions: u.actions,
-        update: { old: u.oldSha, new: u.newSha },
-        commits: { count: u.commits, ids: [] },
-        replacedTip: null,
-        dropped: null,
-        pusher: u.pusher,
-        requester: ticket ? { principal: ticket.requester, keyid: null } : null,
-        approvers: ticket?.approvers ?? [],
-        reason: ticket?.reason ?? null,
-        incident: ticket?.incident ?? null,
-        window: ticket ? { notBefore: ticket.notBefore, expiresAt: ticket.expiresAt } : null,
-        violation: null,
-        evidence: evidenceOf(false, true, data.ticketIds.has(u.ticket)),
-        revocation: rev
-          ? { revoker: rev.revoker, revokedAt: rev.revokedAt, reason: rev.reason, valid: rev.valid }
-          : null,
-        review: reviewOf('breakglass', u.ticket, t, data.reviews, now),
-      },
-      t,
-    );
+    facts.push(['breakglass', u.ticket, u.ref, ticket ? ticket.requester : null, u.actions]);
   }
 
   // By time, then id; numeric keys sort 100,000 rows much faster than string comparisons.
-  const order = rows.map((_, i) => i);
-  order.sort((a, b) => times[a]! - times[b]! || (rows[a]!.id < rows[b]!.id ? -1 : 1));
-  const sorted = order.map((i) => rows[i]!);
+  const order = kept.map((_, i) => i);
+  order.sort((a, b) => times[a]! - times[b]! || (ids[a]! < ids[b]! ? -1 : 1));
+
+  const row = (pos: number): AuditRow => {
+    const k = kept[pos]!;
+    const t = times[pos]!;
+    const id = ids[pos]!;
+    if (k < events.length) {
+      const { event, commits, useRecord } = events[k]!;
+      const key = eventKeys.length ? eventKeys[k]! : null;
+      return eventRow(
+        data,
+        event,
+        commits,
+        useRecord === true || (key ? usesByKey.has(key) : false),
+        id,
+        t,
+        now,
+      );
+    }
+    return useRow(data, orphans[k - events.length]!, id, t, now);
+  };
+
+  // The summary counts in report order (its maps list keys in the order rows first show them),
+  // from the same facts the rows take.
+  const s = emptySummary();
+  for (const pos of order) {
+    const [kind, ticketId, ref, requester, actions] = facts[pos]!;
+    count(
+      s,
+      kind,
+      reviewOf(kind, ticketId, times[pos]!, data.reviews, now),
+      ref,
+      requester,
+      actions,
+    );
+  }
+  facts.length = 0;
+
+  const rows: RowList = {
+    length: order.length,
+    *[Symbol.iterator]() {
+      for (const pos of order) yield row(pos);
+    },
+  };
   return {
     schemaVersion: REPORT_SCHEMA_VERSION,
     generatedAt: formatTime(now),
@@ -432,19 +439,107 @@ export function buildReport(data: AuditData, opts: ReportOptions): AuditReport {
     filters: {
       ref: opts.refText ?? null,
       ticket: opts.ticket ?? null,
-      unreviewed: !!opts.unreviewed || opts.olderThanMs !== undefined,
+      unreviewed: filterReview,
       olderThan: opts.olderThanMs === undefined ? null : formatDuration(opts.olderThanMs),
     },
-    summary: summarize(sorted),
-    rows: sorted,
+    summary: s,
+    rows,
     problems: data.problems,
   };
 }
 
-/** Counts rows by kind, review outcome/status, ref, requester and action. */
-export function summarize(rows: readonly AuditRow[]): ReportSummary {
-  const s: ReportSummary = {
-    events: rows.length,
+/** The row of a noted event (t = its time in ms, id = its row id). */
+function eventRow(
+  data: AuditData,
+  e: AuditEvent,
+  commits: readonly string[],
+  useRecord: boolean,
+  id: string,
+  t: number,
+  now: number,
+): AuditRow {
+  const ticketId = e.kind === 'breakglass' ? (e.ticketId ?? null) : null;
+  const ticket = ticketId ? data.tickets.get(ticketId) : undefined;
+  const rev = ticketId ? data.revocations.get(ticketId) : undefined;
+  // New tip first, then the rest in a stable order: the first ids shown are the most telling.
+  const ids =
+    commits.length < 2
+      ? commits
+      : [...commits].sort((a, b) =>
+          a === e.newSha ? -1 : b === e.newSha ? 1 : a < b ? -1 : a > b ? 1 : 0,
+        );
+  return {
+    id,
+    kind: e.kind,
+    time: e.recordedAt,
+    recordedBy: e.recordedBy,
+    ticket: ticketId,
+    ref: e.ref,
+    actions: e.actions,
+    update: { old: e.oldSha, new: e.newSha },
+    commits: { count: ids.length, ids },
+    replacedTip: e.replacedTip ?? null,
+    dropped:
+      e.dropped || e.droppedCount !== undefined
+        ? {
+            count: Math.max(e.dropped?.length ?? 0, e.droppedCount ?? 0),
+            ids: e.dropped ?? [],
+          }
+        : null,
+    pusher: e.pusher,
+    requester: e.requester
+      ? e.requester
+      : ticket
+        ? { principal: ticket.requester, keyid: null }
+        : null,
+    approvers: e.approvers.length ? e.approvers : (ticket?.approvers ?? []),
+    reason: e.reason ?? ticket?.reason ?? null,
+    incident: e.incident ?? ticket?.incident ?? null,
+    window:
+      e.window ?? (ticket ? { notBefore: ticket.notBefore, expiresAt: ticket.expiresAt } : null),
+    violation: e.kind === 'violation' ? (e.violation ?? null) : null,
+    evidence: evidenceOf(true, useRecord, ticketId ? data.ticketIds.has(ticketId) : false),
+    revocation: rev
+      ? { revoker: rev.revoker, revokedAt: rev.revokedAt, reason: rev.reason, valid: rev.valid }
+      : null,
+    review: reviewOf(e.kind, ticketId, t, data.reviews, now),
+  };
+}
+
+/** The row of a use record that no note matched. */
+function useRow(data: AuditData, u: UseRecord, id: string, t: number, now: number): AuditRow {
+  const ticket = data.tickets.get(u.ticket);
+  const rev = data.revocations.get(u.ticket);
+  return {
+    id,
+    kind: 'breakglass',
+    time: u.recordedAt,
+    recordedBy: u.recordedBy,
+    ticket: u.ticket,
+    ref: u.ref,
+    actions: u.actions,
+    update: { old: u.oldSha, new: u.newSha },
+    commits: { count: u.commits, ids: [] },
+    replacedTip: null,
+    dropped: null,
+    pusher: u.pusher,
+    requester: ticket ? { principal: ticket.requester, keyid: null } : null,
+    approvers: ticket?.approvers ?? [],
+    reason: ticket?.reason ?? null,
+    incident: ticket?.incident ?? null,
+    window: ticket ? { notBefore: ticket.notBefore, expiresAt: ticket.expiresAt } : null,
+    violation: null,
+    evidence: evidenceOf(false, true, data.ticketIds.has(u.ticket)),
+    revocation: rev
+      ? { revoker: rev.revoker, revokedAt: rev.revokedAt, reason: rev.reason, valid: rev.valid }
+      : null,
+    review: reviewOf('breakglass', u.ticket, t, data.reviews, now),
+  };
+}
+
+function emptySummary(): ReportSummary {
+  return {
+    events: 0,
     breakglass: 0,
     violations: 0,
     reviewed: 0,
@@ -455,17 +550,34 @@ export function summarize(rows: readonly AuditRow[]): ReportSummary {
     byRequester: {},
     byAction: {},
   };
-  for (const r of rows) {
-    if (r.kind === 'violation') s.violations++;
-    else s.breakglass++;
-    if (r.review.status === 'reviewed') s.reviewed++;
-    if (awaitsReview(r)) s.awaitingReview++;
-    inc(s.byReviewStatus, r.review.status);
-    if (r.review.status === 'reviewed' && r.review.outcome) inc(s.byOutcome, r.review.outcome);
-    inc(s.byRef, r.ref);
-    inc(s.byRequester, r.requester?.principal ?? '(none)');
-    for (const a of r.actions) inc(s.byAction, a);
-  }
+}
+
+/** Counts one row into the summary (from the row's kind, review, ref, requester and actions). */
+function count(
+  s: ReportSummary,
+  kind: AuditRow['kind'],
+  review: AuditRow['review'],
+  ref: string,
+  requester: string | null,
+  actions: readonly string[],
+): void {
+  s.events++;
+  if (kind === 'violation') s.violations++;
+  else s.breakglass++;
+  if (review.status === 'reviewed') s.reviewed++;
+  if (awaitsReview({ review })) s.awaitingReview++;
+  inc(s.byReviewStatus, review.status);
+  if (review.status === 'reviewed' && review.outcome) inc(s.byOutcome, review.outcome);
+  inc(s.byRef, ref);
+  inc(s.byRequester, requester ?? '(none)');
+  for (const a of actions) inc(s.byAction, a);
+}
+
+/** Counts rows by kind, review outcome/status, ref, requester and action. */
+export function summarize(rows: Iterable<AuditRow>): ReportSummary {
+  const s = emptySummary();
+  for (const r of rows)
+    count(s, r.kind, r.review, r.ref, r.requester?.principal ?? null, r.actions);
   return s;
 }
 
@@ -538,19 +650,21 @@ export function rowJson(r: AuditRow, cache?: JsonCache): string {
 }
 
 /** The stable JSON document (docs/audit-format.md), streamed: header, one row per line, footer. */
-export function* formatJson(report: AuditReport): Generator<string> {
+export function* formatJson(report: ReportView): Generator<string> {
   const { rows, problems, ...head } = report;
   const headText = JSON.stringify(head);
   const cache: JsonCache = new Map();
   let chunk = headText.slice(0, -1) + ',"rows":[';
-  for (let i = 0; i < rows.length; i++) {
-    chunk += (i ? ',\n' : '\n') + rowJson(rows[i]!, cache);
+  let first = true;
+  for (const row of rows) {
+    chunk += (first ? '\n' : ',\n') + rowJson(row, cache);
+    first = false;
     if (chunk.length > 65536) {
       yield chunk;
       chunk = '';
     }
   }
-  yield chunk + (rows.length ? '\n' : '') + '],"problems":' + JSON.stringify(problems) + '}\n';
+  yield chunk + (first ? '' : '\n') + '],"problems":' + JSON.stringify(problems) + '}\n';
 }
 
 /** CSV column order (a contract too: new columns are appended). */
@@ -632,7 +746,7 @@ function csvRow(r: AuditRow): (string | number | boolean | null)[] {
 }
 
 /** RFC 4180 CSV: header line, one record per row, CRLF line breaks. */
-export function* formatCsv(report: AuditReport): Generator<string> {
+export function* formatCsv(report: ReportView): Generator<string> {
   yield CSV_COLUMNS.join(',') + '\r\n';
   let chunk = '';
   for (const r of report.rows) {
@@ -674,7 +788,7 @@ function commitsCell(r: AuditRow): string {
 }
 
 /** A fixed-width table for a terminal (values made safe to print). */
-export function* formatTable(report: AuditReport): Generator<string> {
+export function* formatTable(report: ReportView): Generator<string> {
   const head = [
     'TIME',
     'REF',
@@ -687,7 +801,7 @@ export function* formatTable(report: AuditReport): Generator<string> {
     'REVIEW',
     'REASON',
   ];
-  const cells = report.rows.map((r) => [
+  const cells = Array.from(report.rows, (r) => [
     r.time,
     cut(r.ref.replace(/^refs\/heads\//, ''), 30),
     r.kind === 'violation' ? `VIOLATION ${r.actions.join(',')}` : r.actions.join(','),
@@ -742,7 +856,7 @@ function countsTable(title: string, counts: Record<string, number>): string {
  * An evidence report for an auditor: scope, summary counts, every event in detail, the events
  * still awaiting review, problems found, and how this maps to SOC 2 and ISO 27001 controls.
  */
-export function* formatMarkdown(report: AuditReport): Generator<string> {
+export function* formatMarkdown(report: ReportView): Generator<string> {
   const s = report.summary;
   const period = `${report.period.since ?? 'the first record'} to ${report.period.until ?? report.generatedAt}`;
   yield `# Break-glass access evidence report\n\n`;
@@ -849,11 +963,12 @@ export function* formatMarkdown(report: AuditReport): Generator<string> {
   }
 
   yield `## Awaiting review\n\n`;
-  const waiting = report.rows.filter(awaitsReview);
-  if (!waiting.length) yield `Every event in this report has a valid review.\n\n`;
+  // The summary counted them already; the rows are made again (not held) to list them.
+  if (!report.summary.awaitingReview) yield `Every event in this report has a valid review.\n\n`;
   else {
     yield `| Time | Ticket | Ref | Requester | Waiting | Status |\n| --- | --- | --- | --- | --- | --- |\n`;
-    for (const r of waiting) {
+    for (const r of report.rows) {
+      if (!awaitsReview(r)) continue;
       yield `| ${r.time} | ${mdCode(r.ticket ?? '-')} | ${mdCode(r.ref)} | ${md(r.requester?.principal)} | ${formatDuration(r.review.waitingMs ?? 0)} | ${r.review.status} |\n`;
     }
     yield '\n';
@@ -887,7 +1002,7 @@ export function* formatMarkdown(report: AuditReport): Generator<string> {
 
 /** The report in the chosen format, as chunks. */
 export function formatReport(
-  report: AuditReport,
+  report: ReportView,
   format: 'table' | 'json' | 'csv' | 'md',
 ): Generator<string> {
   switch (format) {

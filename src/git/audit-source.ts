@@ -359,6 +359,144 @@ function compact(e: AuditEvent): AuditEvent {
   return out;
 }
 
+// Memory again: an event held as ~20 small objects and strings costs ~950 bytes in V8 and keeps
+// the collector busy (100,000 events: ~95 MB, DESIGN §9). Packed, an event is one flat string
+// (its own values, separated) plus one small object; shared values (ref, names, actions,
+// approvers...) are indices into a table of the read. Unpacked on each access: the report reads
+// an event a few times, each unpacked event is short-lived young-generation garbage.
+const SEP = '\n';
+const ABSENT = '\u0002';
+const MAX_SHARED = 50_000;
+
+/** Shared values of one read (by identity: the note cache shares repeated values already). */
+class SharedValues {
+  readonly values: unknown[] = [];
+  private readonly index = new Map<unknown, number>();
+  /** The value's index, or -1 when the table is full (the event is then kept unpacked). */
+  add(v: unknown): number {
+    let i = this.index.get(v);
+    if (i === undefined) {
+      if (this.values.length >= MAX_SHARED) return -1;
+      i = this.values.length;
+      this.values.push(v);
+      this.index.set(v, i);
+    }
+    return i;
+  }
+}
+
+/** A NotedEvent stored as one string (see SEP above); `event` and `commits` unpack it. */
+class PackedEvent implements NotedEvent {
+  useRecord?: boolean;
+  constructor(
+    private packed: string,
+    private readonly shared: SharedValues,
+  ) {}
+
+  /** Packs a parsed event, or returns null when a value holds a separator (kept unpacked). */
+  static pack(
+    e: AuditEvent,
+    commits: readonly string[],
+    id: string | undefined,
+    shared: SharedValues,
+  ): PackedEvent | null {
+    const idx = (v: unknown) => String(shared.add(v));
+    const opt = (v: string | undefined) => (v === undefined ? ABSENT : v);
+    const fields = [
+      e.kind === 'breakglass' ? 'b' : 'v',
+      opt(e.ticketId),
+      idx(e.actions),
+      idx(e.ref),
+      e.oldSha,
+      e.newSha,
+      idx(e.pusher),
+      e.requester ? idx(e.requester) : ABSENT,
+      idx(e.approvers),
+      opt(e.reason),
+      e.incident === undefined ? ABSENT : idx(e.incident),
+      e.window ? e.window.notBefore : ABSENT,
+      e.window ? e.window.expiresAt : ABSENT,
+      e.recordedAt,
+      idx(e.recordedBy),
+      opt(e.replacedTip),
+      e.dropped ? e.dropped.join(' ') : ABSENT,
+      e.droppedCount === undefined ? ABSENT : String(e.droppedCount),
+      opt(e.violation),
+      opt(id),
+      commits.join(' '),
+    ];
+    for (const f of fields) {
+      if (f === '-1' || f.includes(SEP) || (f !== ABSENT && f.includes(ABSENT))) return null;
+    }
+    for (const d of e.dropped ?? []) if (d === '' || d.includes(' ')) return null;
+    for (const c of commits) if (c === '' || c.includes(' ')) return null;
+    // Joining makes one new flat string: it holds nothing of the note or the parsed event.
+    return new PackedEvent(fields.join(SEP), shared);
+  }
+
+  private fields(): string[] {
+    return this.packed.split(SEP);
+  }
+
+  /** The fields a use record is matched on, without unpacking the rest. */
+  head(): Pick<AuditEvent, 'kind' | 'ticketId' | 'ref' | 'oldSha'> {
+    const f = this.packed.split(SEP, 5);
+    return {
+      kind: f[0] === 'b' ? 'breakglass' : 'violation',
+      ...(f[1] === ABSENT ? {} : { ticketId: f[1]! }),
+      ref: this.shared.values[Number(f[3])] as string,
+      oldSha: f[4]!,
+    };
+  }
+
+  get event(): AuditEvent {
+    const f = this.fields();
+    const v = this.shared.values;
+    const e: AuditEvent = {
+      kind: f[0] === 'b' ? 'breakglass' : 'violation',
+      actions: v[Number(f[2])] as string[],
+      ref: v[Number(f[3])] as string,
+      oldSha: f[4]!,
+      newSha: f[5]!,
+      pusher: v[Number(f[6])] as string,
+      approvers: v[Number(f[8])] as AuditEvent['approvers'],
+      recordedAt: f[13]!,
+      recordedBy: v[Number(f[14])] as string,
+    };
+    if (f[1] !== ABSENT) e.ticketId = f[1]!;
+    if (f[7] !== ABSENT) e.requester = v[Number(f[7])] as AuditEvent['requester'];
+    if (f[9] !== ABSENT) e.reason = f[9]!;
+    if (f[10] !== ABSENT) e.incident = v[Number(f[10])] as string;
+    if (f[11] !== ABSENT) e.window = { notBefore: f[11]!, expiresAt: f[12]! };
+    if (f[15] !== ABSENT) e.replacedTip = f[15]!;
+    if (f[16] !== ABSENT) e.dropped = f[16] === '' ? [] : f[16]!.split(' ');
+    if (f[17] !== ABSENT) e.droppedCount = Number(f[17]);
+    if (f[18] !== ABSENT) e.violation = f[18]!;
+    return e;
+  }
+
+  get commits(): readonly string[] {
+    const c = this.packed.slice(this.packed.lastIndexOf(SEP) + 1);
+    return c === '' ? [] : c.split(' ');
+  }
+
+  get id(): string | undefined {
+    // The id is the field before the commits (the last one).
+    const last = this.packed.lastIndexOf(SEP);
+    const f = this.packed.slice(this.packed.lastIndexOf(SEP, last - 1) + 1, last);
+    return f === ABSENT ? undefined : f;
+  }
+
+  /** Adds commits (another blob held the same event); false if one cannot be packed. */
+  addCommits(more: readonly string[]): boolean {
+    for (const c of more) if (c === '' || c.includes(' ') || c.includes(SEP)) return false;
+    const cut = this.packed.lastIndexOf(SEP) + 1;
+    const have = this.packed.slice(cut);
+    this.packed = this.packed.slice(0, cut) + [...(have ? [have] : []), ...more].join(' ');
+    return true;
+  }
+}
+
 /**
  * Reads and parses every note, de-duplicating events across commits (one event annotates every
  * commit its push brought in). Malformed notes become problems, never a crash.
@@ -392,6 +530,7 @@ async function parseNotes(
   // Events by new tip (`byNew`: a flat string that hashes once), then compared field by field:
   // cheaper than building and hashing a long key string per event.
   const found: NotedEvent[] = [];
+  const shared = new SharedValues();
   const decoder = new TextDecoder('utf-8', { fatal: true });
   const cache = new NoteCache();
   let done = 0;
@@ -447,18 +586,30 @@ async function parseNotes(
               ? have
               : undefined;
       if (seen) {
-        for (const c of commits) (seen.commits as string[]).push(c);
+        if (!(seen instanceof PackedEvent)) {
+          for (const c of commits) (seen.commits as string[]).push(c);
+        } else if (!seen.addCommits(commits)) {
+          // Not packable after all: the unpacked event takes its place in both lists.
+          const plain: NotedEvent = {
+            event: seen.event,
+            commits: [...seen.commits, ...commits],
+            ...(seen.id === undefined ? {} : { id: seen.id }),
+            ...(seen.useRecord ? { useRecord: true } : {}),
+          };
+          found[found.indexOf(seen)] = plain;
+          if (Array.isArray(have)) have[have.indexOf(seen)] = plain;
+          else byNew.set(event.newSha, plain);
+        }
         continue;
       }
-      // One event per blob (the usual case) owns the blob's commit list; more share copies.
       // For the report, the row id is hashed here, while git is still producing notes.
-      const noted: NotedEvent = withIds
-        ? {
-            event,
-            commits: parsed.events.length === 1 ? commits : [...commits],
-            id: rowId(event),
-          }
-        : { event, commits: parsed.events.length === 1 ? commits : [...commits] };
+      const id = withIds ? rowId(event) : undefined;
+      // One event per blob (the usual case) owns the blob's commit list; more share copies.
+      const noted: NotedEvent =
+        (withIds ? PackedEvent.pack(event, commits, id, shared) : null) ??
+        (id === undefined
+          ? { event, commits: parsed.events.length === 1 ? commits : [...commits] }
+          : { event, commits: parsed.events.length === 1 ? commits : [...commits], id });
       found.push(noted);
       if (have === undefined) byNew.set(event.newSha, noted);
       else if (Array.isArray(have)) have.push(noted);
@@ -857,7 +1008,7 @@ export async function readAuditData(ctx: GitContext, opts: AuditSourceOptions): 
     const have = byNew.get(u.newSha);
     if (have === undefined) return false;
     const hit = (e: NotedEvent): boolean => {
-      const ev = e.event;
+      const ev = e instanceof PackedEvent ? e.head() : e.event;
       if (
         ev.kind === 'breakglass' &&
         !!ev.ticketId &&
@@ -897,8 +1048,10 @@ export async function readAuditData(ctx: GitContext, opts: AuditSourceOptions): 
   // Tickets are read only where the records leave something out: notes written by the recorder
   // carry requester, approvers, reason and window already.
   const ids = new Set<string>();
+  const ticketOf: (string | undefined)[] = [];
   for (const { event: e } of events) {
     if (e.ticketId && (!e.requester || e.reason === undefined || !e.window)) ids.add(e.ticketId);
+    ticketOf.push(e.ticketId);
   }
   for (const u of uses) ids.add(u.ticket);
   const { tickets, revocations, reviews } = await readEnvelopes(
@@ -913,9 +1066,8 @@ export async function readAuditData(ctx: GitContext, opts: AuditSourceOptions): 
   // Only the answer for the ids the rows ask about is kept, holding the events' own strings: the
   // ref listing (an id and a tip per ticket, 100,000 of them) can go before the rows are built.
   const withRef = new Set<string>();
-  for (const { event: e } of events) {
-    if (e.ticketId !== undefined && ticketRefs?.has(e.ticketId)) withRef.add(e.ticketId);
-  }
+  for (const t of ticketOf) if (t !== undefined && ticketRefs?.has(t)) withRef.add(t);
+  ticketOf.length = 0;
   for (const u of uses) if (ticketRefs?.has(u.ticket)) withRef.add(u.ticket);
   const ticketIds: { has(id: string): boolean } = withRef;
   return { events, tickets, ticketIds, uses, revocations, reviews, problems };
