@@ -48,6 +48,7 @@ export const ERROR_CODES = [
   'HOOK_FAILED',
   'USAGE',
   'INTERNAL',
+  'JOURNAL_UNAVAILABLE',
   // CLI
   'ALREADY_APPROVED',
   // GitHub Action

@@ -4092,11 +4092,11 @@ var require_util2 = __commonJS({
     var { isUint8Array } = __require("node:util/types");
     var { webidl } = require_webidl();
     var supportedHashes = [];
-    var crypto2;
+    var crypto3;
     try {
-      crypto2 = __require("node:crypto");
+      crypto3 = __require("node:crypto");
       const possibleRelevantHashes = ["sha256", "sha384", "sha512"];
-      supportedHashes = crypto2.getHashes().filter((hash2) => possibleRelevantHashes.includes(hash2));
+      supportedHashes = crypto3.getHashes().filter((hash3) => possibleRelevantHashes.includes(hash3));
     } catch {
     }
     function responseURL(response) {
@@ -4369,7 +4369,7 @@ var require_util2 = __commonJS({
       }
     }
     function bytesMatch(bytes, metadataList) {
-      if (crypto2 === void 0) {
+      if (crypto3 === void 0) {
         return true;
       }
       const parsedMetadata = parseMetadata(metadataList);
@@ -4384,7 +4384,7 @@ var require_util2 = __commonJS({
       for (const item of metadata) {
         const algorithm = item.algo;
         const expectedValue = item.hash;
-        let actualValue = crypto2.createHash(algorithm).update(bytes).digest("base64");
+        let actualValue = crypto3.createHash(algorithm).update(bytes).digest("base64");
         if (actualValue[actualValue.length - 1] === "=") {
           if (actualValue[actualValue.length - 2] === "=") {
             actualValue = actualValue.slice(0, -2);
@@ -5448,8 +5448,8 @@ var require_body = __commonJS({
     var { multipartFormDataParser } = require_formdata_parser();
     var random;
     try {
-      const crypto2 = __require("node:crypto");
-      random = (max) => crypto2.randomInt(0, max);
+      const crypto3 = __require("node:crypto");
+      random = (max) => crypto3.randomInt(0, max);
     } catch {
       random = (max) => Math.floor(Math.random(max));
     }
@@ -11241,11 +11241,11 @@ var require_pluralizer = __commonJS({
         this.singular = singular;
         this.plural = plural2;
       }
-      pluralize(count) {
-        const one = count === 1;
+      pluralize(count2) {
+        const one = count2 === 1;
         const keys = one ? singulars : plurals;
         const noun = one ? this.singular : this.plural;
-        return { ...keys, count, noun };
+        return { ...keys, count: count2, noun };
       }
     };
   }
@@ -17088,13 +17088,13 @@ var require_frame = __commonJS({
     "use strict";
     var { maxUnsigned16Bit } = require_constants5();
     var BUFFER_SIZE = 16386;
-    var crypto2;
+    var crypto3;
     var buffer = null;
     var bufIdx = BUFFER_SIZE;
     try {
-      crypto2 = __require("node:crypto");
+      crypto3 = __require("node:crypto");
     } catch {
-      crypto2 = {
+      crypto3 = {
         // not full compatibility, but minimum.
         randomFillSync: function randomFillSync(buffer2, _offset, _size2) {
           for (let i = 0; i < buffer2.length; ++i) {
@@ -17107,7 +17107,7 @@ var require_frame = __commonJS({
     function generateMask() {
       if (bufIdx === BUFFER_SIZE) {
         bufIdx = 0;
-        crypto2.randomFillSync(buffer ??= Buffer.allocUnsafe(BUFFER_SIZE), 0, BUFFER_SIZE);
+        crypto3.randomFillSync(buffer ??= Buffer.allocUnsafe(BUFFER_SIZE), 0, BUFFER_SIZE);
       }
       return [buffer[bufIdx++], buffer[bufIdx++], buffer[bufIdx++], buffer[bufIdx++]];
     }
@@ -17179,9 +17179,9 @@ var require_connection = __commonJS({
     var { Headers: Headers2, getHeadersList } = require_headers();
     var { getDecodeSplit } = require_util2();
     var { WebsocketFrameSend } = require_frame();
-    var crypto2;
+    var crypto3;
     try {
-      crypto2 = __require("node:crypto");
+      crypto3 = __require("node:crypto");
     } catch {
     }
     function establishWebSocketConnection(url2, protocols, client, ws, onEstablish, options) {
@@ -17201,7 +17201,7 @@ var require_connection = __commonJS({
         const headersList = getHeadersList(new Headers2(options.headers));
         request2.headersList = headersList;
       }
-      const keyValue = crypto2.randomBytes(16).toString("base64");
+      const keyValue = crypto3.randomBytes(16).toString("base64");
       request2.headersList.append("sec-websocket-key", keyValue);
       request2.headersList.append("sec-websocket-version", "13");
       for (const protocol of protocols) {
@@ -17231,7 +17231,7 @@ var require_connection = __commonJS({
             return;
           }
           const secWSAccept = response.headersList.get("Sec-WebSocket-Accept");
-          const digest = crypto2.createHash("sha1").update(keyValue + uid).digest("base64");
+          const digest = crypto3.createHash("sha1").update(keyValue + uid).digest("base64");
           if (secWSAccept !== digest) {
             failWebsocketConnection(ws, "Incorrect hash received in Sec-WebSocket-Accept header.");
             return;
@@ -18664,15 +18664,15 @@ ${value}`;
           pos = 0;
         }
       }
-      discardLeadingBytes(count) {
-        while (count > 0 && this.lineChunkIndex < this.chunks.length) {
+      discardLeadingBytes(count2) {
+        while (count2 > 0 && this.lineChunkIndex < this.chunks.length) {
           const chunk = this.chunks[this.lineChunkIndex];
           const remaining = chunk.length - this.linePos;
-          if (count < remaining) {
-            this.linePos += count;
-            count = 0;
+          if (count2 < remaining) {
+            this.linePos += count2;
+            count2 = 0;
           } else {
-            count -= remaining;
+            count2 -= remaining;
             this.lineChunkIndex++;
             this.linePos = 0;
           }
@@ -22124,22 +22124,22 @@ var require_nacl_fast = __commonJS({
         randombytes = fn;
       };
       (function() {
-        var crypto2 = typeof self !== "undefined" ? self.crypto || self.msCrypto : null;
-        if (crypto2 && crypto2.getRandomValues) {
+        var crypto3 = typeof self !== "undefined" ? self.crypto || self.msCrypto : null;
+        if (crypto3 && crypto3.getRandomValues) {
           var QUOTA = 65536;
           nacl2.setPRNG(function(x, n) {
             var i, v = new Uint8Array(n);
             for (i = 0; i < n; i += QUOTA) {
-              crypto2.getRandomValues(v.subarray(i, i + Math.min(n - i, QUOTA)));
+              crypto3.getRandomValues(v.subarray(i, i + Math.min(n - i, QUOTA)));
             }
             for (i = 0; i < n; i++) x[i] = v[i];
             cleanup(v);
           });
         } else if (typeof __require !== "undefined") {
-          crypto2 = __require("crypto");
-          if (crypto2 && crypto2.randomBytes) {
+          crypto3 = __require("crypto");
+          if (crypto3 && crypto3.randomBytes) {
             nacl2.setPRNG(function(x, n) {
-              var i, v = crypto2.randomBytes(n);
+              var i, v = crypto3.randomBytes(n);
               for (i = 0; i < n; i++) x[i] = v[i];
               cleanup(v);
             });
@@ -23703,12 +23703,12 @@ var applyReviverIteratively = (parsed, userReviver) => {
 var serializeBigInts = (text2) => {
   return text2.replace(
     stringsOrLargeNumbers,
-    (match, digits, fractional, exponential) => {
+    (match, digits2, fractional, exponential) => {
       const isString = match[0] === '"';
       const isNoise = isString && noiseValueWithQuotes.test(match);
       if (isNoise) return match.substring(0, match.length - 1) + 'n"';
       const hasFractionalOrExponential = fractional || exponential;
-      const isLessThanMaxSafeInt = digits && (digits.length < MAX_DIGITS || digits.length === MAX_DIGITS && digits <= MAX_INT);
+      const isLessThanMaxSafeInt = digits2 && (digits2.length < MAX_DIGITS || digits2.length === MAX_DIGITS && digits2 <= MAX_INT);
       const isStandardValue = isString || hasFractionalOrExponential || isLessThanMaxSafeInt;
       if (isStandardValue) return match;
       return '"' + match + 'n"';
@@ -28391,14 +28391,14 @@ function codePointLength(str2) {
   const units = str2.length;
   if (!highSurrogate.test(str2))
     return units;
-  let count = units;
+  let count2 = units;
   for (let i = 0; i < units - 1; i++) {
     if ((str2.charCodeAt(i) & 64512) === 55296 && (str2.charCodeAt(i + 1) & 64512) === 56320) {
-      count--;
+      count2--;
       i++;
     }
   }
-  return count;
+  return count2;
 }
 function getLengthableOrigin(input2) {
   if (Array.isArray(input2))
@@ -30230,12 +30230,12 @@ var $ZodE164 = /* @__PURE__ */ $constructor("$ZodE164", (inst, def) => {
   $ZodStringFormat.init(inst, def);
 });
 var CC_SANITIZE = /[- ]/g;
-function isLuhnAlgo(digits) {
-  let length = digits.length;
+function isLuhnAlgo(digits2) {
+  let length = digits2.length;
   let bit = 1;
   let sum = 0;
   while (length) {
-    const value = digits.charCodeAt(--length) - 48;
+    const value = digits2.charCodeAt(--length) - 48;
     bit ^= 1;
     sum += bit ? [0, 2, 4, 6, 8, 1, 3, 5, 7, 9][value] : value;
   }
@@ -32781,8 +32781,8 @@ function az_default() {
 }
 
 // node_modules/zod/v4/locales/be.js
-function getBelarusianPlural(count, one, few, many) {
-  const absCount = Math.abs(count);
+function getBelarusianPlural(count2, one, few, many) {
+  const absCount = Math.abs(count2);
   const lastDigit = absCount % 10;
   const lastTwoDigits = absCount % 100;
   if (lastTwoDigits >= 11 && lastTwoDigits <= 19) {
@@ -35429,8 +35429,8 @@ function hu_default() {
 }
 
 // node_modules/zod/v4/locales/hy.js
-function getArmenianPlural(count, one, many) {
-  return Math.abs(count) === 1 ? one : many;
+function getArmenianPlural(count2, one, many) {
+  return Math.abs(count2) === 1 ? one : many;
 }
 function withDefiniteArticle(word) {
   if (!word)
@@ -38168,8 +38168,8 @@ function ro_default() {
 }
 
 // node_modules/zod/v4/locales/ru.js
-function getRussianPlural(count, one, few, many) {
-  const absCount = Math.abs(count);
+function getRussianPlural(count2, one, few, many) {
+  const absCount = Math.abs(count2);
   const lastDigit = absCount % 10;
   const lastTwoDigits = absCount % 100;
   if (lastTwoDigits >= 11 && lastTwoDigits <= 19) {
@@ -47417,11 +47417,6 @@ function refFor(ns, id) {
   }
   return REFS[ns] + id;
 }
-function parseBreakglassRef(ref) {
-  const m = /^refs\/breakglass\/(tickets|revoked|reviews|consumed)\/([^/]+)$/.exec(ref);
-  if (!m) return null;
-  return { ns: m[1], id: m[2] };
-}
 async function listRefs(ctx, ns) {
   const out = await gitText(ctx, [
     "for-each-ref",
@@ -48642,9 +48637,9 @@ function skipFoldedBreaks(input2, position, end) {
     breaks
   };
 }
-function foldedBreaks(count) {
-  if (count === 1) return " ";
-  return "\n".repeat(count - 1);
+function foldedBreaks(count2) {
+  if (count2 === 1) return " ";
+  return "\n".repeat(count2 - 1);
 }
 function getPlainValue(input2, start, end) {
   let result = "";
@@ -50903,6 +50898,214 @@ function parseNote(text2) {
   });
   return { events, errors };
 }
+var NOT_PLAIN = /[^\n\x20-\x5b\x5d-\x7e]/;
+var DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+function digits(s, at, n) {
+  let v = 0;
+  for (let i = at; i < at + n; i++) {
+    const c = s.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return -1;
+    v = v * 10 + c;
+  }
+  return v;
+}
+function plainTimeOk(s, a, b) {
+  if (b - a !== 20 || s.charCodeAt(a + 4) !== 45 || s.charCodeAt(a + 7) !== 45) return false;
+  if (s.charCodeAt(a + 10) !== 84 || s.charCodeAt(a + 13) !== 58) return false;
+  if (s.charCodeAt(a + 16) !== 58 || s.charCodeAt(a + 19) !== 90) return false;
+  const y = digits(s, a, 4);
+  const mo = digits(s, a + 5, 2);
+  const d = digits(s, a + 8, 2);
+  const h = digits(s, a + 11, 2);
+  const mi = digits(s, a + 14, 2);
+  const se = digits(s, a + 17, 2);
+  if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59) return false;
+  if (se < 0 || se > 59) return false;
+  const leap = y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
+  return d <= (mo === 2 && leap ? 29 : DAYS[mo - 1]);
+}
+function isOid(s, a, b) {
+  if (b - a !== 40 && b - a !== 64) return false;
+  for (let i = a; i < b; i++) {
+    const c = s.charCodeAt(i);
+    if (!(c >= 48 && c <= 57 || c >= 97 && c <= 102)) return false;
+  }
+  return true;
+}
+var NoteCache = class {
+  // Keyed by the value's text as written (the fast path reads only unescaped values).
+  strings = /* @__PURE__ */ new Map();
+  actions = /* @__PURE__ */ new Map();
+  principals = /* @__PURE__ */ new Map();
+  approvers = /* @__PURE__ */ new Map();
+  /** Bounded: a hostile clone full of distinct names must not grow these without end. */
+  room(map2) {
+    if (map2.size >= 2e4) map2.clear();
+  }
+};
+function fastApprovers(value) {
+  const out = [];
+  for (const item of value.split(", ")) {
+    const p = fastPrincipal(item);
+    if (!p) return null;
+    out.push(p);
+  }
+  return out;
+}
+function fastPrincipal(item) {
+  const sp = item.indexOf(" ");
+  if (sp <= 0 || sp === item.length - 1 || item.indexOf(" ", sp + 1) >= 0) return void 0;
+  return { principal: item.slice(0, sp), keyid: item.slice(sp + 1) };
+}
+function parseNoteFast(text2, take, cache) {
+  const n = text2.length;
+  if (n === 0 || n > MAX_NOTE_CHARS || text2.charCodeAt(n - 1) !== 10) return null;
+  if (NOT_PLAIN.test(text2) || text2.includes(" \n") || text2.includes("\n\n\n")) return null;
+  const cut = take ?? ((a, b) => text2.slice(a, b));
+  const events = [];
+  let pos = 0;
+  let vs = 0;
+  let ve = 0;
+  const key = (name4) => {
+    if (pos >= n || !text2.startsWith(name4, pos)) return false;
+    const colon = pos + name4.length;
+    if (text2.charCodeAt(colon) !== 58 || text2.charCodeAt(colon + 1) !== 32) return false;
+    vs = colon + 2;
+    ve = text2.indexOf("\n", vs);
+    if (ve <= vs) return false;
+    pos = ve + 1;
+    return true;
+  };
+  const val = () => text2.slice(vs, ve);
+  const name3 = (a, b) => {
+    if (!cache) return cut(a, b);
+    const v = text2.slice(a, b);
+    let hit = cache.strings.get(v);
+    if (hit === void 0) {
+      cache.room(cache.strings);
+      cache.strings.set(v, hit = cut(a, b));
+    }
+    return hit;
+  };
+  while (pos < n) {
+    let violation;
+    let ticketId;
+    if (key(K.violation)) violation = cut(vs, ve);
+    if (key(K.ticket)) ticketId = cut(vs, ve);
+    if (violation === void 0 && ticketId === void 0) return null;
+    if (!key(K.action)) return null;
+    let actions;
+    if (cache) {
+      const v = val();
+      let hit = cache.actions.get(v);
+      if (hit === void 0) {
+        cache.room(cache.actions);
+        cache.actions.set(v, hit = v.split(", "));
+      }
+      actions = hit;
+    } else actions = val().split(", ");
+    if (!key(K.ref)) return null;
+    const ref = name3(vs, ve);
+    if (!key(K.update)) return null;
+    const dots = text2.indexOf("..", vs);
+    if (dots < 0 || dots > ve || !isOid(text2, vs, dots) || !isOid(text2, dots + 2, ve)) return null;
+    const oldSha = cut(vs, dots);
+    const newSha = cut(dots + 2, ve);
+    if (!key(K.pusher)) return null;
+    const pusher = name3(vs, ve);
+    let requester;
+    if (key(K.requester)) {
+      if (cache) {
+        const v = val();
+        requester = cache.principals.get(v);
+        if (requester === void 0) {
+          cache.room(cache.principals);
+          cache.principals.set(v, requester = fastPrincipal(v) ?? null);
+        }
+      } else requester = fastPrincipal(val());
+      if (!requester) return null;
+    }
+    let approvers;
+    if (key(K.approvers)) {
+      if (cache) {
+        const v = val();
+        approvers = cache.approvers.get(v);
+        if (approvers === void 0) {
+          cache.room(cache.approvers);
+          cache.approvers.set(v, approvers = fastApprovers(v));
+        }
+      } else approvers = fastApprovers(val());
+      if (!approvers) return null;
+    }
+    const reason = key(K.reason) ? cut(vs, ve) : void 0;
+    const incident = key(K.incident) ? name3(vs, ve) : void 0;
+    let window;
+    if (key(K.window)) {
+      const slash = text2.indexOf("/", vs);
+      if (slash < 0 || slash >= ve) return null;
+      const again = text2.indexOf("/", slash + 1);
+      if (again >= 0 && again < ve) return null;
+      if (!plainTimeOk(text2, vs, slash) || !plainTimeOk(text2, slash + 1, ve)) return null;
+      window = { notBefore: cut(vs, slash), expiresAt: cut(slash + 1, ve) };
+    }
+    let replacedTip;
+    if (key(K.replaced)) {
+      if (!isOid(text2, vs, ve)) return null;
+      replacedTip = cut(vs, ve);
+    }
+    if (!key(K.recorded)) return null;
+    const sp = text2.indexOf(" ", vs);
+    if (sp < 0 || sp >= ve - 1 || !plainTimeOk(text2, vs, sp)) return null;
+    const recordedAt = cut(vs, sp);
+    const recordedBy = name3(sp + 1, ve);
+    const event = violation === void 0 ? {
+      kind: "breakglass",
+      ticketId,
+      actions,
+      ref,
+      oldSha,
+      newSha,
+      pusher,
+      approvers: approvers ?? [],
+      recordedAt,
+      recordedBy
+    } : ticketId === void 0 ? {
+      kind: "violation",
+      violation,
+      actions,
+      ref,
+      oldSha,
+      newSha,
+      pusher,
+      approvers: approvers ?? [],
+      recordedAt,
+      recordedBy
+    } : {
+      kind: "violation",
+      violation,
+      ticketId,
+      actions,
+      ref,
+      oldSha,
+      newSha,
+      pusher,
+      approvers: approvers ?? [],
+      recordedAt,
+      recordedBy
+    };
+    if (requester) event.requester = requester;
+    if (reason !== void 0) event.reason = reason;
+    if (incident !== void 0) event.incident = incident;
+    if (window) event.window = window;
+    if (replacedTip !== void 0) event.replacedTip = replacedTip;
+    events.push(event);
+    if (pos < n) {
+      if (text2.charCodeAt(pos) !== 10) return null;
+      pos++;
+    }
+  }
+  return { events, errors: [] };
+}
 
 // src/git/notes.ts
 var DEFAULT_NOTES_REF = "refs/notes/breakglass";
@@ -50997,6 +51200,7 @@ async function readNote(ctx, commit, notesRef = DEFAULT_NOTES_REF) {
 
 // src/git/record.ts
 import { randomBytes as randomBytes2 } from "node:crypto";
+import { stat as stat2 } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep2 } from "node:timers/promises";
 
@@ -51254,6 +51458,14 @@ mark :${mark}
   }
   return new Map(marks.map((m, k) => [m.ref, ids[k]]));
 }
+var STALE_REF_LOCK_MS = 3e4;
+async function lockAgeMs(file2) {
+  try {
+    return Date.now() - (await stat2(file2)).mtimeMs;
+  } catch {
+    return 0;
+  }
+}
 async function moveRefs(ctx, newTips, oldTips) {
   const lines = ["start"];
   for (const [ref, id] of newTips) {
@@ -51266,6 +51478,12 @@ async function moveRefs(ctx, newTips, oldTips) {
     allowFail: true
   });
   if (r.code === 0) return true;
+  const lock = /Unable to create '([^']+\.lock)': File exists/.exec(r.stderr)?.[1];
+  if (lock && await lockAgeMs(lock) > STALE_REF_LOCK_MS) {
+    throw new BreakglassError("GIT_FAILED", `stale ref lock ${lock} blocks the audit notes`, {
+      hint: `no git process holds it for long: remove it, then run \`bg-sign audit flush\` (the events are kept)`
+    });
+  }
   if (/but expected|reference already exists|\.lock': File exists|unable to resolve reference/.test(
     r.stderr
   )) {
@@ -51658,8 +51876,8 @@ async function classifyMerge(deps, policy, branch, before, after, required2) {
   }
   const judged = [];
   for (const pull of pulls.values()) {
-    const count = countApprovals(await deps.github.listReviews(pull.number), pull.author, policy);
-    judged.push({ pull, approvers: count.approvers });
+    const count2 = countApprovals(await deps.github.listReviews(pull.number), pull.author, policy);
+    judged.push({ pull, approvers: count2.approvers });
   }
   return {
     how: "pr-merge",
@@ -51964,8 +52182,8 @@ async function touchesPolicy(deps, base, head, policyPath) {
 }
 async function judgePull(deps, policy, pull, baseRef, baseSha, required2, now) {
   const reviews = await deps.github.listReviews(pull.number);
-  const count = countApprovals(reviews, pull.author, policy);
-  const approved = count.approvers.length >= required2;
+  const count2 = countApprovals(reviews, pull.author, policy);
+  const approved = count2.approvers.length >= required2;
   const { remote, policyPath } = deps.inputs;
   if (!await ensureCommit(deps.git, remote, pull.headSha, `refs/pull/${pull.number}/head`)) {
     throw new BreakglassError(
@@ -51986,7 +52204,7 @@ async function judgePull(deps, policy, pull, baseRef, baseSha, required2, now) {
     pull: pull.number,
     head: pull.headSha,
     author: pull.author,
-    approvals: count.approvers,
+    approvals: count2.approvers,
     required: required2,
     actions
   };
@@ -52022,7 +52240,7 @@ async function judgePull(deps, policy, pull, baseRef, baseSha, required2, now) {
     failures.push(describe3(c.id, f));
   }
   const why = [
-    approved ? `changes ${policyPath}` : `has ${count.approvers.length} of ${required2} required approval(s)` + (count.changesRequested.length ? `, changes requested by ${count.changesRequested.join(", ")}` : "")
+    approved ? `changes ${policyPath}` : `has ${count2.approvers.length} of ${required2} required approval(s)` + (count2.changesRequested.length ? `, changes requested by ${count2.changesRequested.join(", ")}` : "")
   ];
   if (candidates.length === 0) {
     failures.push(
@@ -52174,10 +52392,14 @@ async function publish(out, o) {
 }
 
 // src/audit/report.ts
+import * as crypto2 from "node:crypto";
 import { createHash as createHash3 } from "node:crypto";
 var REPORT_SCHEMA_VERSION = 1;
+var oneShot = crypto2.hash;
 function rowId(e) {
-  return createHash3("sha256").update(eventKey(e)).digest("hex").slice(0, 16);
+  const key = eventKey(e);
+  const digest = oneShot ? oneShot("sha256", key, "buffer") : createHash3("sha256").update(key).digest();
+  return digest.toString("hex", 0, 8);
 }
 function timeMs(text2) {
   const ms = Date.parse(text2);
@@ -52200,22 +52422,29 @@ var NOT_APPLICABLE = Object.freeze({
   waitingMs: null
 });
 function reviewOf(kind, ticket, timeMsValue, reviews, now) {
-  const none = { outcome: null, reviewer: null, reviewedAt: null, note: null, error: null };
   if (kind === "violation" || ticket === null) return NOT_APPLICABLE;
   const r = reviews.get(ticket);
   const waiting2 = Math.max(0, now - timeMsValue);
   if (!r || r.reviewedAtMs < timeMsValue) {
-    return { status: "unreviewed", ...none, waitingMs: waiting2 };
+    return {
+      status: "unreviewed",
+      outcome: null,
+      reviewer: null,
+      reviewedAt: null,
+      note: null,
+      error: null,
+      waitingMs: waiting2
+    };
   }
-  const base = {
+  return {
+    status: r.valid === true ? "reviewed" : r.valid === false ? "invalid" : "unverified",
     outcome: r.outcome,
     reviewer: r.reviewer,
     reviewedAt: r.reviewedAt,
     note: r.note,
-    error: r.error ?? null
+    error: r.error ?? null,
+    waitingMs: r.valid === true ? null : waiting2
   };
-  if (r.valid === true) return { status: "reviewed", ...base, waitingMs: null };
-  return { status: r.valid === false ? "invalid" : "unverified", ...base, waitingMs: waiting2 };
 }
 function awaitsReview(row) {
   const s = row.review.status;
@@ -52228,105 +52457,105 @@ function inc(map2, key) {
   map2[key] = (map2[key] ?? 0) + 1;
 }
 function buildReport(data, opts) {
+  const view = planReport(data, opts);
+  return { ...view, rows: [...view.rows] };
+}
+function planReport(data, opts) {
   const now = opts.now;
+  const events = data.events;
   const usesByKey = /* @__PURE__ */ new Map();
   for (const u of data.uses) usesByKey.set(useKey2(u), u);
   const matchedUses = /* @__PURE__ */ new Set();
+  const filterReview = !!opts.unreviewed || opts.olderThanMs !== void 0;
   const keep = (kind, ticket, ref, t) => (opts.since === void 0 || t >= opts.since) && (opts.until === void 0 || t < opts.until) && (opts.ticket === void 0 || ticket === opts.ticket) && (!opts.refFilter || opts.refFilter(ref)) && (kind === "breakglass" || opts.ticket === void 0);
-  const rows = [];
-  const times = [];
-  const push = (row, t) => {
-    if (opts.unreviewed || opts.olderThanMs !== void 0) {
-      if (!awaitsReview(row)) return;
-      if (opts.olderThanMs !== void 0 && (row.review.waitingMs ?? 0) <= opts.olderThanMs) return;
-    }
-    rows.push(row);
-    times.push(t);
+  const keepReview = (kind, ticket, t) => {
+    if (!filterReview) return true;
+    const review = reviewOf(kind, ticket, t, data.reviews, now);
+    if (!awaitsReview({ review })) return false;
+    return opts.olderThanMs === void 0 || (review.waitingMs ?? 0) > opts.olderThanMs;
   };
-  for (const { event: e, commits, useRecord } of data.events) {
+  const kept = [];
+  const times = [];
+  const ids = [];
+  const facts = [];
+  const eventKeys = [];
+  for (let k = 0; k < events.length; k++) {
+    const noted = events[k];
+    const e = noted.event;
     const ticketId = e.kind === "breakglass" ? e.ticketId ?? null : null;
-    const key = ticketId ? useKey2({ ticket: ticketId, ref: e.ref, oldSha: e.oldSha, newSha: e.newSha }) : null;
+    const key = ticketId && usesByKey.size > 0 ? useKey2({ ticket: ticketId, ref: e.ref, oldSha: e.oldSha, newSha: e.newSha }) : null;
+    if (usesByKey.size > 0) eventKeys.push(key);
     if (key && usesByKey.has(key)) matchedUses.add(key);
     const t = timeMs(e.recordedAt);
-    if (!keep(e.kind, ticketId, e.ref, t)) continue;
+    if (!keep(e.kind, ticketId, e.ref, t) || !keepReview(e.kind, ticketId, t)) continue;
+    kept.push(k);
+    times.push(t);
+    ids.push(noted.id ?? rowId(e));
     const ticket = ticketId ? data.tickets.get(ticketId) : void 0;
-    const rev = ticketId ? data.revocations.get(ticketId) : void 0;
-    const ids = commits.length < 2 ? commits : [...commits].sort(
-      (a, b) => a === e.newSha ? -1 : b === e.newSha ? 1 : a < b ? -1 : a > b ? 1 : 0
-    );
-    push(
-      {
-        id: rowId(e),
-        kind: e.kind,
-        time: e.recordedAt,
-        recordedBy: e.recordedBy,
-        ticket: ticketId,
-        ref: e.ref,
-        actions: e.actions,
-        update: { old: e.oldSha, new: e.newSha },
-        commits: { count: ids.length, ids },
-        replacedTip: e.replacedTip ?? null,
-        dropped: e.dropped || e.droppedCount !== void 0 ? {
-          count: Math.max(e.dropped?.length ?? 0, e.droppedCount ?? 0),
-          ids: e.dropped ?? []
-        } : null,
-        pusher: e.pusher,
-        requester: e.requester ? e.requester : ticket ? { principal: ticket.requester, keyid: null } : null,
-        approvers: e.approvers.length ? e.approvers : ticket?.approvers ?? [],
-        reason: e.reason ?? ticket?.reason ?? null,
-        incident: e.incident ?? ticket?.incident ?? null,
-        window: e.window ?? (ticket ? { notBefore: ticket.notBefore, expiresAt: ticket.expiresAt } : null),
-        violation: e.kind === "violation" ? e.violation ?? null : null,
-        evidence: evidenceOf(
-          true,
-          useRecord === true || (key ? usesByKey.has(key) : false),
-          ticketId ? data.ticketIds.has(ticketId) : false
-        ),
-        revocation: rev ? { revoker: rev.revoker, revokedAt: rev.revokedAt, reason: rev.reason, valid: rev.valid } : null,
-        review: reviewOf(e.kind, ticketId, t, data.reviews, now)
-      },
-      t
-    );
+    facts.push([
+      e.kind,
+      ticketId,
+      e.ref,
+      e.requester ? e.requester.principal : ticket ? ticket.requester : null,
+      e.actions
+    ]);
   }
+  const orphans = [];
   for (const u of data.uses) {
     const key = useKey2(u);
     if (matchedUses.has(key)) continue;
     matchedUses.add(key);
     const t = timeMs(u.recordedAt);
-    if (!keep("breakglass", u.ticket, u.ref, t)) continue;
+    if (!keep("breakglass", u.ticket, u.ref, t) || !keepReview("breakglass", u.ticket, t)) {
+      continue;
+    }
+    kept.push(events.length + orphans.length);
+    orphans.push(u);
+    times.push(t);
+    ids.push(rowId({ kind: "breakglass", ticketId: u.ticket, ...u }));
     const ticket = data.tickets.get(u.ticket);
-    const rev = data.revocations.get(u.ticket);
-    const e = { kind: "breakglass", ticketId: u.ticket, ...u };
-    push(
-      {
-        id: rowId(e),
-        kind: "breakglass",
-        time: u.recordedAt,
-        recordedBy: u.recordedBy,
-        ticket: u.ticket,
-        ref: u.ref,
-        actions: u.actions,
-        update: { old: u.oldSha, new: u.newSha },
-        commits: { count: u.commits, ids: [] },
-        replacedTip: null,
-        dropped: null,
-        pusher: u.pusher,
-        requester: ticket ? { principal: ticket.requester, keyid: null } : null,
-        approvers: ticket?.approvers ?? [],
-        reason: ticket?.reason ?? null,
-        incident: ticket?.incident ?? null,
-        window: ticket ? { notBefore: ticket.notBefore, expiresAt: ticket.expiresAt } : null,
-        violation: null,
-        evidence: evidenceOf(false, true, data.ticketIds.has(u.ticket)),
-        revocation: rev ? { revoker: rev.revoker, revokedAt: rev.revokedAt, reason: rev.reason, valid: rev.valid } : null,
-        review: reviewOf("breakglass", u.ticket, t, data.reviews, now)
-      },
-      t
+    facts.push(["breakglass", u.ticket, u.ref, ticket ? ticket.requester : null, u.actions]);
+  }
+  const order = kept.map((_, i) => i);
+  order.sort((a, b) => times[a] - times[b] || (ids[a] < ids[b] ? -1 : 1));
+  const row = (pos) => {
+    const k = kept[pos];
+    const t = times[pos];
+    const id = ids[pos];
+    if (k < events.length) {
+      const { event, commits, useRecord } = events[k];
+      const key = eventKeys.length ? eventKeys[k] : null;
+      return eventRow(
+        data,
+        event,
+        commits,
+        useRecord === true || (key ? usesByKey.has(key) : false),
+        id,
+        t,
+        now
+      );
+    }
+    return useRow(data, orphans[k - events.length], id, t, now);
+  };
+  const s = emptySummary();
+  for (const pos of order) {
+    const [kind, ticketId, ref, requester, actions] = facts[pos];
+    count(
+      s,
+      kind,
+      reviewOf(kind, ticketId, times[pos], data.reviews, now),
+      ref,
+      requester,
+      actions
     );
   }
-  const order = rows.map((_, i) => i);
-  order.sort((a, b) => times[a] - times[b] || (rows[a].id < rows[b].id ? -1 : 1));
-  const sorted = order.map((i) => rows[i]);
+  facts.length = 0;
+  const rows = {
+    length: order.length,
+    *[Symbol.iterator]() {
+      for (const pos of order) yield row(pos);
+    }
+  };
   return {
     schemaVersion: REPORT_SCHEMA_VERSION,
     generatedAt: formatTime(now),
@@ -52339,17 +52568,78 @@ function buildReport(data, opts) {
     filters: {
       ref: opts.refText ?? null,
       ticket: opts.ticket ?? null,
-      unreviewed: !!opts.unreviewed || opts.olderThanMs !== void 0,
+      unreviewed: filterReview,
       olderThan: opts.olderThanMs === void 0 ? null : formatDuration(opts.olderThanMs)
     },
-    summary: summarize(sorted),
-    rows: sorted,
+    summary: s,
+    rows,
     problems: data.problems
   };
 }
-function summarize(rows) {
-  const s = {
-    events: rows.length,
+function eventRow(data, e, commits, useRecord, id, t, now) {
+  const ticketId = e.kind === "breakglass" ? e.ticketId ?? null : null;
+  const ticket = ticketId ? data.tickets.get(ticketId) : void 0;
+  const rev = ticketId ? data.revocations.get(ticketId) : void 0;
+  const ids = commits.length < 2 ? commits : [...commits].sort(
+    (a, b) => a === e.newSha ? -1 : b === e.newSha ? 1 : a < b ? -1 : a > b ? 1 : 0
+  );
+  return {
+    id,
+    kind: e.kind,
+    time: e.recordedAt,
+    recordedBy: e.recordedBy,
+    ticket: ticketId,
+    ref: e.ref,
+    actions: e.actions,
+    update: { old: e.oldSha, new: e.newSha },
+    commits: { count: ids.length, ids },
+    replacedTip: e.replacedTip ?? null,
+    dropped: e.dropped || e.droppedCount !== void 0 ? {
+      count: Math.max(e.dropped?.length ?? 0, e.droppedCount ?? 0),
+      ids: e.dropped ?? []
+    } : null,
+    pusher: e.pusher,
+    requester: e.requester ? e.requester : ticket ? { principal: ticket.requester, keyid: null } : null,
+    approvers: e.approvers.length ? e.approvers : ticket?.approvers ?? [],
+    reason: e.reason ?? ticket?.reason ?? null,
+    incident: e.incident ?? ticket?.incident ?? null,
+    window: e.window ?? (ticket ? { notBefore: ticket.notBefore, expiresAt: ticket.expiresAt } : null),
+    violation: e.kind === "violation" ? e.violation ?? null : null,
+    evidence: evidenceOf(true, useRecord, ticketId ? data.ticketIds.has(ticketId) : false),
+    revocation: rev ? { revoker: rev.revoker, revokedAt: rev.revokedAt, reason: rev.reason, valid: rev.valid } : null,
+    review: reviewOf(e.kind, ticketId, t, data.reviews, now)
+  };
+}
+function useRow(data, u, id, t, now) {
+  const ticket = data.tickets.get(u.ticket);
+  const rev = data.revocations.get(u.ticket);
+  return {
+    id,
+    kind: "breakglass",
+    time: u.recordedAt,
+    recordedBy: u.recordedBy,
+    ticket: u.ticket,
+    ref: u.ref,
+    actions: u.actions,
+    update: { old: u.oldSha, new: u.newSha },
+    commits: { count: u.commits, ids: [] },
+    replacedTip: null,
+    dropped: null,
+    pusher: u.pusher,
+    requester: ticket ? { principal: ticket.requester, keyid: null } : null,
+    approvers: ticket?.approvers ?? [],
+    reason: ticket?.reason ?? null,
+    incident: ticket?.incident ?? null,
+    window: ticket ? { notBefore: ticket.notBefore, expiresAt: ticket.expiresAt } : null,
+    violation: null,
+    evidence: evidenceOf(false, true, data.ticketIds.has(u.ticket)),
+    revocation: rev ? { revoker: rev.revoker, revokedAt: rev.revokedAt, reason: rev.reason, valid: rev.valid } : null,
+    review: reviewOf("breakglass", u.ticket, t, data.reviews, now)
+  };
+}
+function emptySummary() {
+  return {
+    events: 0,
     breakglass: 0,
     violations: 0,
     reviewed: 0,
@@ -52360,18 +52650,18 @@ function summarize(rows) {
     byRequester: {},
     byAction: {}
   };
-  for (const r of rows) {
-    if (r.kind === "violation") s.violations++;
-    else s.breakglass++;
-    if (r.review.status === "reviewed") s.reviewed++;
-    if (awaitsReview(r)) s.awaitingReview++;
-    inc(s.byReviewStatus, r.review.status);
-    if (r.review.status === "reviewed" && r.review.outcome) inc(s.byOutcome, r.review.outcome);
-    inc(s.byRef, r.ref);
-    inc(s.byRequester, r.requester?.principal ?? "(none)");
-    for (const a of r.actions) inc(s.byAction, a);
-  }
-  return s;
+}
+function count(s, kind, review, ref, requester, actions) {
+  s.events++;
+  if (kind === "violation") s.violations++;
+  else s.breakglass++;
+  if (review.status === "reviewed") s.reviewed++;
+  if (awaitsReview({ review })) s.awaitingReview++;
+  inc(s.byReviewStatus, review.status);
+  if (review.status === "reviewed" && review.outcome) inc(s.byOutcome, review.outcome);
+  inc(s.byRef, ref);
+  inc(s.byRequester, requester ?? "(none)");
+  for (const a of actions) inc(s.byAction, a);
 }
 
 // src/git/audit-source.ts
@@ -52468,20 +52758,22 @@ function catFileStream(ctx, specs, onObject) {
     };
     child.stdout.on("data", (d) => {
       buf = buf.length ? Buffer.concat([buf, d]) : d;
+      let off = 0;
       try {
         for (; ; ) {
-          const nl = buf.indexOf(10);
+          const nl = buf.indexOf(10, off);
           if (nl < 0) break;
-          const header = buf.toString("latin1", 0, nl);
+          const header = slicer(buf).latin1Slice(off, nl);
           if (header.endsWith(" missing") || header.endsWith(" ambiguous")) {
-            buf = buf.subarray(nl + 1);
+            off = nl + 1;
             onObject({ spec: specs[index], type: null, data: null }, index);
             index++;
             continue;
           }
-          const parts = header.split(" ");
-          const size = Number(parts[2]);
-          if (parts.length !== 3 || !Number.isSafeInteger(size)) {
+          const sp1 = header.indexOf(" ");
+          const sp2 = sp1 < 0 ? -1 : header.indexOf(" ", sp1 + 1);
+          const size = sp2 < 0 ? NaN : Number(header.slice(sp2 + 1));
+          if (sp2 < 0 || header.indexOf(" ", sp2 + 1) >= 0 || !Number.isSafeInteger(size)) {
             throw new BreakglassError(
               "GIT_FAILED",
               `git cat-file: unexpected output "${header.slice(0, 80)}"`
@@ -52489,13 +52781,14 @@ function catFileStream(ctx, specs, onObject) {
           }
           if (buf.length < nl + 1 + size + 1) break;
           const data = buf.subarray(nl + 1, nl + 1 + size);
-          buf = buf.subarray(nl + 2 + size);
-          onObject({ spec: specs[index], type: parts[1], data }, index);
+          off = nl + 2 + size;
+          onObject({ spec: specs[index], type: header.slice(sp1 + 1, sp2), data }, index);
           index++;
         }
       } catch (e) {
         fail2(e);
       }
+      if (off > 0) buf = buf.subarray(off);
     });
     child.stderr.on("data", (d) => {
       if (stderr.length < 4096) stderr += d.toString("utf8");
@@ -52518,55 +52811,116 @@ function catFileStream(ctx, specs, onObject) {
     child.stdin.end(text2);
   });
 }
-async function listEvidenceRefs(ctx, notesRef = REFS.notes) {
-  const r = await runGit(ctx, [
-    "for-each-ref",
-    "--format=%(objectname) %(refname)",
-    "refs/breakglass/",
-    notesRef
-  ]);
+function gitLines(ctx, args, onLine, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn2("git", [...ctx.gitDir ? ["--git-dir", ctx.gitDir] : [], ...args], {
+      cwd: ctx.cwd,
+      env: ctx.env ?? process.env,
+      stdio: ["ignore", "pipe", "pipe"]
+    });
+    let carry = null;
+    let failed = null;
+    let stderr = "";
+    child.stdout.on("data", (d) => {
+      if (failed) return;
+      const buf = carry ? Buffer.concat([carry, d]) : d;
+      let start = 0;
+      try {
+        for (let nl = buf.indexOf(10); nl >= 0; nl = buf.indexOf(10, start)) {
+          onLine(buf, start, nl);
+          start = nl + 1;
+        }
+      } catch (e) {
+        failed = e;
+        child.kill();
+      }
+      carry = start < buf.length ? Buffer.from(buf.subarray(start)) : null;
+    });
+    child.stderr.on("data", (d) => {
+      if (stderr.length < 4096) stderr += d.toString("utf8");
+    });
+    child.on(
+      "error",
+      (e) => reject(new BreakglassError("GIT_FAILED", `could not run git: ${e.message}`, { cause: e }))
+    );
+    child.on("close", (code, signal) => {
+      if (failed) return reject(failed);
+      const rc = code ?? (signal ? 128 : 1);
+      if (rc === 0 && carry) onLine(carry, 0, carry.length);
+      if (rc !== 0 && !opts.allowFail) {
+        reject(
+          new BreakglassError(
+            "GIT_FAILED",
+            `git ${args.slice(0, 3).join(" ")} failed${signal ? ` (${signal})` : ""}: ${stderr.trim().split("\n").slice(-3).join(" / ") || `exit ${rc}`}`
+          )
+        );
+      } else resolve(rc);
+    });
+  });
+}
+var slicer = (b) => b;
+var BREAKGLASS_PREFIX = "refs/breakglass/";
+var NAMESPACES = /* @__PURE__ */ new Set([
+  "tickets",
+  "revoked",
+  "reviews",
+  "consumed"
+]);
+async function listEvidenceRefs(ctx, notesRef = REFS.notes, opts = {}) {
   let notes = null;
   const byNs = /* @__PURE__ */ new Map();
-  for (const line of r.stdout.toString("utf8").split("\n")) {
-    const sp = line.indexOf(" ");
-    if (sp < 0) continue;
-    const sha = line.slice(0, sp);
-    const ref = line.slice(sp + 1);
+  const consumedTips = opts.consumedTips ? [] : void 0;
+  const onLine = (out, line, nl) => {
+    const cut = slicer(out);
+    const sp = out.indexOf(32, line);
+    if (sp < 0 || sp > nl) return;
+    const ref = cut.utf8Slice(sp + 1, nl);
     if (ref === notesRef) {
-      notes = flat(sha);
-      continue;
+      notes = cut.latin1Slice(line, sp);
+      return;
     }
-    const parsed = parseBreakglassRef(ref);
-    if (!parsed) continue;
-    let ns = byNs.get(parsed.ns);
-    if (!ns) byNs.set(parsed.ns, ns = /* @__PURE__ */ new Map());
-    ns.set(flat(parsed.id), flat(sha));
-  }
-  return { notes, byNs };
+    if (!ref.startsWith(BREAKGLASS_PREFIX)) return;
+    const slash = ref.indexOf("/", BREAKGLASS_PREFIX.length);
+    if (slash < 0 || slash === ref.length - 1 || ref.indexOf("/", slash + 1) >= 0) return;
+    const nsName = ref.slice(BREAKGLASS_PREFIX.length, slash);
+    if (!NAMESPACES.has(nsName)) return;
+    const nsKey = nsName;
+    const sha = cut.latin1Slice(line, sp);
+    if (consumedTips && nsKey === "consumed") {
+      consumedTips.push(sha);
+      return;
+    }
+    let ns = byNs.get(nsKey);
+    if (!ns) byNs.set(nsKey, ns = /* @__PURE__ */ new Map());
+    const id = ref.length === nl - sp - 1 ? cut.utf8Slice(sp + 2 + slash, nl) : flat(ref.slice(slash + 1));
+    ns.set(id, sha);
+  };
+  await gitLines(
+    ctx,
+    ["for-each-ref", "--format=%(objectname) %(refname)", "refs/breakglass/", notesRef],
+    onLine
+  );
+  return consumedTips ? { notes, byNs, consumedTips } : { notes, byNs };
 }
 async function listNotes(ctx, notesCommit, opts = {}) {
-  const r = await runGit(ctx, ["ls-tree", "-r", "--full-tree", notesCommit], {
+  const list = [];
+  const onLine = (out, start, end) => {
+    const cut = slicer(out);
+    const tab = out.indexOf(9, start);
+    if (tab <= start || tab >= end) return;
+    const head = cut.latin1Slice(start, tab);
+    const rawPath = cut.latin1Slice(tab + 1, end);
+    const path2 = rawPath.includes("/") ? flat(rawPath.replace(/\//g, "")) : rawPath;
+    const blob = cut.latin1Slice(start + head.lastIndexOf(" ") + 1, tab);
+    if (head.includes(" blob ") && OID5.test(path2) && OID5.test(blob)) {
+      list.push({ commit: path2, blob });
+    }
+  };
+  const code = await gitLines(ctx, ["ls-tree", "-r", "--full-tree", notesCommit], onLine, {
     allowFail: opts.allowMissing
   });
-  if (r.code !== 0) return [];
-  const out = [];
-  const text2 = r.stdout.toString("latin1");
-  let start = 0;
-  while (start < text2.length) {
-    let end = text2.indexOf("\n", start);
-    if (end < 0) end = text2.length;
-    const tab = text2.indexOf("	", start);
-    if (tab > start && tab < end) {
-      const head = text2.slice(start, tab);
-      const path2 = text2.slice(tab + 1, end).replace(/\//g, "");
-      const blob = head.slice(head.lastIndexOf(" ") + 1);
-      if (head.includes(" blob ") && OID5.test(path2) && OID5.test(blob)) {
-        out.push({ commit: flat(path2), blob: flat(blob) });
-      }
-    }
-    start = end + 1;
-  }
-  return out;
+  if (code !== 0) return [];
+  return list;
 }
 var interned = /* @__PURE__ */ new Map();
 function intern(key, make) {
@@ -52617,7 +52971,123 @@ function compact(e) {
   if (e.violation !== void 0) out.violation = flat(e.violation);
   return out;
 }
-async function parseNotes(ctx, notes, problems, progress) {
+var SEP = "\n";
+var ABSENT = "";
+var MAX_SHARED = 5e4;
+var SharedValues = class {
+  values = [];
+  index = /* @__PURE__ */ new Map();
+  /** The value's index, or -1 when the table is full (the event is then kept unpacked). */
+  add(v) {
+    let i = this.index.get(v);
+    if (i === void 0) {
+      if (this.values.length >= MAX_SHARED) return -1;
+      i = this.values.length;
+      this.values.push(v);
+      this.index.set(v, i);
+    }
+    return i;
+  }
+};
+var PackedEvent = class _PackedEvent {
+  constructor(packed, shared) {
+    this.packed = packed;
+    this.shared = shared;
+  }
+  packed;
+  shared;
+  useRecord;
+  /** Packs a parsed event, or returns null when a value holds a separator (kept unpacked). */
+  static pack(e, commits, id, shared) {
+    const idx = (v) => String(shared.add(v));
+    const opt = (v) => v === void 0 ? ABSENT : v;
+    const fields = [
+      e.kind === "breakglass" ? "b" : "v",
+      opt(e.ticketId),
+      idx(e.actions),
+      idx(e.ref),
+      e.oldSha,
+      e.newSha,
+      idx(e.pusher),
+      e.requester ? idx(e.requester) : ABSENT,
+      idx(e.approvers),
+      opt(e.reason),
+      e.incident === void 0 ? ABSENT : idx(e.incident),
+      e.window ? e.window.notBefore : ABSENT,
+      e.window ? e.window.expiresAt : ABSENT,
+      e.recordedAt,
+      idx(e.recordedBy),
+      opt(e.replacedTip),
+      e.dropped ? e.dropped.join(" ") : ABSENT,
+      e.droppedCount === void 0 ? ABSENT : String(e.droppedCount),
+      opt(e.violation),
+      opt(id),
+      commits.join(" ")
+    ];
+    for (const f of fields) {
+      if (f === "-1" || f.includes(SEP) || f !== ABSENT && f.includes(ABSENT)) return null;
+    }
+    for (const d of e.dropped ?? []) if (d === "" || d.includes(" ")) return null;
+    for (const c of commits) if (c === "" || c.includes(" ")) return null;
+    return new _PackedEvent(fields.join(SEP), shared);
+  }
+  fields() {
+    return this.packed.split(SEP);
+  }
+  /** The fields a use record is matched on, without unpacking the rest. */
+  head() {
+    const f = this.packed.split(SEP, 5);
+    return {
+      kind: f[0] === "b" ? "breakglass" : "violation",
+      ...f[1] === ABSENT ? {} : { ticketId: f[1] },
+      ref: this.shared.values[Number(f[3])],
+      oldSha: f[4]
+    };
+  }
+  get event() {
+    const f = this.fields();
+    const v = this.shared.values;
+    const e = {
+      kind: f[0] === "b" ? "breakglass" : "violation",
+      actions: v[Number(f[2])],
+      ref: v[Number(f[3])],
+      oldSha: f[4],
+      newSha: f[5],
+      pusher: v[Number(f[6])],
+      approvers: v[Number(f[8])],
+      recordedAt: f[13],
+      recordedBy: v[Number(f[14])]
+    };
+    if (f[1] !== ABSENT) e.ticketId = f[1];
+    if (f[7] !== ABSENT) e.requester = v[Number(f[7])];
+    if (f[9] !== ABSENT) e.reason = f[9];
+    if (f[10] !== ABSENT) e.incident = v[Number(f[10])];
+    if (f[11] !== ABSENT) e.window = { notBefore: f[11], expiresAt: f[12] };
+    if (f[15] !== ABSENT) e.replacedTip = f[15];
+    if (f[16] !== ABSENT) e.dropped = f[16] === "" ? [] : f[16].split(" ");
+    if (f[17] !== ABSENT) e.droppedCount = Number(f[17]);
+    if (f[18] !== ABSENT) e.violation = f[18];
+    return e;
+  }
+  get commits() {
+    const c = this.packed.slice(this.packed.lastIndexOf(SEP) + 1);
+    return c === "" ? [] : c.split(" ");
+  }
+  get id() {
+    const last = this.packed.lastIndexOf(SEP);
+    const f = this.packed.slice(this.packed.lastIndexOf(SEP, last - 1) + 1, last);
+    return f === ABSENT ? void 0 : f;
+  }
+  /** Adds commits (another blob held the same event); false if one cannot be packed. */
+  addCommits(more) {
+    for (const c of more) if (c === "" || c.includes(" ") || c.includes(SEP)) return false;
+    const cut = this.packed.lastIndexOf(SEP) + 1;
+    const have = this.packed.slice(cut);
+    this.packed = this.packed.slice(0, cut) + [...have ? [have] : [], ...more].join(" ");
+    return true;
+  }
+};
+async function parseNotes(ctx, notes, problems, progress, byNew = /* @__PURE__ */ new Map(), withIds = false) {
   const commitsByBlob = /* @__PURE__ */ new Map();
   for (const n of notes) {
     const list = commitsByBlob.get(n.blob);
@@ -52625,8 +53095,10 @@ async function parseNotes(ctx, notes, problems, progress) {
     else commitsByBlob.set(n.blob, [n.commit]);
   }
   const blobs = [...commitsByBlob.keys()];
-  const byKey = /* @__PURE__ */ new Map();
+  const found = [];
+  const shared = new SharedValues();
   const decoder = new TextDecoder("utf-8", { fatal: true });
+  const cache = new NoteCache();
   let done = 0;
   await catFileStream(ctx, blobs, ({ spec, data, type }) => {
     const commits = commitsByBlob.get(spec);
@@ -52643,28 +53115,55 @@ async function parseNotes(ctx, notes, problems, progress) {
       });
       return;
     }
-    let text2;
-    try {
-      text2 = decoder.decode(data);
-    } catch {
-      problems.push({ kind: "note", where: commits[0], message: "note is not UTF-8" });
-      return;
+    const cut = slicer(data);
+    const fast = parseNoteFast(cut.latin1Slice(0, data.length), cut.latin1Slice.bind(data), cache);
+    let parsed;
+    if (fast) parsed = fast;
+    else {
+      let text2;
+      try {
+        text2 = decoder.decode(data);
+      } catch {
+        problems.push({ kind: "note", where: commits[0], message: "note is not UTF-8" });
+        return;
+      }
+      if (!text2.includes("Break-glass-")) return;
+      const slow = parseNote(text2);
+      parsed = { events: slow.events.map(compact), errors: slow.errors };
     }
-    if (!text2.includes("Break-glass-")) return;
-    const parsed = parseNote(text2);
     for (const err of parsed.errors) {
       problems.push({ kind: "note", where: commits.join(" ").slice(0, 200), message: err });
     }
-    for (const parsedEvent of parsed.events) {
-      const event = compact(parsedEvent);
-      const key = `${event.kind} ${event.ticketId ?? "-"} ${event.ref} ${event.oldSha}..${event.newSha}`;
-      const seen = byKey.get(key);
-      if (seen) for (const c of commits) seen.commits.push(c);
-      else byKey.set(key, { event, commits: [...commits] });
+    for (const event of parsed.events) {
+      const have = byNew.get(event.newSha);
+      const same = ({ event: e }) => e.oldSha === event.oldSha && e.ref === event.ref && e.kind === event.kind && (e.ticketId ?? "-") === (event.ticketId ?? "-");
+      const seen = have === void 0 ? void 0 : Array.isArray(have) ? have.find(same) : same(have) ? have : void 0;
+      if (seen) {
+        if (!(seen instanceof PackedEvent)) {
+          for (const c of commits) seen.commits.push(c);
+        } else if (!seen.addCommits(commits)) {
+          const plain = {
+            event: seen.event,
+            commits: [...seen.commits, ...commits],
+            ...seen.id === void 0 ? {} : { id: seen.id },
+            ...seen.useRecord ? { useRecord: true } : {}
+          };
+          found[found.indexOf(seen)] = plain;
+          if (Array.isArray(have)) have[have.indexOf(seen)] = plain;
+          else byNew.set(event.newSha, plain);
+        }
+        continue;
+      }
+      const id = withIds ? rowId(event) : void 0;
+      const noted = (withIds ? PackedEvent.pack(event, commits, id, shared) : null) ?? (id === void 0 ? { event, commits: parsed.events.length === 1 ? commits : [...commits] } : { event, commits: parsed.events.length === 1 ? commits : [...commits], id });
+      found.push(noted);
+      if (have === void 0) byNew.set(event.newSha, noted);
+      else if (Array.isArray(have)) have.push(noted);
+      else byNew.set(event.newSha, [have, noted]);
     }
   });
   progress?.("notes", blobs.length, blobs.length);
-  return [...byKey.values()];
+  return found;
 }
 var MAX_LEVELS = 8;
 function parseUseCommit(sha, data, problems) {
@@ -52684,7 +53183,7 @@ function quickUseKey(sha, data, problems) {
   const brace = split < 0 ? -1 : data.indexOf("\n{", split);
   if (brace >= 0) {
     try {
-      const o = JSON.parse(data.toString("utf8", brace + 1));
+      const o = JSON.parse(slicer(data).utf8Slice(brace + 1, data.length));
       if (typeof o.ticket === "string" && typeof o.ref === "string" && typeof o.oldSha === "string" && typeof o.newSha === "string") {
         return { ticket: o.ticket, ref: o.ref, oldSha: o.oldSha, newSha: o.newSha, commit: sha };
       }
@@ -52694,8 +53193,9 @@ function quickUseKey(sha, data, problems) {
   parseUseCommit(sha, data, problems);
   return null;
 }
-async function scanUseKeys(ctx, tips, problems) {
+async function scanUseKeys(ctx, tips, problems, onKey) {
   const keys = [];
+  const take = onKey ?? ((key) => keys.push(key));
   const seen = /* @__PURE__ */ new Set();
   let level = [...new Set(tips)];
   for (let depth = 0; level.length > 0; depth++) {
@@ -52706,7 +53206,7 @@ async function scanUseKeys(ctx, tips, problems) {
       await catFileStream(ctx, rest, ({ spec, type, data }) => {
         if (!data || type !== "commit") return;
         const key = quickUseKey(spec, data, problems);
-        if (key) keys.push(key);
+        if (key) take(key);
       });
       break;
     }
@@ -52717,8 +53217,11 @@ async function scanUseKeys(ctx, tips, problems) {
         return;
       }
       const key = quickUseKey(spec, data, problems);
-      if (key) keys.push(key);
+      if (key) take(key);
       const end = data.indexOf("\n\n");
+      const firstParent = data.indexOf("\nparent ");
+      const noParent = firstParent < 0 || end >= 0 && firstParent > end;
+      if (noParent && data.indexOf("parent ") !== 0) return;
       const header = data.toString("latin1", 0, end < 0 ? data.length : end);
       for (const m of header.matchAll(/^parent ([0-9a-f]{40,64})$/gm)) {
         if (!seen.has(m[1])) next.push(m[1]);
@@ -52894,51 +53397,66 @@ async function readAuditData(ctx, opts) {
   const problems = [];
   const notesRef = opts.notesRef ?? REFS.notes;
   const [refs, noteList] = await Promise.all([
-    listEvidenceRefs(ctx, notesRef),
+    listEvidenceRefs(ctx, notesRef, { consumedTips: true }),
     listNotes(ctx, notesRef, { allowMissing: true })
   ]);
   opts.progress?.("refs", 1, 1);
-  const consumedTips = [...refs.byNs.get("consumed")?.values() ?? []];
-  refs.byNs.delete("consumed");
-  const [events, useKeys] = await Promise.all([
-    parseNotes(ctx, refs.notes ? noteList : [], problems, opts.progress),
-    scanUseKeys(ctx, consumedTips, problems)
-  ]);
+  const consumedTips = refs.consumedTips ?? [];
+  const byNew = /* @__PURE__ */ new Map();
+  const matchUse = (u) => {
+    const have = byNew.get(u.newSha);
+    if (have === void 0) return false;
+    const hit = (e) => {
+      const ev = e instanceof PackedEvent ? e.head() : e.event;
+      if (ev.kind === "breakglass" && !!ev.ticketId && ev.ticketId === u.ticket && ev.ref === u.ref && ev.oldSha === u.oldSha) {
+        e.useRecord = true;
+        return true;
+      }
+      return false;
+    };
+    return Array.isArray(have) ? have.some(hit) : hit(have);
+  };
+  const pending = [];
+  const events = await parseNotes(
+    ctx,
+    refs.notes ? noteList : [],
+    problems,
+    opts.progress,
+    byNew,
+    true
+  );
+  noteList.length = 0;
+  await scanUseKeys(ctx, consumedTips, problems, (u) => {
+    if (!matchUse(u)) pending.push(u);
+  });
   consumedTips.length = 0;
-  const byTicket = /* @__PURE__ */ new Map();
-  for (const e of events) {
-    const t = e.event.kind === "breakglass" ? e.event.ticketId : void 0;
-    if (!t) continue;
-    const have = byTicket.get(t);
-    byTicket.set(t, have === void 0 ? e : Array.isArray(have) ? [...have, e] : [have, e]);
-  }
   const orphans = [];
-  for (const u of useKeys) {
-    const have = byTicket.get(u.ticket);
-    const list = have === void 0 ? [] : Array.isArray(have) ? have : [have];
-    const match = list.find(
-      (e) => e.event.ref === u.ref && e.event.oldSha === u.oldSha && e.event.newSha === u.newSha
-    );
-    if (match) match.useRecord = true;
-    else orphans.push(u.commit);
-  }
+  for (const u of pending) if (!matchUse(u)) orphans.push(u.commit);
+  pending.length = 0;
+  byNew.clear();
   const uses = await readUseCommits(ctx, orphans, problems);
   opts.progress?.("records", 1, 1);
   const ids = /* @__PURE__ */ new Set();
+  const ticketOf = [];
   for (const { event: e } of events) {
     if (e.ticketId && (!e.requester || e.reason === void 0 || !e.window)) ids.add(e.ticketId);
+    ticketOf.push(e.ticketId);
   }
   for (const u of uses) ids.add(u.ticket);
   const { tickets, revocations, reviews } = await readEnvelopes(
     ctx,
     refs,
     ids,
-    opts.policy,
+    await opts.policy,
     problems
   );
   opts.progress?.("tickets", 1, 1);
   const ticketRefs = refs.byNs.get("tickets");
-  const ticketIds = { has: (id) => ticketRefs?.has(id) ?? false };
+  const withRef = /* @__PURE__ */ new Set();
+  for (const t of ticketOf) if (t !== void 0 && ticketRefs?.has(t)) withRef.add(t);
+  ticketOf.length = 0;
+  for (const u of uses) if (ticketRefs?.has(u.ticket)) withRef.add(u.ticket);
+  const ticketIds = withRef;
   return { events, tickets, ticketIds, uses, revocations, reviews, problems };
 }
 

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -310,6 +311,17 @@ async function buildObjects(
   return new Map(marks.map((m, k) => [m.ref, ids[k]!]));
 }
 
+/** A ref lock older than this is taken as left by a dead process (git holds them for ms). */
+const STALE_REF_LOCK_MS = 30_000;
+
+async function lockAgeMs(file: string): Promise<number> {
+  try {
+    return Date.now() - (await stat(file)).mtimeMs;
+  } catch {
+    return 0; // gone meanwhile: a live writer released it
+  }
+}
+
 /** Moves all refs in one transaction; false when another writer got there first. */
 async function moveRefs(
   ctx: GitContext,
@@ -327,6 +339,14 @@ async function moveRefs(
     allowFail: true,
   });
   if (r.code === 0) return true;
+  // git holds a ref lock for milliseconds: one much older was left by a process that died, and
+  // retrying would only keep a pusher waiting. Say so at once; the events stay pending.
+  const lock = /Unable to create '([^']+\.lock)': File exists/.exec(r.stderr)?.[1];
+  if (lock && (await lockAgeMs(lock)) > STALE_REF_LOCK_MS) {
+    throw new BreakglassError('GIT_FAILED', `stale ref lock ${lock} blocks the audit notes`, {
+      hint: `no git process holds it for long: remove it, then run \`bg-sign audit flush\` (the events are kept)`,
+    });
+  }
   // Lost races: "is at X but expected Y", "reference already exists", a .lock another writer
   // holds, a ref deleted meanwhile. Anything else (a D/F conflict, a broken repo) is an error.
   if (

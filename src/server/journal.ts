@@ -1,4 +1,5 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { UpdateKind } from '../engine/update.ts';
@@ -116,7 +117,12 @@ export async function countReservations(gitDir: string, ticket: string): Promise
     return names.filter((n) => /^\d{1,4}$/.test(n)).length;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 0;
-    throw e;
+    // Unknown use count: fail closed (S7), the push can't be ticketed.
+    throw new BreakglassError(
+      'JOURNAL_UNAVAILABLE',
+      `cannot read the use reservations of ticket ${ticket} under ${stateDir(gitDir)}: ${(e as Error).message}`,
+      { hint: 'the server admin must make $GIT_DIR/breakglass readable and writable' },
+    );
   }
 }
 
@@ -205,6 +211,30 @@ async function readEntry(file: string): Promise<{ entry: JournalEntry | null; er
   }
 }
 
+// A claim's file name says who holds it: `<entry>~<pid>-<host hash>-<random>.json`. A claim whose
+// holder was a process on this host that no longer exists (a post-receive killed mid-flush) is
+// taken over at once; any other is taken over only once it is older than `staleMs`.
+const CLAIM_SUFFIX = /~[0-9a-f]+(?:-[0-9a-f]+-[0-9a-f]+)?$/;
+const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+
+function claimTag(): string {
+  return `${process.pid.toString(16)}-${HOST_TAG}-${randomBytes(4).toString('hex')}`;
+}
+
+/** True if the claim file was made by a process on this host that is gone. */
+function claimOwnerDead(file: string): boolean {
+  const m = /~([0-9a-f]+)-([0-9a-f]+)-[0-9a-f]+\.json$/.exec(file);
+  if (!m || m[2] !== HOST_TAG) return false;
+  const pid = parseInt(m[1]!, 16);
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
 /**
  * Claims every pending entry (and processing entries older than `staleMs`, left by a crashed
  * flusher) by renaming it into processing/ under a fresh name; a rename only one process can win.
@@ -228,7 +258,7 @@ export async function claimEntries(
   for (const f of await list(procDir)) {
     const full = path.join(procDir, f);
     try {
-      if (now - (await fs.stat(full)).mtimeMs > staleMs) sources.push(full);
+      if (claimOwnerDead(f) || now - (await fs.stat(full)).mtimeMs > staleMs) sources.push(full);
     } catch {
       /* claimed and finished by someone else meanwhile */
     }
@@ -237,8 +267,8 @@ export async function claimEntries(
   await fs.mkdir(procDir, { recursive: true });
   const claimed: Claimed[] = [];
   for (const src of sources) {
-    const base = path.basename(src, '.json').replace(/~[0-9a-f]+$/, '');
-    const dest = path.join(procDir, `${base}~${randomBytes(4).toString('hex')}.json`);
+    const base = path.basename(src, '.json').replace(CLAIM_SUFFIX, '');
+    const dest = path.join(procDir, `${base}~${claimTag()}.json`);
     try {
       await fs.rename(src, dest);
       const t = new Date(now);
@@ -286,7 +316,7 @@ async function knownEntries(gitDir: string): Promise<Set<string>> {
   for (const which of [...order, ...[...order].reverse()]) {
     try {
       for (const f of await fs.readdir(journalDir(gitDir, which))) {
-        names.add(f.replace(/\.json$/, '').replace(/~[0-9a-f]+$/, ''));
+        names.add(f.replace(/\.json$/, '').replace(CLAIM_SUFFIX, ''));
       }
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;

@@ -250,7 +250,13 @@ async function commitUses(
     return null;
   } catch (e) {
     await rollback().catch(() => {});
-    throw e;
+    if (isBreakglassError(e)) throw e;
+    // S7: no durable record, no break-glass push (a full disk, a file where the journal should be).
+    throw new BreakglassError(
+      'JOURNAL_UNAVAILABLE',
+      `could not reserve the ticket use and journal the push under ${o.gitDir}/breakglass: ${e instanceof Error ? e.message : String(e)}`,
+      { hint: 'the server admin must make $GIT_DIR/breakglass writable (disk space, permissions)' },
+    );
   }
 }
 

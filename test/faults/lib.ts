@@ -514,8 +514,12 @@ export async function brokenJournalTrial(which: 'pending' | 'tmp' | 'reservation
       before.refs === after.refs && JSON.stringify(before.state) === JSON.stringify(after.state);
     const [u] = await clone.commitsOn(server.seed, 1, 'unprotected');
     const free = await clone.push([`${u}:refs/heads/feature/x`]);
-    const ok = rejected && unchanged && free.code === 0;
-    const code = /push rejected: ([A-Z_]+)/.exec(r.stderr)?.[1] ?? '?';
+    // The hook names the code either as the push's (`push rejected: CODE`) or as the reason the
+    // ticket examined could not be used (`- CODE (...)`).
+    const code = /\bJOURNAL_UNAVAILABLE\b/.test(r.stderr)
+      ? 'JOURNAL_UNAVAILABLE'
+      : (/push rejected: ([A-Z_]+)/.exec(r.stderr)?.[1] ?? '?');
+    const ok = rejected && code === 'JOURNAL_UNAVAILABLE' && unchanged && free.code === 0;
     return {
       ok,
       detail: `${which === 'reservations' ? 'breakglass/reservations' : `journal/${which}`} is a file: ticketed push ${rejected ? `rejected (${code})` : 'ACCEPTED'}, refs and state ${unchanged ? 'unchanged' : 'CHANGED'}, unprotected push ${free.code === 0 ? 'accepted' : 'rejected'}`,

@@ -5,7 +5,7 @@ import { parseUseRecord } from '../../src/audit/consumed.ts';
 import { recordEvents } from '../../src/git/record.ts';
 import { iterateNotes, readNote } from '../../src/git/notes.ts';
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -475,6 +475,35 @@ test('a recorder lock left by a dead process is taken over at once', async () =>
     );
     assert.equal(r.notesWritten, 1);
     assert.ok(!existsSync(lockPath));
+  } finally {
+    repo.cleanup();
+  }
+});
+
+test('a stale ref lock left by a dead git fails at once with a hint, and nothing is lost', async () => {
+  const repo = makeRepo(2);
+  try {
+    const [c1, c2] = repo.commits as [string, string];
+    // Make the notes ref exist, then leave its lock behind as a killed git would.
+    await recordEvents(repo.gitDir, [{ event: pushEvent(ZERO, c1), commits: [c1] }], opts);
+    const lock = join(repo.gitDir, 'refs', 'notes', 'breakglass.lock');
+    writeFileSync(lock, '');
+    const old = new Date(Date.now() - 120_000);
+    utimesSync(lock, old, old);
+    await assert.rejects(
+      recordEvents(repo.gitDir, [{ event: pushEvent(c1, c2), commits: [c2] }], {
+        ...opts,
+        maxRetries: 3,
+      }),
+      (e: Error & { code?: string; hint?: string }) =>
+        e.code === 'GIT_FAILED' &&
+        /stale ref lock/.test(e.message) &&
+        /remove it/.test(e.hint ?? ''),
+    );
+    // Once it is removed, the same events are recorded.
+    rmSync(lock);
+    const r = await recordEvents(repo.gitDir, [{ event: pushEvent(c1, c2), commits: [c2] }], opts);
+    assert.equal(r.notesWritten, 1);
   } finally {
     repo.cleanup();
   }
