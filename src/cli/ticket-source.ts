@@ -2,7 +2,12 @@ import { isBreakglassError } from '../errors.ts';
 import { runGit, type GitContext } from '../git/git.ts';
 import { refExists, refFor } from '../git/store.ts';
 import type { Cli } from './options.ts';
-import { checkRemoteName, remoteExists } from './repo.ts';
+import type { Policy } from '../policy/policy.ts';
+import type { VerifiedTicket } from '../ticket/verify.ts';
+import { loadPolicy } from './policy-source.ts';
+import { checkRemoteName, openRepo, remoteExists } from './repo.ts';
+import { loadSigner, type Signer } from './signer.ts';
+import { readTicketView, requireTicket, type TicketView } from './tickets.ts';
 
 /**
  * Makes sure a ticket is present locally: when it is missing, fetches it (and its revocation,
@@ -33,4 +38,37 @@ export async function ensureTicketLocal(
   }).catch((e: unknown) => {
     if (!isBreakglassError(e)) throw e;
   });
+}
+
+/** What a command that signs something about an existing ticket starts from. */
+export interface TicketToSign {
+  readonly ctx: GitContext;
+  readonly policy: Policy;
+  readonly signer: Signer;
+  readonly view: TicketView;
+  readonly ticket: VerifiedTicket;
+}
+
+/**
+ * The common start of `approve`, `revoke` and `review`: open the repository, load the policy and
+ * the signer's key (whose principal must be in it), fetch the ticket if it isn't here yet, and
+ * read and verify it as of `now`.
+ */
+export async function loadTicketToSign(
+  cli: Cli,
+  argv: { policy?: string | undefined; remote: string; key?: string | undefined },
+  id: string,
+  now: number,
+): Promise<TicketToSign> {
+  const ctx = await openRepo(cli.cwd, cli.env);
+  const { policy, source } = await loadPolicy(ctx, {
+    file: argv.policy,
+    remote: argv.remote,
+    cwd: cli.cwd,
+  });
+  cli.note(`policy: ${source}`);
+  const signer = await loadSigner(cli, argv.key, policy);
+  await ensureTicketLocal(ctx, cli, argv.remote, id);
+  const view = await readTicketView(ctx, policy, id, now);
+  return { ctx, policy, signer, view, ticket: requireTicket(view) };
 }

@@ -3,12 +3,10 @@ import { evaluateTime } from '../../engine/evaluate.ts';
 import { refFor, writeEnvelope } from '../../git/store.ts';
 import { hasRole } from '../../policy/policy.ts';
 import { addSignature } from '../../ticket/sign.ts';
-import { loadPolicy } from '../policy-source.ts';
 import { describeTicket, ticketJson } from '../render.ts';
-import { commitAuthor, openRepo, pushRefs } from '../repo.ts';
-import { loadSigner } from '../signer.ts';
-import { ensureTicketLocal } from '../ticket-source.ts';
-import { readTicketView, requireTicket } from '../tickets.ts';
+import { commitAuthor, pushRefs } from '../repo.ts';
+import { loadTicketToSign } from '../ticket-source.ts';
+import { readTicketView } from '../tickets.ts';
 import {
   cliFor,
   defineCommand,
@@ -37,18 +35,7 @@ export default defineCommand({
     const cli = cliFor(argv);
     const now = Date.now();
     const id = parseTicketIdArg(argv.id);
-    const ctx = await openRepo(cli.cwd, cli.env);
-    const { policy, source } = await loadPolicy(ctx, {
-      file: argv.policy,
-      remote: argv.remote,
-      cwd: cli.cwd,
-    });
-    cli.note(`policy: ${source}`);
-    const signer = await loadSigner(cli, argv.key, policy);
-    await ensureTicketLocal(ctx, cli, argv.remote, id);
-
-    const view = await readTicketView(ctx, policy, id, now);
-    const ticket = requireTicket(view);
+    const { ctx, policy, signer, view, ticket } = await loadTicketToSign(cli, argv, id, now);
     const p = ticket.payload;
     // Separation of duties: the requester never approves their own ticket (T4).
     if (signer.principal === p.requester) {

@@ -7,11 +7,8 @@ import {
   verifyReview,
 } from '../../audit/review.ts';
 import { refFor, writeEnvelope } from '../../git/store.ts';
-import { loadPolicy } from '../policy-source.ts';
-import { commitAuthor, openRepo, pushRefs } from '../repo.ts';
-import { loadSigner } from '../signer.ts';
-import { ensureTicketLocal } from '../ticket-source.ts';
-import { readTicketView, requireTicket } from '../tickets.ts';
+import { commitAuthor, pushRefs } from '../repo.ts';
+import { loadTicketToSign } from '../ticket-source.ts';
 import {
   cliFor,
   defineCommand,
@@ -67,16 +64,7 @@ export default defineCommand({
     }
     const note = argv.note.trim();
     if (!note) throw new BreakglassError('USAGE', '--note must say what the review found');
-    const ctx = await openRepo(cli.cwd, cli.env);
-    const { policy, source } = await loadPolicy(ctx, {
-      file: argv.policy,
-      remote: argv.remote,
-      cwd: cli.cwd,
-    });
-    cli.note(`policy: ${source}`);
-    const signer = await loadSigner(cli, argv.key, policy);
-    await ensureTicketLocal(ctx, cli, argv.remote, id);
-    const ticket = requireTicket(await readTicketView(ctx, policy, id, now));
+    const { ctx, policy, signer, ticket } = await loadTicketToSign(cli, argv, id, now);
 
     // R3-R5 are checked before signing: a review the hook would refuse is never written.
     const envelope = createReview(

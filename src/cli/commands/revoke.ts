@@ -2,11 +2,8 @@ import { BreakglassError } from '../../errors.ts';
 import { refExists, refFor, writeEnvelope } from '../../git/store.ts';
 import { hasRole } from '../../policy/policy.ts';
 import { createRevocation } from '../../ticket/revocation.ts';
-import { loadPolicy } from '../policy-source.ts';
-import { commitAuthor, openRepo, pushRefs } from '../repo.ts';
-import { loadSigner } from '../signer.ts';
-import { ensureTicketLocal } from '../ticket-source.ts';
-import { readTicketView, requireTicket } from '../tickets.ts';
+import { commitAuthor, pushRefs } from '../repo.ts';
+import { loadTicketToSign } from '../ticket-source.ts';
 import {
   cliFor,
   defineCommand,
@@ -49,17 +46,7 @@ export default defineCommand({
     if (argv.reason.trim() === '' || argv.reason.length > 1000) {
       throw new BreakglassError('USAGE', '--reason: 1 to 1000 characters');
     }
-    const ctx = await openRepo(cli.cwd, cli.env);
-    const { policy, source } = await loadPolicy(ctx, {
-      file: argv.policy,
-      remote: argv.remote,
-      cwd: cli.cwd,
-    });
-    cli.note(`policy: ${source}`);
-    const signer = await loadSigner(cli, argv.key, policy);
-    await ensureTicketLocal(ctx, cli, argv.remote, id);
-    const view = await readTicketView(ctx, policy, id, now);
-    const ticket = requireTicket(view);
+    const { ctx, policy, signer, ticket } = await loadTicketToSign(cli, argv, id, now);
     // T12: requester, approver roles and admin roles may revoke.
     const p = ticket.payload;
     if (
