@@ -12,6 +12,12 @@ import { decidePush } from '../../src/engine/decide.ts';
 import { compileRefPattern } from '../../src/policy/refs.ts';
 import { parseTime } from '../../src/ticket/time.ts';
 import { parseDuration } from '../../src/policy/duration.ts';
+import {
+  formatNoteBlock,
+  parseNote,
+  parseNoteFast,
+  type AuditEvent,
+} from '../../src/audit/note.ts';
 import { approvedEnvelope, policyYaml, testPolicy, T0 } from '../helpers/fixtures.ts';
 
 /** Runs `f`; a throw that is not a coded BreakglassError fails the property. */
@@ -84,6 +90,23 @@ function mutate(
       return Buffer.concat([b.subarray(0, m.at), Buffer.from([m.value!]), b.subarray(m.at)]);
   }
 }
+
+const sampleEvent: AuditEvent = {
+  kind: 'breakglass',
+  ticketId: '20261129T031200Z-7f3a9c',
+  actions: ['push'],
+  ref: 'refs/heads/main',
+  oldSha: 'a'.repeat(40),
+  newSha: 'b'.repeat(40),
+  pusher: 'alice',
+  requester: { principal: 'alice', keyid: 'SHA256:aliceKEYid' },
+  approvers: [{ principal: 'bob', keyid: 'SHA256:bobKEYid' }],
+  reason: 'INC-4711 payment outage hotfix',
+  window: { notBefore: '2026-11-29T03:12:00Z', expiresAt: '2026-11-29T03:27:00Z' },
+  recordedAt: '2026-11-29T03:14:09Z',
+  recordedBy: 'pre-receive@git.example.com',
+};
+const sampleNote = formatNoteBlock(sampleEvent);
 
 export interface FuzzTarget {
   readonly name: string;
@@ -191,6 +214,39 @@ export function fuzzTargets(): { name: string; property: fc.IRawProperty<unknown
             }
           }
         }),
+      ),
+    },
+    {
+      name: 'note parser: arbitrary and mutated notes never throw; the fast path agrees or defers',
+      property: fc.property(
+        fc.oneof(
+          fc.string({ maxLength: 1500 }),
+          fc
+            .tuple(fc.nat(sampleNote.length - 1), fc.string({ maxLength: 6 }))
+            .map(([at, s]) => sampleNote.slice(0, at) + s + sampleNote.slice(at + 1)),
+        ),
+        (text) => {
+          const slow = parseNote(text);
+          const fast = parseNoteFast(text);
+          return fast === null || JSON.stringify(fast.events) === JSON.stringify(slow.events);
+        },
+      ),
+    },
+    {
+      name: 'note format: any reason or incident round-trips as one block (no injected trailers)',
+      property: fc.property(
+        fc.string({ maxLength: 200 }),
+        fc.string({ maxLength: 40 }),
+        (reason, incident) => {
+          const e: AuditEvent = { ...sampleEvent, reason, ...(incident ? { incident } : {}) };
+          const parsed = parseNote(formatNoteBlock(e) + '\n' + sampleNote);
+          return (
+            parsed.errors.length === 0 &&
+            parsed.events.length === 2 &&
+            parsed.events[0]!.reason === reason &&
+            (parsed.events[0]!.incident ?? '') === incident
+          );
+        },
       ),
     },
     {
