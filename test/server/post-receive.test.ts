@@ -225,32 +225,32 @@ test('a ticketed delete of a protected branch is recorded on the old tip', () =>
     assert.match(text, new RegExp(`^Break-glass-Update: ${sha}\\.\\.${ZERO}$`, 'm'));
   }));
 
+/**
+ * A landed ticketed push whose journal entry a flusher with process id `pid` (on this host) has
+ * claimed, i.e. renamed into processing/ as `<entry>~<pid hex>-<host tag>-<random>.json`.
+ */
+async function claimedBy(f: Fixture, pid: number): Promise<{ sha: string; claimed: string }> {
+  await f.serverTicket(ID, approvedEnvelope());
+  const old = f.serverRef('refs/heads/main')!;
+  const sha = f.commit();
+  assert.equal((await f.pre([[old, sha, 'refs/heads/main']], opts)).code, 0);
+  f.land(sha, 'refs/heads/main');
+  const journal = path.join(f.server, 'breakglass', 'journal');
+  const [pending] = fs.readdirSync(path.join(journal, 'pending'));
+  const hostTag = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+  const claimed = pending!.replace(/\.json$/, `~${pid.toString(16)}-${hostTag}-0badc0de.json`);
+  fs.mkdirSync(path.join(journal, 'processing'), { recursive: true });
+  fs.renameSync(path.join(journal, 'pending', pending!), path.join(journal, 'processing', claimed));
+  const t = new Date(NOW + 1000);
+  fs.utimesSync(path.join(journal, 'processing', claimed), t, t);
+  return { sha, claimed };
+}
+
 test('an entry claimed by a flusher that was killed is taken over at once, not after the stale time', () =>
   withFixture(async (f) => {
-    await f.serverTicket(ID, approvedEnvelope());
-    const old = f.serverRef('refs/heads/main')!;
-    const sha = f.commit();
-    assert.equal((await f.pre([[old, sha, 'refs/heads/main']], opts)).code, 0);
-    f.land(sha, 'refs/heads/main');
-    // A post-receive claimed the entry (renamed it into processing/) and was killed there:
-    // its claim names a process of this host that no longer exists.
+    // The flusher's process is gone (as after SIGKILL): a pid that existed and exited.
     const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
-    const deadPid = Number(dead.stdout.toString());
-    const journal = path.join(f.server, 'breakglass', 'journal');
-    const [pending] = fs.readdirSync(path.join(journal, 'pending'));
-    const hostTag = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
-    const claimed = pending!.replace(
-      /\.json$/,
-      `~${deadPid.toString(16)}-${hostTag}-0badc0de.json`,
-    );
-    fs.mkdirSync(path.join(journal, 'processing'), { recursive: true });
-    fs.renameSync(
-      path.join(journal, 'pending', pending!),
-      path.join(journal, 'processing', claimed),
-    );
-    const t = new Date(NOW + 1000);
-    fs.utimesSync(path.join(journal, 'processing', claimed), t, t);
-
+    const { sha } = await claimedBy(f, Number(dead.stdout.toString()));
     const res = await f.flush(NOW + 2000);
     assert.equal(res.recorded.length, 1, 'recorded seconds after the crash');
     assert.match(note(f, sha), new RegExp(`Break-glass-Ticket: ${ID}`));
@@ -259,23 +259,8 @@ test('an entry claimed by a flusher that was killed is taken over at once, not a
 
 test('a claim held by a live process is left alone until it is stale', () =>
   withFixture(async (f) => {
-    await f.serverTicket(ID, approvedEnvelope());
-    const old = f.serverRef('refs/heads/main')!;
-    const sha = f.commit();
-    assert.equal((await f.pre([[old, sha, 'refs/heads/main']], opts)).code, 0);
-    f.land(sha, 'refs/heads/main');
-    const journal = path.join(f.server, 'breakglass', 'journal');
-    const [pending] = fs.readdirSync(path.join(journal, 'pending'));
-    const hostTag = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
     // pid 1 is alive (init): its claim is somebody's flush in progress.
-    const claimed = pending!.replace(/\.json$/, `~1-${hostTag}-0badc0de.json`);
-    fs.mkdirSync(path.join(journal, 'processing'), { recursive: true });
-    fs.renameSync(
-      path.join(journal, 'pending', pending!),
-      path.join(journal, 'processing', claimed),
-    );
-    const t = new Date(NOW + 1000);
-    fs.utimesSync(path.join(journal, 'processing', claimed), t, t);
+    const { claimed } = await claimedBy(f, 1);
     const res = await f.flush(NOW + 2000);
     assert.equal(res.recorded.length, 0);
     assert.deepEqual(f.state('journal/processing'), [claimed]);
