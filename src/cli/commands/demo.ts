@@ -126,6 +126,32 @@ class Demo {
     );
   }
 
+  /** Alice requests a ticket for HEAD, Bob fetches and approves it; returns the ticket id. */
+  async approvedTicket(
+    alice: Person,
+    bob: Person,
+    action: string,
+    reason: string,
+    extra: readonly string[] = [],
+    show: 'all' | 'stdout' = 'stdout',
+  ): Promise<string> {
+    const req = await this.bg(
+      alice,
+      ['request', '--ref', 'main', '--action', action, '--commit', 'HEAD', '--ttl', '15m'].concat([
+        '--reason',
+        reason,
+        ...extra,
+        '--push',
+      ]),
+      'ok',
+      show,
+    );
+    const id = mustMatch(req.stdout, /^(\d{8}T\d{6}Z-[0-9a-f]+)$/m, 'ticket id')[1]!;
+    await this.bg(bob, ['fetch'], 'ok', show);
+    await this.bg(bob, ['approve', id, '--push'], 'ok', show);
+    return id;
+  }
+
   verdict(text: string): void {
     this.out.out(`  ${this.s.green('→')} ${text}`);
   }
@@ -258,27 +284,7 @@ tickets:
       'Alice requests a ticket, Bob approves it',
       'A 15-minute ticket for exactly this commit on main.',
     );
-    const req = await demo.bg(
-      a,
-      [
-        'request',
-        '--ref',
-        'main',
-        '--action',
-        'push',
-        '--commit',
-        'HEAD',
-        '--ttl',
-        '15m',
-        '--reason',
-        'INC-4711 payment outage hotfix',
-        '--push',
-      ],
-      'ok',
-    );
-    const id = mustMatch(req.stdout, /^(\d{8}T\d{6}Z-[0-9a-f]+)$/m, 'ticket id')[1]!;
-    await demo.bg(b, ['fetch'], 'ok');
-    await demo.bg(b, ['approve', id, '--push'], 'ok');
+    const id = await demo.approvedTicket(a, b, 'push', 'INC-4711 payment outage hotfix', [], 'all');
     demo.verdict(`Ticket ${id} now carries Alice's and Bob's signatures.`);
 
     demo.heading(
@@ -313,28 +319,7 @@ tickets:
     await demo.git(a, ['reset', '-q', '--hard', 'HEAD~2'], 'ok', 'none');
     await writeFile(join(a.dir, 'app.txt'), 'payments: rewritten\n');
     await demo.git(a, ['commit', '-q', '-am', 'Rewrite history'], 'ok', 'none');
-    const req2 = await demo.bg(
-      a,
-      [
-        'request',
-        '--ref',
-        'main',
-        '--action',
-        'push',
-        '--commit',
-        'HEAD',
-        '--ttl',
-        '15m',
-        '--reason',
-        'INC-4711 cleanup',
-        '--push',
-      ],
-      'ok',
-      'stdout',
-    );
-    const id2 = mustMatch(req2.stdout, /^(\d{8}T\d{6}Z-[0-9a-f]+)$/m, 'ticket id')[1]!;
-    await demo.bg(b, ['fetch'], 'ok', 'stdout');
-    await demo.bg(b, ['approve', id2, '--push'], 'ok', 'stdout');
+    const id2 = await demo.approvedTicket(a, b, 'push', 'INC-4711 cleanup');
     await demo.git(
       a,
       ['push', '--force', '-o', `breakglass=${id2}`, 'origin', 'HEAD:main'],
@@ -360,30 +345,13 @@ tickets:
       'Alice asks for what she needs: a force-push ticket',
       'A new ticket, scoped to force-push and pinned to the rewritten commit, approved by Bob.',
     );
-    const req3 = await demo.bg(
+    const id3 = await demo.approvedTicket(
       a,
-      [
-        'request',
-        '--ref',
-        'main',
-        '--action',
-        'force-push',
-        '--commit',
-        'HEAD',
-        '--ttl',
-        '15m',
-        '--reason',
-        'INC-4711 drop the broken retry commit',
-        '--incident',
-        'INC-4711',
-        '--push',
-      ],
-      'ok',
-      'stdout',
+      b,
+      'force-push',
+      'INC-4711 drop the broken retry commit',
+      ['--incident', 'INC-4711'],
     );
-    const id3 = mustMatch(req3.stdout, /^(\d{8}T\d{6}Z-[0-9a-f]+)$/m, 'ticket id')[1]!;
-    await demo.bg(b, ['fetch'], 'ok', 'stdout');
-    await demo.bg(b, ['approve', id3, '--push'], 'ok', 'stdout');
     await demo.git(
       a,
       ['push', '--force', '-o', `breakglass=${id3}`, 'origin', 'HEAD:main'],
