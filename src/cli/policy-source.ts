@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { BreakglassError } from '../errors.ts';
 import { runGit, type GitContext } from '../git/git.ts';
 import { parsePolicy, type Policy } from '../policy/policy.ts';
+import type { Cli } from './options.ts';
 import { workTreeRoot } from './repo.ts';
 
 export const POLICY_PATH = '.breakglass/policy.yml';
@@ -88,4 +89,19 @@ async function readPolicyFile(path: string): Promise<string> {
       `cannot read policy ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
     );
   }
+}
+
+/** The policy a command checks against (its --policy/--remote options); --verbose says which. */
+export async function loadCommandPolicy(
+  cli: Cli,
+  ctx: GitContext,
+  argv: { policy?: string | undefined; remote: string },
+): Promise<Policy> {
+  const { policy, source } = await loadPolicy(ctx, {
+    file: argv.policy,
+    remote: argv.remote,
+    cwd: cli.cwd,
+  });
+  cli.note(`policy: ${source}`);
+  return policy;
 }

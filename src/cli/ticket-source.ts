@@ -4,7 +4,7 @@ import { refExists, refFor } from '../git/store.ts';
 import type { Cli } from './options.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { VerifiedTicket } from '../ticket/verify.ts';
-import { loadPolicy } from './policy-source.ts';
+import { loadCommandPolicy } from './policy-source.ts';
 import { checkRemoteName, openRepo, remoteExists } from './repo.ts';
 import { loadSigner, type Signer } from './signer.ts';
 import { readTicketView, requireTicket, type TicketView } from './tickets.ts';
@@ -61,12 +61,7 @@ export async function loadTicketToSign(
   now: number,
 ): Promise<TicketToSign> {
   const ctx = await openRepo(cli.cwd, cli.env);
-  const { policy, source } = await loadPolicy(ctx, {
-    file: argv.policy,
-    remote: argv.remote,
-    cwd: cli.cwd,
-  });
-  cli.note(`policy: ${source}`);
+  const policy = await loadCommandPolicy(cli, ctx, argv);
   const signer = await loadSigner(cli, argv.key, policy);
   await ensureTicketLocal(ctx, cli, argv.remote, id);
   const view = await readTicketView(ctx, policy, id, now);

@@ -1,6 +1,6 @@
 import { CatFileBatch } from '../../git/git.ts';
 import { formatTime } from '../../ticket/time.ts';
-import { loadPolicy } from '../policy-source.ts';
+import { loadCommandPolicy } from '../policy-source.ts';
 import { table } from '../output.ts';
 import { relative, statusText, ticketJson } from '../render.ts';
 import { openRepo } from '../repo.ts';
@@ -44,12 +44,7 @@ export default defineCommand({
     const cli = cliFor(argv);
     const now = argv.at === undefined ? Date.now() : parseTimeArg('--at', argv.at);
     const ctx = await openRepo(cli.cwd, cli.env);
-    const { policy, source } = await loadPolicy(ctx, {
-      file: argv.policy,
-      remote: argv.remote,
-      cwd: cli.cwd,
-    });
-    cli.note(`policy: ${source}`);
+    const policy = await loadCommandPolicy(cli, ctx, argv);
     const refs = await scanBreakglassRefs(ctx);
     const views: TicketView[] = [];
     // One cat-file process for every ticket, revocation and use record.

@@ -7,7 +7,7 @@ import { ACTIONS, parsePayload } from '../../ticket/payload.ts';
 import { createTicketEnvelope, formatTicketId } from '../../ticket/sign.ts';
 import { formatTime } from '../../ticket/time.ts';
 import { fromArg, fromArgAsync } from '../exit.ts';
-import { loadPolicy } from '../policy-source.ts';
+import { loadCommandPolicy } from '../policy-source.ts';
 import { describeTicket, ticketJson } from '../render.ts';
 import { commitAuthor, openRepo, pushRefs, resolveCommit } from '../repo.ts';
 import { loadSigner } from '../signer.ts';
@@ -118,12 +118,7 @@ export default defineCommand({
     }
 
     const ctx = await openRepo(cli.cwd, cli.env);
-    const { policy, source } = await loadPolicy(ctx, {
-      file: argv.policy,
-      remote: argv.remote,
-      cwd: cli.cwd,
-    });
-    cli.note(`policy: ${source}`);
+    const policy = await loadCommandPolicy(cli, ctx, argv);
     const signer = await loadSigner(cli, argv.key, policy);
 
     // T2: only requester roles may ask; say so before signing anything.

@@ -1,4 +1,4 @@
-import { loadPolicy } from '../policy-source.ts';
+import { loadCommandPolicy } from '../policy-source.ts';
 import { describeTicket, ticketJson } from '../render.ts';
 import { openRepo } from '../repo.ts';
 import { ensureTicketLocal } from '../ticket-source.ts';
@@ -37,12 +37,7 @@ export default defineCommand({
     const now = argv.at === undefined ? Date.now() : parseTimeArg('--at', argv.at);
     const id = parseTicketIdArg(argv.id);
     const ctx = await openRepo(cli.cwd, cli.env);
-    const { policy, source } = await loadPolicy(ctx, {
-      file: argv.policy,
-      remote: argv.remote,
-      cwd: cli.cwd,
-    });
-    cli.note(`policy: ${source}`);
+    const policy = await loadCommandPolicy(cli, ctx, argv);
     await ensureTicketLocal(ctx, cli, argv.remote, id);
     const view = await readTicketView(ctx, policy, id, now);
     if (view.status === 'invalid') process.exitCode = 1;

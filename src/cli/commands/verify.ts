@@ -5,7 +5,7 @@ import { principalForLogin } from '../../policy/policy.ts';
 import { ACTIONS, COMMIT_SHA, type Action } from '../../ticket/payload.ts';
 import { formatTime } from '../../ticket/time.ts';
 import { fromArgAsync } from '../exit.ts';
-import { loadPolicy } from '../policy-source.ts';
+import { loadCommandPolicy } from '../policy-source.ts';
 import { relative } from '../render.ts';
 import { openRepo, resolveCommit } from '../repo.ts';
 import { readTicketView } from '../tickets.ts';
@@ -86,12 +86,7 @@ export default defineCommand({
           COMMIT_SHA.test(argv.commit)
           ? argv.commit
           : await fromArgAsync('--commit', () => resolveCommit(ctx, argv.commit!));
-    const { policy, source } = await loadPolicy(ctx, {
-      file: argv.policy,
-      remote: argv.remote,
-      cwd: cli.cwd,
-    });
-    cli.note(`policy: ${source}`);
+    const policy = await loadCommandPolicy(cli, ctx, argv);
 
     const view = await readTicketView(ctx, policy, id, now);
     const { output } = cli;
