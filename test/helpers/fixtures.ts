@@ -1,4 +1,6 @@
 // Shared test fixtures: deterministic keys for the DESIGN §1 cast and a policy naming them.
+import assert from 'node:assert/strict';
+import { BreakglassError, type ErrorCode } from '../../src/errors.ts';
 import { createHash } from 'node:crypto';
 import { signingKeyFromSeed, type SigningKey } from '../../src/ticket/keys.ts';
 import { parsePolicy, type Policy } from '../../src/policy/policy.ts';
@@ -113,4 +115,14 @@ export function approvedEnvelope(
   let env = createTicketEnvelope(ticketRequest(over), keys.alice);
   for (const k of approvers) env = addSignature(env, k);
   return env;
+}
+
+/** Asserts that `fn` throws our coded error with `code` (and, optionally, a matching message). */
+export function throwsCode(fn: () => unknown, code: ErrorCode, message?: RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof BreakglassError, `expected a BreakglassError, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    if (message) assert.match(e.message, message);
+    return true;
+  });
 }

@@ -10,17 +10,7 @@ import {
   parseEnvelope,
   serializeEnvelope,
 } from '../../src/ticket/dsse.ts';
-import { BreakglassError, type ErrorCode } from '../../src/errors.ts';
-import { approvedEnvelope } from '../helpers/fixtures.ts';
-
-function throwsCode(fn: () => unknown, code: ErrorCode, message?: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof BreakglassError, `expected a BreakglassError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (message) assert.match(e.message, message);
-    return true;
-  });
-}
+import { approvedEnvelope, throwsCode } from '../helpers/fixtures.ts';
 
 const goodText = serializeEnvelope(approvedEnvelope());
 const good = JSON.parse(goodText) as {

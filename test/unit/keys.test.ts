@@ -21,20 +21,10 @@ import {
   type PublicKey,
 } from '../../src/ticket/keys.ts';
 import { parsePolicy } from '../../src/policy/policy.ts';
-import { BreakglassError, type ErrorCode } from '../../src/errors.ts';
-import { keys, policyYaml } from '../helpers/fixtures.ts';
+import { keys, policyYaml, throwsCode } from '../helpers/fixtures.ts';
 import { RFC8032_VECTORS } from './rfc8032-vectors.ts';
 
 const hex = (s: string): Buffer => Buffer.from(s, 'hex');
-
-function throwsCode(fn: () => unknown, code: ErrorCode, message?: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof BreakglassError, `expected a BreakglassError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (message) assert.match(e.message, message);
-    return true;
-  });
-}
 
 function flipBit(buf: Uint8Array, bit: number): Buffer {
   const out = Buffer.from(buf);

@@ -6,17 +6,7 @@ import { encodePayload, parsePayload, type TicketPayloadJson } from '../../src/t
 import { buildTicketPayload, formatTicketId } from '../../src/ticket/sign.ts';
 import { formatTime, parseTime } from '../../src/ticket/time.ts';
 import { findDuplicateKey } from '../../src/ticket/strict-json.ts';
-import { BreakglassError, type ErrorCode } from '../../src/errors.ts';
-import { T0, ticketRequest } from '../helpers/fixtures.ts';
-
-function throwsCode(fn: () => unknown, code: ErrorCode, message?: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof BreakglassError, `expected a BreakglassError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (message) assert.match(e.message, message);
-    return true;
-  });
-}
+import { T0, ticketRequest, throwsCode } from '../helpers/fixtures.ts';
 
 const base = (): Record<string, unknown> =>
   JSON.parse(JSON.stringify(buildTicketPayload(ticketRequest({ commits: ['a'.repeat(40)] }))));

@@ -9,17 +9,7 @@ import {
   parseDurationAllowZero,
 } from '../../src/policy/duration.ts';
 import { MAX_POLICY_BYTES } from '../../src/policy/yaml.ts';
-import { BreakglassError, type ErrorCode } from '../../src/errors.ts';
-import { keys, policyYaml } from '../helpers/fixtures.ts';
-
-function throwsCode(fn: () => unknown, code: ErrorCode, message?: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof BreakglassError, `expected a BreakglassError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (message) assert.match(e.message, message);
-    return true;
-  });
-}
+import { keys, policyYaml, throwsCode } from '../helpers/fixtures.ts';
 
 const good = policyYaml();
 const lineOf = (text: string, needle: string): number => {

@@ -9,17 +9,7 @@ import {
 } from '../../src/ticket/revocation.ts';
 import { verifyTicketEnvelope } from '../../src/ticket/verify.ts';
 import { createEnvelope } from '../../src/ticket/sign.ts';
-import { BreakglassError, type ErrorCode } from '../../src/errors.ts';
-import { approvedEnvelope, keys, T0, testPolicy } from '../helpers/fixtures.ts';
-
-function throwsCode(fn: () => unknown, code: ErrorCode, message?: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof BreakglassError, `expected a BreakglassError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (message) assert.match(e.message, message);
-    return true;
-  });
-}
+import { approvedEnvelope, keys, T0, testPolicy, throwsCode } from '../helpers/fixtures.ts';
 
 const policy = testPolicy();
 const ticket = verifyTicketEnvelope(approvedEnvelope(), policy.keyOwners);

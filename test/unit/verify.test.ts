@@ -7,17 +7,13 @@ import { verifySignatures, verifyTicketEnvelope } from '../../src/ticket/verify.
 import { createEnvelope, addSignature, signPayload } from '../../src/ticket/sign.ts';
 import { TICKET_PAYLOAD_TYPE } from '../../src/ticket/payload.ts';
 import type { Envelope } from '../../src/ticket/dsse.ts';
-import { BreakglassError, type ErrorCode } from '../../src/errors.ts';
-import { approvedEnvelope, keys, testPolicy, ticketRequest } from '../helpers/fixtures.ts';
-
-function throwsCode(fn: () => unknown, code: ErrorCode, message?: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof BreakglassError, `expected a BreakglassError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (message) assert.match(e.message, message);
-    return true;
-  });
-}
+import {
+  approvedEnvelope,
+  keys,
+  testPolicy,
+  ticketRequest,
+  throwsCode,
+} from '../helpers/fixtures.ts';
 
 const trusted = testPolicy().keyOwners;
 const principals = (env: Envelope) =>
