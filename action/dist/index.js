@@ -47247,9 +47247,10 @@ function parseEnvelope(input2) {
 // src/git/git.ts
 import { spawn } from "node:child_process";
 var MAX_STDERR = 64 * 1024;
-function baseArgs(ctx) {
-  return ctx.gitDir ? ["--git-dir", ctx.gitDir] : [];
+function gitBaseArgs(ctx) {
+  return ctx.gitDir ? ["--no-replace-objects", "--git-dir", ctx.gitDir] : ["--no-replace-objects"];
 }
+var baseArgs = gitBaseArgs;
 function runGit(ctx, args, opts = {}) {
   return new Promise((resolve, reject) => {
     const child = spawn("git", [...baseArgs(ctx), ...args], {

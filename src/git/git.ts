@@ -26,9 +26,17 @@ export interface RunOptions {
 
 const MAX_STDERR = 64 * 1024;
 
-function baseArgs(ctx: GitContext): string[] {
-  return ctx.gitDir ? ['--git-dir', ctx.gitDir] : [];
+/**
+ * Global options of every git process we run. `--no-replace-objects` (TM16): a replace ref
+ * (`refs/replace/<id>`) would make git read another object in place of a commit, tree or blob,
+ * so one could swap the policy, a ticket or a note under the hook; we read the objects
+ * themselves, always.
+ */
+export function gitBaseArgs(ctx: GitContext): string[] {
+  return ctx.gitDir ? ['--no-replace-objects', '--git-dir', ctx.gitDir] : ['--no-replace-objects'];
 }
+
+const baseArgs = gitBaseArgs;
 
 /** Runs one git command to completion, collecting stdout as bytes. */
 export function runGit(

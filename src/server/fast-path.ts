@@ -42,7 +42,7 @@ export type FastResult =
 
 function git(gitDir: string, env: NodeJS.ProcessEnv, args: string[]) {
   return new Promise<{ code: number; out: Buffer }>((resolve) => {
-    const child = spawn('git', ['--git-dir', gitDir, ...args], {
+    const child = spawn('git', ['--no-replace-objects', '--git-dir', gitDir, ...args], {
       env,
       stdio: ['ignore', 'pipe', 'ignore'],
     });

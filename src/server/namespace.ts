@@ -23,6 +23,7 @@ import type { UpdateLine } from './push-input.ts';
  *       added one verifies under a policy key
  *   N7  a revocation: created once, and verifies against the ticket it names
  *   N8  a review: created or fast-forwarded, and verifies (R1-R5) against its ticket
+ *   N9  nothing is pushed to refs/replace/* (checked in pre-receive: TM16)
  * (N0, in pre-receive: no break-glass refs in the bootstrap push.)
  */
 

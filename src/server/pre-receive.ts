@@ -278,6 +278,30 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
       if (!isBreakglassError(e)) throw e;
       return rejectAll(run, lines, e);
     }
+    // N9 (TM16): a replace ref makes git show another object in place of any commit, tree or
+    // blob (a protected branch's history, the policy, a note) to every reader that honours them.
+    // The hook itself never does (--no-replace-objects), but reviewers' `git log` would.
+    const replaced = lines.filter((l) => l.ref.startsWith('refs/replace/'));
+    if (replaced.length) {
+      run.err([
+        `${TAG}: push rejected`,
+        ...replaced.flatMap((l) =>
+          formatRefFailures(
+            l.ref,
+            [
+              {
+                code: 'NAMESPACE_VIOLATION',
+                rule: 'N9',
+                message:
+                  'replace refs would change what every reader sees as the history and content of protected branches',
+              },
+            ],
+            'replace refs are not accepted by push; a server admin can create one on the server',
+          ),
+        ),
+      ]);
+      return 1;
+    }
     const load = await loadServerPolicy(ctx, reader, config.policyFile);
     if (load.kind === 'error') return rejectAll(run, lines, load.error);
     if (load.kind === 'bootstrap') return await bootstrap(run, reader, load.defaultRef, lines);

@@ -108,3 +108,64 @@ describe('adversarial: an in-repository policy must protect its own branch (TM6)
     });
   });
 });
+
+describe('adversarial: replace refs (N9, TM16)', () => {
+  let arena: Arena;
+  let policy: string;
+
+  before(async () => {
+    arena = await Arena.create({ pin: false });
+    policy = (await arena.server.git(['show', 'main:.breakglass/policy.yml'])).stdout;
+  });
+  after(async () => {
+    await arena?.close();
+  });
+
+  /** A root commit like main whose policy no longer protects release/*. */
+  async function evilTwinOfMain(): Promise<string> {
+    const evil = policy.replace(
+      'refs: ["refs/heads/main", "refs/heads/release/*"]',
+      'refs: ["refs/heads/main"]',
+    );
+    assert.notEqual(evil, policy);
+    return arena.commitOn(arena.alice, {
+      orphan: true,
+      file: '.breakglass/policy.yml',
+      content: evil,
+    });
+  }
+
+  it('pushing refs/replace/<main> with a policy that opens release/*: NAMESPACE_VIOLATION (N9)', async () => {
+    const twin = await evilTwinOfMain();
+    const main = await arena.tip();
+    await arena.hostile(() => arena.push(arena.alice, [`${twin}:refs/replace/${main}`]), {
+      code: 'NAMESPACE_VIOLATION',
+      rule: 'N9',
+    });
+  });
+
+  it('a replace ref already on the server does not change the policy the hook reads', async () => {
+    // As if pushed before the hook was installed, or made by hand: git would now show the evil
+    // twin's policy for main. The hook reads the objects themselves (--no-replace-objects).
+    const twin = await evilTwinOfMain();
+    await arena.server.git(['fetch', '-q', arena.alice.dir, twin]);
+    await arena.server.git(['replace', await arena.tip(), twin]);
+    assert.match(
+      (await arena.server.git(['show', 'main:.breakglass/policy.yml'])).stdout,
+      /refs: \["refs\/heads\/main"\]/,
+      'git itself honours the replace ref',
+    );
+    // An unprotected push first: it re-keys the fast path's cache, which must not learn the
+    // twin's patterns (release/* left open) either.
+    const f = await arena.commitOn(arena.alice);
+    const ok = await arena.push(arena.alice, [`${f}:refs/heads/feature-warm`], { as: 'dave' });
+    assert.equal(ok.code, 0, ok.stderr);
+    for (let i = 0; i < 2; i++) {
+      const c = await arena.commitOn(arena.alice);
+      await arena.hostile(
+        () => arena.push(arena.alice, [`${c}:refs/heads/release/r${i}`], { as: 'dave' }),
+        { code: 'TICKET_REQUIRED' },
+      );
+    }
+  });
+});
