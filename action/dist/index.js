@@ -52740,21 +52740,38 @@ function verifyReview(envelope, ticket, policy) {
 var MAX_NOTE_BYTES = 256 * 1024;
 var OID5 = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 function catFileStream(ctx, specs, onObject) {
-  if (specs.length === 0) return Promise.resolve();
+  return catFile(ctx, { specs }, onObject);
+}
+function catFile(ctx, input2, onObject) {
+  const specs = "specs" in input2 ? input2.specs : null;
+  if (specs?.length === 0) return Promise.resolve();
+  const withRest = !specs && "rest" in input2 && input2.rest === true;
   return new Promise((resolve, reject) => {
     const child = spawn2(
       "git",
-      [...ctx.gitDir ? ["--git-dir", ctx.gitDir] : [], "cat-file", "--batch", "--buffer"],
+      [
+        ...gitBaseArgs(ctx),
+        "cat-file",
+        withRest ? "--batch=%(objectname) %(objecttype) %(objectsize) %(rest)" : "--batch",
+        "--buffer"
+      ],
       { cwd: ctx.cwd, env: ctx.env ?? process.env, stdio: ["pipe", "pipe", "pipe"] }
     );
+    const producer = specs === null && "producer" in input2 ? spawn2("git", [...gitBaseArgs(ctx), ...input2.producer], {
+      cwd: ctx.cwd,
+      env: ctx.env ?? process.env,
+      stdio: ["ignore", "pipe", "pipe"]
+    }) : null;
     let buf = Buffer.alloc(0);
     let index = 0;
     let failed = false;
     let stderr = "";
+    let producerDone = Promise.resolve(0);
     const fail2 = (e) => {
       if (failed) return;
       failed = true;
       child.kill();
+      producer?.kill();
       reject(e);
     };
     child.stdout.on("data", (d) => {
@@ -52767,14 +52784,16 @@ function catFileStream(ctx, specs, onObject) {
           const header = slicer(buf).latin1Slice(off, nl);
           if (header.endsWith(" missing") || header.endsWith(" ambiguous")) {
             off = nl + 1;
-            onObject({ spec: specs[index], type: null, data: null }, index);
+            const spec = specs ? specs[index] : header.slice(0, header.lastIndexOf(" "));
+            onObject({ spec, type: null, data: null }, index);
             index++;
             continue;
           }
           const sp1 = header.indexOf(" ");
           const sp2 = sp1 < 0 ? -1 : header.indexOf(" ", sp1 + 1);
-          const size = sp2 < 0 ? NaN : Number(header.slice(sp2 + 1));
-          if (sp2 < 0 || header.indexOf(" ", sp2 + 1) >= 0 || !Number.isSafeInteger(size)) {
+          const sp3 = sp2 < 0 ? -1 : header.indexOf(" ", sp2 + 1);
+          const size = sp2 < 0 ? NaN : Number(header.slice(sp2 + 1, sp3 < 0 ? void 0 : sp3));
+          if (sp2 < 0 || sp3 >= 0 !== withRest || !Number.isSafeInteger(size)) {
             throw new BreakglassError(
               "GIT_FAILED",
               `git cat-file: unexpected output "${header.slice(0, 80)}"`
@@ -52783,7 +52802,14 @@ function catFileStream(ctx, specs, onObject) {
           if (buf.length < nl + 1 + size + 1) break;
           const data = buf.subarray(nl + 1, nl + 1 + size);
           off = nl + 2 + size;
-          onObject({ spec: specs[index], type: header.slice(sp1 + 1, sp2), data }, index);
+          const type = header.slice(sp1 + 1, sp2);
+          if (specs) onObject({ spec: specs[index], type, data }, index);
+          else if (withRest) {
+            onObject(
+              { spec: header.slice(0, sp1), type, data, rest: header.slice(sp3 + 1) },
+              index
+            );
+          } else onObject({ spec: header.slice(0, sp1), type, data }, index);
           index++;
         }
       } catch (e) {
@@ -52797,24 +52823,48 @@ function catFileStream(ctx, specs, onObject) {
     child.on("error", (e) => fail2(new BreakglassError("GIT_FAILED", `git cat-file: ${e.message}`)));
     child.on("close", (code) => {
       if (failed) return;
-      if (code !== 0 || index !== specs.length) {
-        fail2(
-          new BreakglassError(
-            "GIT_FAILED",
-            `git cat-file ended after ${index} of ${specs.length} objects: ${stderr.trim() || `exit ${code}`}`
-          )
-        );
-      } else resolve();
+      void producerDone.then((pcode) => {
+        if (failed) return;
+        if (pcode !== 0 && !("allowFail" in input2 && input2.allowFail)) {
+          fail2(
+            new BreakglassError(
+              "GIT_FAILED",
+              `git ${"producer" in input2 ? input2.producer.slice(0, 2).join(" ") : ""} failed: ${stderr.trim() || `exit ${pcode}`}`
+            )
+          );
+        } else if (code !== 0 || specs !== null && index !== specs.length) {
+          fail2(
+            new BreakglassError(
+              "GIT_FAILED",
+              `git cat-file ended after ${index} of ${specs ? specs.length : "?"} objects: ${stderr.trim() || `exit ${code}`}`
+            )
+          );
+        } else resolve();
+      });
     });
     child.stdin.on("error", () => {
     });
-    const text2 = specs.map((s) => /[\n\r]/.test(s) ? "invalid-spec" : s).join("\n") + "\n";
-    child.stdin.end(text2);
+    if (producer) {
+      producerDone = new Promise((done) => {
+        producer.on(
+          "error",
+          (e) => fail2(new BreakglassError("GIT_FAILED", `could not run git: ${e.message}`))
+        );
+        producer.stderr.on("data", (d) => {
+          if (stderr.length < 4096) stderr += d.toString("utf8");
+        });
+        producer.on("close", (code, signal) => done(code ?? (signal ? 128 : 1)));
+      });
+      producer.stdout.pipe(child.stdin);
+    } else {
+      const text2 = specs.map((s) => /[\n\r]/.test(s) ? "invalid-spec" : s).join("\n") + "\n";
+      child.stdin.end(text2);
+    }
   });
 }
 function gitLines(ctx, args, onLine, opts = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn2("git", [...ctx.gitDir ? ["--git-dir", ctx.gitDir] : [], ...args], {
+    const child = spawn2("git", [...gitBaseArgs(ctx), ...args], {
       cwd: ctx.cwd,
       env: ctx.env ?? process.env,
       stdio: ["ignore", "pipe", "pipe"]
@@ -52870,7 +52920,6 @@ var NAMESPACES = /* @__PURE__ */ new Set([
 async function listEvidenceRefs(ctx, notesRef = REFS.notes, opts = {}) {
   let notes = null;
   const byNs = /* @__PURE__ */ new Map();
-  const consumedTips = opts.consumedTips ? [] : void 0;
   const onLine = (out, line, nl) => {
     const cut = slicer(out);
     const sp = out.indexOf(32, line);
@@ -52887,10 +52936,6 @@ async function listEvidenceRefs(ctx, notesRef = REFS.notes, opts = {}) {
     if (!NAMESPACES.has(nsName)) return;
     const nsKey = nsName;
     const sha = cut.latin1Slice(line, sp);
-    if (consumedTips && nsKey === "consumed") {
-      consumedTips.push(sha);
-      return;
-    }
     let ns = byNs.get(nsKey);
     if (!ns) byNs.set(nsKey, ns = /* @__PURE__ */ new Map());
     const id = ref.length === nl - sp - 1 ? cut.utf8Slice(sp + 2 + slash, nl) : flat(ref.slice(slash + 1));
@@ -52898,30 +52943,28 @@ async function listEvidenceRefs(ctx, notesRef = REFS.notes, opts = {}) {
   };
   await gitLines(
     ctx,
-    ["for-each-ref", "--format=%(objectname) %(refname)", "refs/breakglass/", notesRef],
+    [
+      "for-each-ref",
+      "--format=%(objectname) %(refname)",
+      ...opts.patterns ?? [BREAKGLASS_PREFIX, notesRef]
+    ],
     onLine
   );
-  return consumedTips ? { notes, byNs, consumedTips } : { notes, byNs };
+  return { notes, byNs };
 }
-async function listNotes(ctx, notesCommit, opts = {}) {
-  const list = [];
-  const onLine = (out, start, end) => {
-    const cut = slicer(out);
-    const tab = out.indexOf(9, start);
-    if (tab <= start || tab >= end) return;
-    const head = cut.latin1Slice(start, tab);
-    const rawPath = cut.latin1Slice(tab + 1, end);
-    const path2 = rawPath.includes("/") ? flat(rawPath.replace(/\//g, "")) : rawPath;
-    const blob = cut.latin1Slice(start + head.lastIndexOf(" ") + 1, tab);
-    if (head.includes(" blob ") && OID5.test(path2) && OID5.test(blob)) {
-      list.push({ commit: path2, blob });
+async function listTicketIds(ctx) {
+  const ids = /* @__PURE__ */ new Set();
+  await gitLines(
+    ctx,
+    ["for-each-ref", "--format=%(refname:lstrip=3)", `${REFS.tickets}*`],
+    (out, start, end) => {
+      if (end > start) {
+        const id = slicer(out).utf8Slice(start, end);
+        if (!id.includes("/")) ids.add(id);
+      }
     }
-  };
-  const code = await gitLines(ctx, ["ls-tree", "-r", "--full-tree", notesCommit], onLine, {
-    allowFail: opts.allowMissing
-  });
-  if (code !== 0) return [];
-  return list;
+  );
+  return ids;
 }
 var interned = /* @__PURE__ */ new Map();
 function intern(key, make) {
@@ -52989,6 +53032,10 @@ var SharedValues = class {
     }
     return i;
   }
+  /** The index of a value in the table, or -1. */
+  indexOf(v) {
+    return this.index.get(v) ?? -1;
+  }
 };
 var PackedEvent = class _PackedEvent {
   constructor(packed, shared) {
@@ -52998,6 +53045,8 @@ var PackedEvent = class _PackedEvent {
   packed;
   shared;
   useRecord;
+  /** Commits of later notes holding the same event (appended here: no re-packing per commit). */
+  more;
   /** Packs a parsed event, or returns null when a value holds a separator (kept unpacked). */
   static pack(e, commits, id, shared) {
     const idx = (v) => String(shared.add(v));
@@ -53005,10 +53054,10 @@ var PackedEvent = class _PackedEvent {
     const fields = [
       e.kind === "breakglass" ? "b" : "v",
       opt(e.ticketId),
-      idx(e.actions),
       idx(e.ref),
       e.oldSha,
       e.newSha,
+      idx(e.actions),
       idx(e.pusher),
       e.requester ? idx(e.requester) : ABSENT,
       idx(e.approvers),
@@ -53035,25 +53084,29 @@ var PackedEvent = class _PackedEvent {
   fields() {
     return this.packed.split(SEP);
   }
-  /** The fields a use record is matched on, without unpacking the rest. */
-  head() {
-    const f = this.packed.split(SEP, 5);
-    return {
-      kind: f[0] === "b" ? "breakglass" : "violation",
-      ...f[1] === ABSENT ? {} : { ticketId: f[1] },
-      ref: this.shared.values[Number(f[3])],
-      oldSha: f[4]
-    };
+  /**
+   * True if this is the break-glass event of `ticket` on the ref with shared index `refIndex`
+   * from `oldSha` (the new tip is the caller's lookup key): one prefix comparison, nothing unpacked.
+   */
+  matches(ticket, refIndex, oldSha) {
+    const p = this.packed;
+    if (p.charCodeAt(0) !== 98 || !p.startsWith(ticket, 2)) return false;
+    let at = 2 + ticket.length;
+    if (p.charCodeAt(at) !== 10) return false;
+    const ref = String(refIndex);
+    if (!p.startsWith(ref, at + 1)) return false;
+    at += 1 + ref.length;
+    return p.charCodeAt(at) === 10 && p.startsWith(oldSha, at + 1) ? p.charCodeAt(at + 1 + oldSha.length) === 10 : false;
   }
   get event() {
     const f = this.fields();
     const v = this.shared.values;
     const e = {
       kind: f[0] === "b" ? "breakglass" : "violation",
-      actions: v[Number(f[2])],
-      ref: v[Number(f[3])],
-      oldSha: f[4],
-      newSha: f[5],
+      actions: v[Number(f[5])],
+      ref: v[Number(f[2])],
+      oldSha: f[3],
+      newSha: f[4],
       pusher: v[Number(f[6])],
       approvers: v[Number(f[8])],
       recordedAt: f[13],
@@ -53072,46 +53125,64 @@ var PackedEvent = class _PackedEvent {
   }
   get commits() {
     const c = this.packed.slice(this.packed.lastIndexOf(SEP) + 1);
-    return c === "" ? [] : c.split(" ");
+    const list = c === "" ? [] : c.split(" ");
+    return this.more ? [...list, ...this.more] : list;
   }
   get id() {
     const last = this.packed.lastIndexOf(SEP);
     const f = this.packed.slice(this.packed.lastIndexOf(SEP, last - 1) + 1, last);
     return f === ABSENT ? void 0 : f;
   }
-  /** Adds commits (another blob held the same event); false if one cannot be packed. */
-  addCommits(more) {
-    for (const c of more) if (c === "" || c.includes(" ") || c.includes(SEP)) return false;
-    const cut = this.packed.lastIndexOf(SEP) + 1;
-    const have = this.packed.slice(cut);
-    this.packed = this.packed.slice(0, cut) + [...have ? [have] : [], ...more].join(" ");
-    return true;
+  /** Adds a commit (another note holds the same event). */
+  addCommit(commit) {
+    (this.more ??= []).push(commit);
   }
 };
-async function parseNotes(ctx, notes, problems, progress, byNew = /* @__PURE__ */ new Map(), withIds = false) {
-  const commitsByBlob = /* @__PURE__ */ new Map();
-  for (const n of notes) {
-    const list = commitsByBlob.get(n.blob);
-    if (list) list.push(n.commit);
-    else commitsByBlob.set(n.blob, [n.commit]);
+async function parseNotes(ctx, notesRef, problems, progress, byNew = /* @__PURE__ */ new Map(), withIds = false) {
+  if (!notesRef.startsWith("refs/notes/")) {
+    throw new BreakglassError("USAGE", `notes ref ${notesRef} is not under refs/notes/`);
   }
-  const blobs = [...commitsByBlob.keys()];
   const found = [];
   const shared = new SharedValues();
+  const incomplete = /* @__PURE__ */ new Set();
   const decoder = new TextDecoder("utf-8", { fatal: true });
   const cache = new NoteCache();
+  const troubled = /* @__PURE__ */ new Map();
+  const trouble = (blob, commit, skip) => {
+    const t = {
+      commits: commit ? [commit] : [],
+      joined: [],
+      skip,
+      missing: void 0
+    };
+    troubled.set(blob, t);
+    return t;
+  };
   let done = 0;
-  await catFileStream(ctx, blobs, ({ spec, data, type }) => {
-    const commits = commitsByBlob.get(spec);
-    if (++done % 5e3 === 0) progress?.("notes", done, blobs.length);
-    if (!data || type !== "blob") {
-      problems.push({ kind: "note", where: commits[0], message: "note object is missing" });
+  const onNote = ({ spec: blob, data, type, rest }) => {
+    if (++done % 5e3 === 0) progress?.("notes", done, 0);
+    const known = troubled.get(blob);
+    if (!data) {
+      if (known) return;
+      trouble(blob, "", true).missing = problems.length;
+      problems.push({ kind: "note", where: "", message: "note object is missing" });
       return;
     }
+    const commit = rest.includes("/") ? flat(rest.replace(/\//g, "")) : rest;
+    if (type !== "blob" || !OID5.test(commit)) return;
+    if (known) {
+      known.commits.push(commit);
+      if (known.commits.length <= 5) {
+        const where = known.commits.join(" ").slice(0, 200);
+        for (const i of known.joined) problems[i] = { ...problems[i], where };
+      }
+      if (known.skip) return;
+    }
     if (data.length > MAX_NOTE_BYTES) {
+      trouble(blob, commit, true);
       problems.push({
         kind: "note",
-        where: commits[0],
+        where: commit,
         message: `note is ${data.length} bytes; skipped`
       });
       return;
@@ -53125,46 +53196,65 @@ async function parseNotes(ctx, notes, problems, progress, byNew = /* @__PURE__ *
       try {
         text2 = decoder.decode(data);
       } catch {
-        problems.push({ kind: "note", where: commits[0], message: "note is not UTF-8" });
+        trouble(blob, commit, true);
+        problems.push({ kind: "note", where: commit, message: "note is not UTF-8" });
         return;
       }
       if (!text2.includes("Break-glass-")) return;
       const slow = parseNote(text2);
       parsed = { events: slow.events.map(compact), errors: slow.errors };
     }
-    for (const err of parsed.errors) {
-      problems.push({ kind: "note", where: commits.join(" ").slice(0, 200), message: err });
+    if (parsed.errors.length && !known) {
+      const t = trouble(blob, commit, false);
+      for (const err of parsed.errors) {
+        t.joined.push(problems.length);
+        problems.push({ kind: "note", where: commit, message: err });
+      }
     }
     for (const event of parsed.events) {
       const have = byNew.get(event.newSha);
       const same = ({ event: e }) => e.oldSha === event.oldSha && e.ref === event.ref && e.kind === event.kind && (e.ticketId ?? "-") === (event.ticketId ?? "-");
       const seen = have === void 0 ? void 0 : Array.isArray(have) ? have.find(same) : same(have) ? have : void 0;
       if (seen) {
-        if (!(seen instanceof PackedEvent)) {
-          for (const c of commits) seen.commits.push(c);
-        } else if (!seen.addCommits(commits)) {
-          const plain = {
-            event: seen.event,
-            commits: [...seen.commits, ...commits],
-            ...seen.id === void 0 ? {} : { id: seen.id },
-            ...seen.useRecord ? { useRecord: true } : {}
-          };
-          found[found.indexOf(seen)] = plain;
-          if (Array.isArray(have)) have[have.indexOf(seen)] = plain;
-          else byNew.set(event.newSha, plain);
-        }
+        if (seen instanceof PackedEvent) seen.addCommit(commit);
+        else seen.commits.push(commit);
         continue;
       }
+      if (event.ticketId && (!event.requester || event.reason === void 0 || !event.window)) {
+        incomplete.add(event.ticketId);
+      }
       const id = withIds ? rowId(event) : void 0;
-      const noted = (withIds ? PackedEvent.pack(event, commits, id, shared) : null) ?? (id === void 0 ? { event, commits: parsed.events.length === 1 ? commits : [...commits] } : { event, commits: parsed.events.length === 1 ? commits : [...commits], id });
+      const noted = (withIds ? PackedEvent.pack(event, [commit], id, shared) : null) ?? (id === void 0 ? { event, commits: [commit] } : { event, commits: [commit], id });
       found.push(noted);
       if (have === void 0) byNew.set(event.newSha, noted);
       else if (Array.isArray(have)) have.push(noted);
       else byNew.set(event.newSha, [have, noted]);
     }
-  });
-  progress?.("notes", blobs.length, blobs.length);
-  return found;
+  };
+  await catFile(
+    ctx,
+    { producer: ["notes", `--ref=${notesRef}`, "list"], rest: true, allowFail: true },
+    onNote
+  );
+  progress?.("notes", done, done);
+  const missing = [...troubled].filter(([, t]) => t.missing !== void 0);
+  if (missing.length) {
+    const want = new Map(missing);
+    await gitLines(
+      ctx,
+      ["notes", `--ref=${notesRef}`, "list"],
+      (out, start, end) => {
+        const [blob, commit] = out.toString("latin1", start, end).split(" ");
+        const t = blob ? want.get(blob) : void 0;
+        if (!t || !commit) return;
+        t.commits.push(commit);
+        if (t.commits.length === 1)
+          problems[t.missing] = { ...problems[t.missing], where: commit };
+      },
+      { allowFail: true }
+    );
+  }
+  return { events: found, shared, incomplete };
 }
 var MAX_LEVELS = 8;
 function parseUseCommit(sha, data, problems) {
@@ -53179,12 +53269,38 @@ function parseUseCommit(sha, data, problems) {
     return { use: null, parents };
   }
 }
+var JSON_STRING = '"(?:[^"\\\\\\u0000-\\u001f]|\\\\["\\\\/bfnrt]|\\\\u[0-9a-fA-F]{4})*"';
+var USE_TAIL = new RegExp(
+  `^,"actions":\\[(?:"[a-z-]+"(?:,"[a-z-]+")*)?\\],"pusher":${JSON_STRING},"recordedAt":${JSON_STRING},"recordedBy":${JSON_STRING},"commits":(?:0|[1-9][0-9]*)\\}\\n?$`
+);
+function plainJsonValue(t, at, key) {
+  if (!t.startsWith(key, at)) return null;
+  const start = at + key.length;
+  const end = t.indexOf('"', start);
+  if (end < 0) return null;
+  const v = t.slice(start, end);
+  return v.includes("\\") ? null : [v, end];
+}
 function quickUseKey(sha, data, problems) {
   const split = data.indexOf("\n\n");
   const brace = split < 0 ? -1 : data.indexOf("\n{", split);
   if (brace >= 0) {
+    const text2 = slicer(data).utf8Slice(brace + 1, data.length);
+    const ticket = plainJsonValue(text2, 0, '{"ticket":"');
+    const ref = ticket && plainJsonValue(text2, ticket[1], '","ref":"');
+    const oldSha = ref && plainJsonValue(text2, ref[1], '","oldSha":"');
+    const newSha = oldSha && plainJsonValue(text2, oldSha[1], '","newSha":"');
+    if (newSha && USE_TAIL.test(text2.slice(newSha[1] + 1))) {
+      return {
+        ticket: ticket[0],
+        ref: ref[0],
+        oldSha: oldSha[0],
+        newSha: newSha[0],
+        commit: sha
+      };
+    }
     try {
-      const o = JSON.parse(slicer(data).utf8Slice(brace + 1, data.length));
+      const o = JSON.parse(text2);
       if (typeof o.ticket === "string" && typeof o.ref === "string" && typeof o.oldSha === "string" && typeof o.newSha === "string") {
         return { ticket: o.ticket, ref: o.ref, oldSha: o.oldSha, newSha: o.newSha, commit: sha };
       }
@@ -53194,16 +53310,15 @@ function quickUseKey(sha, data, problems) {
   parseUseCommit(sha, data, problems);
   return null;
 }
-async function scanUseKeys(ctx, tips, problems, onKey) {
-  const keys = [];
-  const take = onKey ?? ((key) => keys.push(key));
+async function scanUseKeys(ctx, tips, problems, take) {
   const seen = /* @__PURE__ */ new Set();
-  let level = [...new Set(tips)];
-  for (let depth = 0; level.length > 0; depth++) {
-    for (const sha of level) seen.add(sha);
-    if (depth >= MAX_LEVELS) {
+  let level = tips ? [...new Set(tips)] : null;
+  for (let depth = 0; level === null || level.length > 0; depth++) {
+    if (level) for (const sha of level) seen.add(sha);
+    if (depth >= MAX_LEVELS && level) {
+      const now = new Set(level);
       const r = await runGit(ctx, ["rev-list", ...level, "--"]);
-      const rest = r.stdout.toString("latin1").split("\n").filter((x) => x && (!seen.has(x) || level.includes(x)));
+      const rest = r.stdout.toString("latin1").split("\n").filter((x) => x && (!seen.has(x) || now.has(x)));
       await catFileStream(ctx, rest, ({ spec, type, data }) => {
         if (!data || type !== "commit") return;
         const key = quickUseKey(spec, data, problems);
@@ -53212,7 +53327,8 @@ async function scanUseKeys(ctx, tips, problems, onKey) {
       break;
     }
     const next = [];
-    await catFileStream(ctx, level, ({ spec, type, data }) => {
+    const input2 = level ? { specs: level } : { producer: ["for-each-ref", "--format=%(objectname)", `${REFS.consumed}*`] };
+    await catFile(ctx, input2, ({ spec, type, data }) => {
       if (!data || type !== "commit") {
         problems.push({ kind: "use", where: spec, message: "use record commit is missing" });
         return;
@@ -53230,7 +53346,6 @@ async function scanUseKeys(ctx, tips, problems, onKey) {
     });
     level = [...new Set(next)];
   }
-  return keys;
 }
 async function readUseCommits(ctx, shas, problems) {
   const uses = [];
@@ -53250,21 +53365,20 @@ async function readEnvelopes(ctx, refs, ticketIds, policy, problems) {
   const tickets = /* @__PURE__ */ new Map();
   const revocations = /* @__PURE__ */ new Map();
   const reviews = /* @__PURE__ */ new Map();
-  const revokedRefs = refs.byNs.get("revoked") ?? /* @__PURE__ */ new Map();
-  const reviewRefs = refs.byNs.get("reviews") ?? /* @__PURE__ */ new Map();
-  const ticketRefs = refs.byNs.get("tickets") ?? /* @__PURE__ */ new Map();
+  const revokedRefs = refs.revoked;
+  const reviewRefs = refs.reviews;
   const needVerified = /* @__PURE__ */ new Set([...revokedRefs.keys(), ...reviewRefs.keys()]);
   const wanted = /* @__PURE__ */ new Set([...ticketIds, ...needVerified]);
   const specs = [];
-  for (const id of wanted) if (ticketRefs.has(id)) specs.push({ ns: "tickets", id });
+  for (const id of wanted) if (refs.tickets.has(id)) specs.push({ ns: "tickets", id });
   for (const id of revokedRefs.keys()) specs.push({ ns: "revoked", id });
   for (const id of reviewRefs.keys()) specs.push({ ns: "reviews", id });
-  const tip = (ns, id) => refs.byNs.get(ns).get(id);
+  const where = (ns, id) => ns === "tickets" ? REFS.tickets + id : ns === "revoked" ? revokedRefs.get(id) : reviewRefs.get(id);
   const raw = /* @__PURE__ */ new Map();
   const read = /* @__PURE__ */ new Map();
   await catFileStream(
     ctx,
-    specs.map((s) => `${tip(s.ns, s.id)}:${ENVELOPE_FILE[s.ns]}`),
+    specs.map((s) => `${where(s.ns, s.id)}:${ENVELOPE_FILE[s.ns]}`),
     ({ data, type }, i) => {
       const s = specs[i];
       const bytes = data && type === "blob" ? Buffer.from(data) : null;
@@ -53347,7 +53461,7 @@ async function readEnvelopes(ctx, refs, ticketIds, policy, problems) {
     }
   }
   for (const id of reviewRefs.keys()) {
-    const where = REFS.reviews + id;
+    const where2 = REFS.reviews + id;
     let env;
     let claimed;
     try {
@@ -53355,7 +53469,7 @@ async function readEnvelopes(ctx, refs, ticketIds, policy, problems) {
       claimed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(env.payload));
       if (!claimed || typeof claimed !== "object") throw new Error("payload is not an object");
     } catch (e) {
-      problems.push({ kind: "review", where, message: e.message });
+      problems.push({ kind: "review", where: where2, message: e.message });
       continue;
     }
     const t = read.get(id);
@@ -53373,7 +53487,7 @@ async function readEnvelopes(ctx, refs, ticketIds, policy, problems) {
     }
     if (!t?.bound) {
       reviews.set(id, { ...base, valid: false, error: "the reviewed ticket could not be read" });
-      problems.push({ kind: "review", where, message: "the reviewed ticket could not be read" });
+      problems.push({ kind: "review", where: where2, message: "the reviewed ticket could not be read" });
       continue;
     }
     try {
@@ -53389,7 +53503,7 @@ async function readEnvelopes(ctx, refs, ticketIds, policy, problems) {
       });
     } catch (e) {
       reviews.set(id, { ...base, valid: false, error: e.message });
-      problems.push({ kind: "review", where, message: e.message });
+      problems.push({ kind: "review", where: where2, message: e.message });
     }
   }
   return { tickets, revocations, reviews };
@@ -53397,68 +53511,78 @@ async function readEnvelopes(ctx, refs, ticketIds, policy, problems) {
 async function readAuditData(ctx, opts) {
   const problems = [];
   const notesRef = opts.notesRef ?? REFS.notes;
-  const [refs, noteList] = await Promise.all([
-    listEvidenceRefs(ctx, notesRef, { consumedTips: true }),
-    listNotes(ctx, notesRef, { allowMissing: true })
-  ]);
+  const signed = listEvidenceRefs(ctx, notesRef, {
+    patterns: [`${REFS.revoked}*`, `${REFS.reviews}*`]
+  });
+  const ticketIds = listTicketIds(ctx);
+  signed.catch(() => {
+  });
+  ticketIds.catch(() => {
+  });
   opts.progress?.("refs", 1, 1);
-  const consumedTips = refs.consumedTips ?? [];
   const byNew = /* @__PURE__ */ new Map();
-  const matchUse = (u) => {
-    const have = byNew.get(u.newSha);
-    if (have === void 0) return false;
-    const hit = (e) => {
-      const ev = e instanceof PackedEvent ? e.head() : e.event;
-      if (ev.kind === "breakglass" && !!ev.ticketId && ev.ticketId === u.ticket && ev.ref === u.ref && ev.oldSha === u.oldSha) {
-        e.useRecord = true;
-        return true;
-      }
-      return false;
-    };
-    return Array.isArray(have) ? have.some(hit) : hit(have);
-  };
-  const pending = [];
-  const events = await parseNotes(
+  const { events, shared, incomplete } = await parseNotes(
     ctx,
-    refs.notes ? noteList : [],
+    notesRef,
     problems,
     opts.progress,
     byNew,
     true
   );
-  noteList.length = 0;
-  await scanUseKeys(ctx, consumedTips, problems, (u) => {
-    if (!matchUse(u)) pending.push(u);
-  });
-  consumedTips.length = 0;
+  const matchUse = (u) => {
+    const have = byNew.get(u.newSha);
+    if (have === void 0 || !u.ticket) return false;
+    const refIndex = plainKey(u.ticket) && plainKey(u.oldSha) ? shared.indexOf(u.ref) : -1;
+    const hit = (e) => {
+      if (e instanceof PackedEvent && refIndex >= 0) {
+        if (!e.matches(u.ticket, refIndex, u.oldSha)) return false;
+      } else {
+        const ev = e.event;
+        if (ev.kind !== "breakglass" || ev.ticketId !== u.ticket || ev.ref !== u.ref || ev.oldSha !== u.oldSha) {
+          return false;
+        }
+      }
+      e.useRecord = true;
+      return true;
+    };
+    return Array.isArray(have) ? have.some(hit) : hit(have);
+  };
   const orphans = [];
-  for (const u of pending) if (!matchUse(u)) orphans.push(u.commit);
-  pending.length = 0;
+  await scanUseKeys(ctx, null, problems, (u) => {
+    if (!matchUse(u)) orphans.push(u.commit);
+  });
   byNew.clear();
   const uses = await readUseCommits(ctx, orphans, problems);
   opts.progress?.("records", 1, 1);
-  const ids = /* @__PURE__ */ new Set();
-  const ticketOf = [];
-  for (const { event: e } of events) {
-    if (e.ticketId && (!e.requester || e.reason === void 0 || !e.window)) ids.add(e.ticketId);
-    ticketOf.push(e.ticketId);
-  }
+  const ids = incomplete;
   for (const u of uses) ids.add(u.ticket);
-  const { tickets, revocations, reviews } = await readEnvelopes(
+  const listed = await signed;
+  const tickets = await ticketIds;
+  const envelopes = await readEnvelopes(
     ctx,
-    refs,
+    {
+      tickets,
+      revoked: listed.byNs.get("revoked") ?? /* @__PURE__ */ new Map(),
+      reviews: listed.byNs.get("reviews") ?? /* @__PURE__ */ new Map()
+    },
     ids,
     await opts.policy,
     problems
   );
   opts.progress?.("tickets", 1, 1);
-  const ticketRefs = refs.byNs.get("tickets");
-  const withRef = /* @__PURE__ */ new Set();
-  for (const t of ticketOf) if (t !== void 0 && ticketRefs?.has(t)) withRef.add(t);
-  ticketOf.length = 0;
-  for (const u of uses) if (ticketRefs?.has(u.ticket)) withRef.add(u.ticket);
-  const ticketIds = withRef;
-  return { events, tickets, ticketIds, uses, revocations, reviews, problems };
+  return {
+    events,
+    tickets: envelopes.tickets,
+    ticketIds: tickets,
+    uses,
+    revocations: envelopes.revocations,
+    reviews: envelopes.reviews,
+    problems
+  };
+}
+function plainKey(s) {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) < 32) return false;
+  return true;
 }
 
 // action/src/review-check.ts

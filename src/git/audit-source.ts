@@ -23,17 +23,18 @@ import {
   verifyTicketEnvelope,
   type VerifiedTicket,
 } from '../ticket/verify.ts';
-import { CatFileBatch, runGit, type GitContext } from './git.ts';
+import { CatFileBatch, gitBaseArgs, runGit, type GitContext } from './git.ts';
 import { ENVELOPE_FILE, REFS, type Namespace } from './store.ts';
 
 /**
  * Reads everything `bg-sign audit` joins, with a fixed number of git processes however many
  * events there are (DESIGN §9: 100,000 events in < 3 s, < 200 MiB):
- * 1. `git for-each-ref refs/breakglass/ refs/notes/breakglass` (all evidence refs),
- * 2. `git ls-tree -r refs/notes/breakglass` (commit -> note blob),
- * 3. one `git cat-file --batch --buffer` for every distinct note blob (an event that annotated
- *    many commits has one blob text, parsed once), then ticket, revocation and review envelopes,
- * 4. one `git log -z` over all consumed/ refs (the use records).
+ * 1. `git notes list` piped into `git cat-file --batch` (every note with the commit it
+ *    annotates; the listing itself never becomes strings here),
+ * 2. `git for-each-ref` of the consumed/ tips piped into `git cat-file --batch` (the use
+ *    records; one more cat-file per extra chain level of a ticket used several times),
+ * 3. `git for-each-ref` of ticket ids, and of review and revocation tips,
+ * 4. one `git cat-file --batch` for the ticket, revocation and review envelopes needed.
  */
 
 const MAX_NOTE_BYTES = 256 * 1024;
@@ -53,10 +54,25 @@ export interface AuditSourceOptions {
 }
 
 interface BatchItem {
+  /** The spec asked for; for a piped producer, the object name of its line. */
   readonly spec: string;
   readonly type: string | null;
   readonly data: Buffer | null;
+  /** With a piped producer and `rest`: what its line held after the object name. */
+  readonly rest?: string;
 }
+
+/** Where cat-file's requests come from: a list of specs, or another git's output piped in. */
+type BatchInput =
+  | { readonly specs: readonly string[] }
+  | {
+      /** git arguments of the producer: each output line is `<object>[ <rest>]`. */
+      readonly producer: readonly string[];
+      /** Hand each answer the rest of its request line (e.g. the commit a note annotates). */
+      readonly rest?: boolean;
+      /** A failing producer counts as an empty list (e.g. no notes ref). */
+      readonly allowFail?: boolean;
+    };
 
 /**
  * One `git cat-file --batch --buffer` for a known list of object specs: all requests are written
@@ -67,21 +83,51 @@ export function catFileStream(
   specs: readonly string[],
   onObject: (item: BatchItem, index: number) => void,
 ): Promise<void> {
-  if (specs.length === 0) return Promise.resolve();
+  return catFile(ctx, { specs }, onObject);
+}
+
+/**
+ * cat-file over specs or over a producer's output. A producer (`git notes list`, `git
+ * for-each-ref`) writes straight into cat-file through Node without being parsed here: listing
+ * 100,000 notes or refs as strings first cost ~0.2 s and tens of MB at the audit's peak.
+ */
+function catFile(
+  ctx: GitContext,
+  input: BatchInput,
+  onObject: (item: BatchItem, index: number) => void,
+): Promise<void> {
+  const specs = 'specs' in input ? input.specs : null;
+  if (specs?.length === 0) return Promise.resolve();
+  const withRest = !specs && 'rest' in input && input.rest === true;
   return new Promise((resolve, reject) => {
     const child = spawn(
       'git',
-      [...(ctx.gitDir ? ['--git-dir', ctx.gitDir] : []), 'cat-file', '--batch', '--buffer'],
+      [
+        ...gitBaseArgs(ctx),
+        'cat-file',
+        withRest ? '--batch=%(objectname) %(objecttype) %(objectsize) %(rest)' : '--batch',
+        '--buffer',
+      ],
       { cwd: ctx.cwd, env: ctx.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] },
     );
+    const producer =
+      specs === null && 'producer' in input
+        ? spawn('git', [...gitBaseArgs(ctx), ...input.producer], {
+            cwd: ctx.cwd,
+            env: ctx.env ?? process.env,
+            stdio: ['ignore', 'pipe', 'pipe'],
+          })
+        : null;
     let buf: Buffer = Buffer.alloc(0);
     let index = 0;
     let failed = false;
     let stderr = '';
+    let producerDone: Promise<number> = Promise.resolve(0);
     const fail = (e: Error) => {
       if (failed) return;
       failed = true;
       child.kill();
+      producer?.kill();
       reject(e);
     };
     child.stdout.on('data', (d: Buffer) => {
@@ -95,15 +141,17 @@ export function catFileStream(
           const header = slicer(buf).latin1Slice(off, nl);
           if (header.endsWith(' missing') || header.endsWith(' ambiguous')) {
             off = nl + 1;
-            onObject({ spec: specs[index]!, type: null, data: null }, index);
+            const spec = specs ? specs[index]! : header.slice(0, header.lastIndexOf(' '));
+            onObject({ spec, type: null, data: null }, index);
             index++;
             continue;
           }
-          // `<oid> SP <type> SP <size>`
+          // `<oid> SP <type> SP <size>[ SP <rest>]`
           const sp1 = header.indexOf(' ');
           const sp2 = sp1 < 0 ? -1 : header.indexOf(' ', sp1 + 1);
-          const size = sp2 < 0 ? NaN : Number(header.slice(sp2 + 1));
-          if (sp2 < 0 || header.indexOf(' ', sp2 + 1) >= 0 || !Number.isSafeInteger(size)) {
+          const sp3 = sp2 < 0 ? -1 : header.indexOf(' ', sp2 + 1);
+          const size = sp2 < 0 ? NaN : Number(header.slice(sp2 + 1, sp3 < 0 ? undefined : sp3));
+          if (sp2 < 0 || sp3 >= 0 !== withRest || !Number.isSafeInteger(size)) {
             throw new BreakglassError(
               'GIT_FAILED',
               `git cat-file: unexpected output "${header.slice(0, 80)}"`,
@@ -112,7 +160,14 @@ export function catFileStream(
           if (buf.length < nl + 1 + size + 1) break;
           const data = buf.subarray(nl + 1, nl + 1 + size);
           off = nl + 2 + size;
-          onObject({ spec: specs[index]!, type: header.slice(sp1 + 1, sp2), data }, index);
+          const type = header.slice(sp1 + 1, sp2);
+          if (specs) onObject({ spec: specs[index]!, type, data }, index);
+          else if (withRest) {
+            onObject(
+              { spec: header.slice(0, sp1), type, data, rest: header.slice(sp3 + 1) },
+              index,
+            );
+          } else onObject({ spec: header.slice(0, sp1), type, data }, index);
           index++;
         }
       } catch (e) {
@@ -126,20 +181,43 @@ export function catFileStream(
     child.on('error', (e) => fail(new BreakglassError('GIT_FAILED', `git cat-file: ${e.message}`)));
     child.on('close', (code) => {
       if (failed) return;
-      if (code !== 0 || index !== specs.length) {
-        fail(
-          new BreakglassError(
-            'GIT_FAILED',
-            `git cat-file ended after ${index} of ${specs.length} objects: ${stderr.trim() || `exit ${code}`}`,
-          ),
-        );
-      } else resolve();
+      void producerDone.then((pcode) => {
+        if (failed) return;
+        if (pcode !== 0 && !('allowFail' in input && input.allowFail)) {
+          fail(
+            new BreakglassError(
+              'GIT_FAILED',
+              `git ${'producer' in input ? input.producer.slice(0, 2).join(' ') : ''} failed: ${stderr.trim() || `exit ${pcode}`}`,
+            ),
+          );
+        } else if (code !== 0 || (specs !== null && index !== specs.length)) {
+          fail(
+            new BreakglassError(
+              'GIT_FAILED',
+              `git cat-file ended after ${index} of ${specs ? specs.length : '?'} objects: ${stderr.trim() || `exit ${code}`}`,
+            ),
+          );
+        } else resolve();
+      });
     });
     child.stdin.on('error', () => {});
-    // A spec with a newline would desynchronise the answers; callers only pass ids and
-    // `<id>:<file>`, but refuse anyway.
-    const text = specs.map((s) => (/[\n\r]/.test(s) ? 'invalid-spec' : s)).join('\n') + '\n';
-    child.stdin.end(text);
+    if (producer) {
+      producerDone = new Promise((done) => {
+        producer.on('error', (e) =>
+          fail(new BreakglassError('GIT_FAILED', `could not run git: ${e.message}`)),
+        );
+        producer.stderr.on('data', (d: Buffer) => {
+          if (stderr.length < 4096) stderr += d.toString('utf8');
+        });
+        producer.on('close', (code, signal) => done(code ?? (signal ? 128 : 1)));
+      });
+      producer.stdout.pipe(child.stdin);
+    } else {
+      // A spec with a newline would desynchronise the answers; callers only pass ids and
+      // `<id>:<file>`, but refuse anyway.
+      const text = specs!.map((s) => (/[\n\r]/.test(s) ? 'invalid-spec' : s)).join('\n') + '\n';
+      child.stdin.end(text);
+    }
   });
 }
 
@@ -156,7 +234,7 @@ function gitLines(
   opts: { allowFail?: boolean | undefined } = {},
 ): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn('git', [...(ctx.gitDir ? ['--git-dir', ctx.gitDir] : []), ...args], {
+    const child = spawn('git', [...gitBaseArgs(ctx), ...args], {
       cwd: ctx.cwd,
       env: ctx.env ?? process.env,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -206,8 +284,6 @@ function gitLines(
 export interface EvidenceRefs {
   readonly notes: string | null;
   readonly byNs: ReadonlyMap<Namespace, ReadonlyMap<string, string>>;
-  /** With `consumedTips`: the consumed/ tips, listed here instead of in byNs. */
-  readonly consumedTips?: string[];
 }
 
 // Buffer's own decoders: toString(encoding, start, end) spends more time choosing the decoder
@@ -228,17 +304,16 @@ const NAMESPACES: ReadonlySet<string> = new Set<Namespace>([
 ]);
 
 /**
- * Lists `refs/breakglass/*` and the notes ref with one for-each-ref. `consumedTips`: the audit
- * only needs consumed/ tips, not their ids (100,000 fewer strings and map entries).
+ * Lists `refs/breakglass/*` and the notes ref with one for-each-ref (`patterns`: only these
+ * refs instead, e.g. `refs/breakglass/reviews/*`).
  */
 export async function listEvidenceRefs(
   ctx: GitContext,
   notesRef: string = REFS.notes,
-  opts: { consumedTips?: boolean } = {},
+  opts: { patterns?: readonly string[] } = {},
 ): Promise<EvidenceRefs> {
   let notes: string | null = null;
   const byNs = new Map<Namespace, Map<string, string>>();
-  const consumedTips: string[] | undefined = opts.consumedTips ? [] : undefined;
   const onLine = (out: Buffer, line: number, nl: number) => {
     const cut = slicer(out);
     const sp = out.indexOf(32, line);
@@ -256,10 +331,6 @@ export async function listEvidenceRefs(
     if (!NAMESPACES.has(nsName)) return;
     const nsKey = nsName as Namespace;
     const sha = cut.latin1Slice(line, sp);
-    if (consumedTips && nsKey === 'consumed') {
-      consumedTips.push(sha);
-      return;
-    }
     let ns = byNs.get(nsKey);
     if (!ns) byNs.set(nsKey, (ns = new Map()));
     // An ASCII name (the byte count is the character count) is cut as a copy from the bytes.
@@ -269,37 +340,34 @@ export async function listEvidenceRefs(
   };
   await gitLines(
     ctx,
-    ['for-each-ref', '--format=%(objectname) %(refname)', 'refs/breakglass/', notesRef],
+    [
+      'for-each-ref',
+      '--format=%(objectname) %(refname)',
+      ...(opts.patterns ?? [BREAKGLASS_PREFIX, notesRef]),
+    ],
     onLine,
   );
-  return consumedTips ? { notes, byNs, consumedTips } : { notes, byNs };
+  return { notes, byNs };
 }
 
-/** Commit -> note blob for every note under the notes commit (one `git ls-tree -r`). */
-export async function listNotes(
-  ctx: GitContext,
-  notesCommit: string,
-  opts: { allowMissing?: boolean } = {},
-): Promise<{ commit: string; blob: string }[]> {
-  const list: { commit: string; blob: string }[] = [];
-  const onLine = (out: Buffer, start: number, end: number) => {
-    const cut = slicer(out);
-    // `<mode> SP <type> SP <oid> TAB <path>`; the path is the commit id split by fanout.
-    const tab = out.indexOf(9, start);
-    if (tab <= start || tab >= end) return;
-    const head = cut.latin1Slice(start, tab);
-    const rawPath = cut.latin1Slice(tab + 1, end);
-    const path = rawPath.includes('/') ? flat(rawPath.replace(/\//g, '')) : rawPath;
-    const blob = cut.latin1Slice(start + head.lastIndexOf(' ') + 1, tab);
-    if (head.includes(' blob ') && OID.test(path) && OID.test(blob)) {
-      list.push({ commit: path, blob });
-    }
-  };
-  const code = await gitLines(ctx, ['ls-tree', '-r', '--full-tree', notesCommit], onLine, {
-    allowFail: opts.allowMissing,
-  });
-  if (code !== 0) return [];
-  return list;
+/**
+ * The ids of every `refs/breakglass/tickets/<id>`, without tips (the few tickets the audit reads
+ * are read by ref name): 100,000 tickets are 100,000 short strings, nothing else.
+ */
+async function listTicketIds(ctx: GitContext): Promise<Set<string>> {
+  const ids = new Set<string>();
+  await gitLines(
+    ctx,
+    ['for-each-ref', '--format=%(refname:lstrip=3)', `${REFS.tickets}*`],
+    (out, start, end) => {
+      // The pattern matches one level only; a name with a slash is not a ticket ref anyway.
+      if (end > start) {
+        const id = slicer(out).utf8Slice(start, end);
+        if (!id.includes('/')) ids.add(id);
+      }
+    },
+  );
+  return ids;
 }
 
 // Memory for 100,000 events (DESIGN §9: < 200 MiB). Substrings cut from a note keep the whole
@@ -383,13 +451,20 @@ class SharedValues {
     }
     return i;
   }
+
+  /** The index of a value in the table, or -1. */
+  indexOf(v: unknown): number {
+    return this.index.get(v) ?? -1;
+  }
 }
 
 /** A NotedEvent stored as one string (see SEP above); `event` and `commits` unpack it. */
 class PackedEvent implements NotedEvent {
   useRecord?: boolean;
+  /** Commits of later notes holding the same event (appended here: no re-packing per commit). */
+  private more: string[] | undefined;
   constructor(
-    private packed: string,
+    private readonly packed: string,
     private readonly shared: SharedValues,
   ) {}
 
@@ -402,13 +477,14 @@ class PackedEvent implements NotedEvent {
   ): PackedEvent | null {
     const idx = (v: unknown) => String(shared.add(v));
     const opt = (v: string | undefined) => (v === undefined ? ABSENT : v);
+    // Kind, ticket, ref and old tip first: a use record is matched on them as one prefix.
     const fields = [
       e.kind === 'breakglass' ? 'b' : 'v',
       opt(e.ticketId),
-      idx(e.actions),
       idx(e.ref),
       e.oldSha,
       e.newSha,
+      idx(e.actions),
       idx(e.pusher),
       e.requester ? idx(e.requester) : ABSENT,
       idx(e.approvers),
@@ -438,15 +514,22 @@ class PackedEvent implements NotedEvent {
     return this.packed.split(SEP);
   }
 
-  /** The fields a use record is matched on, without unpacking the rest. */
-  head(): Pick<AuditEvent, 'kind' | 'ticketId' | 'ref' | 'oldSha'> {
-    const f = this.packed.split(SEP, 5);
-    return {
-      kind: f[0] === 'b' ? 'breakglass' : 'violation',
-      ...(f[1] === ABSENT ? {} : { ticketId: f[1]! }),
-      ref: this.shared.values[Number(f[3])] as string,
-      oldSha: f[4]!,
-    };
+  /**
+   * True if this is the break-glass event of `ticket` on the ref with shared index `refIndex`
+   * from `oldSha` (the new tip is the caller's lookup key): one prefix comparison, nothing unpacked.
+   */
+  matches(ticket: string, refIndex: number, oldSha: string): boolean {
+    const p = this.packed;
+    // 'b' SEP ticket SEP refIndex SEP oldSha SEP
+    if (p.charCodeAt(0) !== 98 || !p.startsWith(ticket, 2)) return false;
+    let at = 2 + ticket.length;
+    if (p.charCodeAt(at) !== 10) return false;
+    const ref = String(refIndex);
+    if (!p.startsWith(ref, at + 1)) return false;
+    at += 1 + ref.length;
+    return p.charCodeAt(at) === 10 && p.startsWith(oldSha, at + 1)
+      ? p.charCodeAt(at + 1 + oldSha.length) === 10
+      : false;
   }
 
   get event(): AuditEvent {
@@ -454,10 +537,10 @@ class PackedEvent implements NotedEvent {
     const v = this.shared.values;
     const e: AuditEvent = {
       kind: f[0] === 'b' ? 'breakglass' : 'violation',
-      actions: v[Number(f[2])] as string[],
-      ref: v[Number(f[3])] as string,
-      oldSha: f[4]!,
-      newSha: f[5]!,
+      actions: v[Number(f[5])] as string[],
+      ref: v[Number(f[2])] as string,
+      oldSha: f[3]!,
+      newSha: f[4]!,
       pusher: v[Number(f[6])] as string,
       approvers: v[Number(f[8])] as AuditEvent['approvers'],
       recordedAt: f[13]!,
@@ -477,7 +560,8 @@ class PackedEvent implements NotedEvent {
 
   get commits(): readonly string[] {
     const c = this.packed.slice(this.packed.lastIndexOf(SEP) + 1);
-    return c === '' ? [] : c.split(' ');
+    const list = c === '' ? [] : c.split(' ');
+    return this.more ? [...list, ...this.more] : list;
   }
 
   get id(): string | undefined {
@@ -487,13 +571,9 @@ class PackedEvent implements NotedEvent {
     return f === ABSENT ? undefined : f;
   }
 
-  /** Adds commits (another blob held the same event); false if one cannot be packed. */
-  addCommits(more: readonly string[]): boolean {
-    for (const c of more) if (c === '' || c.includes(' ') || c.includes(SEP)) return false;
-    const cut = this.packed.lastIndexOf(SEP) + 1;
-    const have = this.packed.slice(cut);
-    this.packed = this.packed.slice(0, cut) + [...(have ? [have] : []), ...more].join(' ');
-    return true;
+  /** Adds a commit (another note holds the same event). */
+  addCommit(commit: string): void {
+    (this.more ??= []).push(commit);
   }
 }
 
@@ -503,48 +583,88 @@ class PackedEvent implements NotedEvent {
  */
 export async function readNotedEvents(
   ctx: GitContext,
-  notesCommit: string | null,
+  notesRef: string,
   problems: AuditProblem[],
   progress?: Progress,
 ): Promise<NotedEvent[]> {
-  if (!notesCommit) return [];
-  return parseNotes(ctx, await listNotes(ctx, notesCommit), problems, progress);
+  return (await parseNotes(ctx, notesRef, problems, progress)).events;
 }
 
-/** Reads the listed note blobs with one cat-file and parses them (see readNotedEvents). */
+/** What parseNotes found besides the events (for the audit's later joins). */
+interface NotesRead {
+  readonly events: NotedEvent[];
+  /** The shared-value table of packed events (to find a ref's index). */
+  readonly shared: SharedValues;
+  /** Tickets whose events leave out requester, reason or window: read to fill them in. */
+  readonly incomplete: Set<string>;
+}
+
+/**
+ * Reads every note under `notesRef` (`git notes list` piped into one cat-file: the answers carry
+ * the annotated commit, so no listing is held) and parses it. A note blob shared by several
+ * commits (one event, many commits) is parsed once per commit; the events merge by identity.
+ */
 async function parseNotes(
   ctx: GitContext,
-  notes: readonly { commit: string; blob: string }[],
+  notesRef: string,
   problems: AuditProblem[],
   progress?: Progress,
   byNew: Map<string, NotedEvent | NotedEvent[]> = new Map(),
   withIds = false,
-): Promise<NotedEvent[]> {
-  const commitsByBlob = new Map<string, string[]>();
-  for (const n of notes) {
-    const list = commitsByBlob.get(n.blob);
-    if (list) list.push(n.commit);
-    else commitsByBlob.set(n.blob, [n.commit]);
+): Promise<NotesRead> {
+  if (!notesRef.startsWith('refs/notes/')) {
+    throw new BreakglassError('USAGE', `notes ref ${notesRef} is not under refs/notes/`);
   }
-  const blobs = [...commitsByBlob.keys()];
   // Events by new tip (`byNew`: a flat string that hashes once), then compared field by field:
   // cheaper than building and hashing a long key string per event.
   const found: NotedEvent[] = [];
   const shared = new SharedValues();
+  const incomplete = new Set<string>();
   const decoder = new TextDecoder('utf-8', { fatal: true });
   const cache = new NoteCache();
+  // Only blobs that made problems are remembered (by id), so that a blob on several commits is
+  // reported once, naming its commits; a missing blob's commit is looked up at the end.
+  const troubled = new Map<
+    string,
+    { commits: string[]; joined: number[]; skip: boolean; missing?: number | undefined }
+  >();
+  const trouble = (blob: string, commit: string, skip: boolean) => {
+    const t = {
+      commits: commit ? [commit] : [],
+      joined: [] as number[],
+      skip,
+      missing: undefined as number | undefined,
+    };
+    troubled.set(blob, t);
+    return t;
+  };
   let done = 0;
-  await catFileStream(ctx, blobs, ({ spec, data, type }) => {
-    const commits = commitsByBlob.get(spec)!;
-    if (++done % 5000 === 0) progress?.('notes', done, blobs.length);
-    if (!data || type !== 'blob') {
-      problems.push({ kind: 'note', where: commits[0]!, message: 'note object is missing' });
+  const onNote = ({ spec: blob, data, type, rest }: BatchItem) => {
+    if (++done % 5000 === 0) progress?.('notes', done, 0);
+    const known = troubled.get(blob);
+    if (!data) {
+      // `<blob> missing`: cat-file does not echo the commit; found below.
+      if (known) return;
+      trouble(blob, '', true).missing = problems.length;
+      problems.push({ kind: 'note', where: '', message: 'note object is missing' });
       return;
     }
+    const commit = rest!.includes('/') ? flat(rest!.replace(/\//g, '')) : rest!;
+    // `git notes list` names notes by commit id; anything else in the tree is not a note.
+    if (type !== 'blob' || !OID.test(commit)) return;
+    if (known) {
+      known.commits.push(commit);
+      if (known.commits.length <= 5) {
+        const where = known.commits.join(' ').slice(0, 200);
+        for (const i of known.joined) problems[i] = { ...problems[i]!, where };
+      }
+      if (known.skip) return;
+    }
     if (data.length > MAX_NOTE_BYTES) {
+      trouble(blob, commit, true);
       problems.push({
         kind: 'note',
-        where: commits[0]!,
+        where: commit,
         message: `note is ${data.length} bytes; skipped`,
       });
       return;
@@ -560,15 +680,20 @@ async function parseNotes(
       try {
         text = decoder.decode(data);
       } catch {
-        problems.push({ kind: 'note', where: commits[0]!, message: 'note is not UTF-8' });
+        trouble(blob, commit, true);
+        problems.push({ kind: 'note', where: commit, message: 'note is not UTF-8' });
         return;
       }
       if (!text.includes('Break-glass-')) return;
       const slow = parseNote(text);
       parsed = { events: slow.events.map(compact), errors: slow.errors };
     }
-    for (const err of parsed.errors) {
-      problems.push({ kind: 'note', where: commits.join(' ').slice(0, 200), message: err });
+    if (parsed.errors.length && !known) {
+      const t = trouble(blob, commit, false);
+      for (const err of parsed.errors) {
+        t.joined.push(problems.length);
+        problems.push({ kind: 'note', where: commit, message: err });
+      }
     }
     for (const event of parsed.events) {
       const have = byNew.get(event.newSha);
@@ -586,40 +711,49 @@ async function parseNotes(
               ? have
               : undefined;
       if (seen) {
-        if (!(seen instanceof PackedEvent)) {
-          for (const c of commits) (seen.commits as string[]).push(c);
-        } else if (!seen.addCommits(commits)) {
-          // Not packable after all: the unpacked event takes its place in both lists.
-          const plain: NotedEvent = {
-            event: seen.event,
-            commits: [...seen.commits, ...commits],
-            ...(seen.id === undefined ? {} : { id: seen.id }),
-            ...(seen.useRecord ? { useRecord: true } : {}),
-          };
-          found[found.indexOf(seen)] = plain;
-          if (Array.isArray(have)) have[have.indexOf(seen)] = plain;
-          else byNew.set(event.newSha, plain);
-        }
+        if (seen instanceof PackedEvent) seen.addCommit(commit);
+        else (seen.commits as string[]).push(commit);
         continue;
+      }
+      if (event.ticketId && (!event.requester || event.reason === undefined || !event.window)) {
+        incomplete.add(event.ticketId);
       }
       // For the report, the row id is hashed here, while git is still producing notes.
       const id = withIds ? rowId(event) : undefined;
-      // One event per blob (the usual case) owns the blob's commit list; more share copies.
       const noted: NotedEvent =
-        (withIds ? PackedEvent.pack(event, commits, id, shared) : null) ??
-        (id === undefined
-          ? { event, commits: parsed.events.length === 1 ? commits : [...commits] }
-          : { event, commits: parsed.events.length === 1 ? commits : [...commits], id });
+        (withIds ? PackedEvent.pack(event, [commit], id, shared) : null) ??
+        (id === undefined ? { event, commits: [commit] } : { event, commits: [commit], id });
       found.push(noted);
       if (have === undefined) byNew.set(event.newSha, noted);
       else if (Array.isArray(have)) have.push(noted);
       else byNew.set(event.newSha, [have, noted]);
     }
-  });
-  progress?.('notes', blobs.length, blobs.length);
-  // A commit can only be listed twice for one event if two blobs held it: not possible in one
-  // notes tree, so the lists are already unique.
-  return found;
+  };
+  await catFile(
+    ctx,
+    { producer: ['notes', `--ref=${notesRef}`, 'list'], rest: true, allowFail: true },
+    onNote,
+  );
+  progress?.('notes', done, done);
+  const missing = [...troubled].filter(([, t]) => t.missing !== undefined);
+  if (missing.length) {
+    // Rare (a damaged repository): list the notes again to name the commits of missing blobs.
+    const want = new Map(missing);
+    await gitLines(
+      ctx,
+      ['notes', `--ref=${notesRef}`, 'list'],
+      (out, start, end) => {
+        const [blob, commit] = out.toString('latin1', start, end).split(' ');
+        const t = blob ? want.get(blob) : undefined;
+        if (!t || !commit) return;
+        t.commits.push(commit);
+        if (t.commits.length === 1)
+          problems[t.missing!] = { ...problems[t.missing!]!, where: commit };
+      },
+      { allowFail: true },
+    );
+  }
+  return { events: found, shared, incomplete };
 }
 
 // Use-record chains are walked level by level (one cat-file per level); a ticket used more
@@ -652,17 +786,48 @@ interface UseIdentity {
   readonly commit: string;
 }
 
+// A use record exactly as the recorder writes it (formatUseRecord: these keys, in this order,
+// each once, plain JSON values). Its identity is then cut out by position; anything else is
+// parsed as JSON. The rest is checked too, so that what is accepted here is valid JSON that
+// JSON.parse reads the same (no repeated key, no bad escape).
+const JSON_STRING = '"(?:[^"\\\\\\u0000-\\u001f]|\\\\["\\\\/bfnrt]|\\\\u[0-9a-fA-F]{4})*"';
+const USE_TAIL = new RegExp(
+  `^,"actions":\\[(?:"[a-z-]+"(?:,"[a-z-]+")*)?\\],"pusher":${JSON_STRING},"recordedAt":${JSON_STRING},` +
+    `"recordedBy":${JSON_STRING},"commits":(?:0|[1-9][0-9]*)\\}\\n?$`,
+);
+
+/** The value of `"<key>":"` at `at` in `t` when it is a plain JSON string; [value, end] or null. */
+function plainJsonValue(t: string, at: number, key: string): [string, number] | null {
+  if (!t.startsWith(key, at)) return null;
+  const start = at + key.length;
+  const end = t.indexOf('"', start);
+  if (end < 0) return null;
+  const v = t.slice(start, end);
+  return v.includes('\\') ? null : [v, end];
+}
+
 function quickUseKey(sha: string, data: Buffer, problems: AuditProblem[]): UseIdentity | null {
   // Fast path for the join: the JSON line's identity fields. Anything odd goes through the
   // strict parser, which names the problem.
   const split = data.indexOf('\n\n');
   const brace = split < 0 ? -1 : data.indexOf('\n{', split);
   if (brace >= 0) {
+    const text = slicer(data).utf8Slice(brace + 1, data.length);
+    const ticket = plainJsonValue(text, 0, '{"ticket":"');
+    const ref = ticket && plainJsonValue(text, ticket[1], '","ref":"');
+    const oldSha = ref && plainJsonValue(text, ref[1], '","oldSha":"');
+    const newSha = oldSha && plainJsonValue(text, oldSha[1], '","newSha":"');
+    if (newSha && USE_TAIL.test(text.slice(newSha[1] + 1))) {
+      return {
+        ticket: ticket![0],
+        ref: ref![0],
+        oldSha: oldSha![0],
+        newSha: newSha[0],
+        commit: sha,
+      };
+    }
     try {
-      const o = JSON.parse(slicer(data).utf8Slice(brace + 1, data.length)) as Record<
-        string,
-        unknown
-      >;
+      const o = JSON.parse(text) as Record<string, unknown>;
       if (
         typeof o.ticket === 'string' &&
         typeof o.ref === 'string' &&
@@ -680,30 +845,30 @@ function quickUseKey(sha: string, data: Buffer, problems: AuditProblem[]): UseId
 }
 
 /**
- * The identity (ticket, ref, old..new) of every use record on the consumed/ chains from `tips`,
- * mapped to its commit; one cat-file per chain depth. Only the records no note covers need the
- * strict parse afterwards (readUseCommits).
+ * The identity (ticket, ref, old..new) of every use record on the consumed/ chains from `tips`
+ * (null: every `refs/breakglass/consumed/<id>`, listed straight into cat-file), handed to `take`
+ * as read; one cat-file per chain depth. Only the records no note covers need the strict parse
+ * afterwards (readUseCommits).
  */
 export async function scanUseKeys(
   ctx: GitContext,
-  tips: readonly string[],
+  tips: readonly string[] | null,
   problems: AuditProblem[],
-  onKey?: (key: UseIdentity) => void,
-): Promise<UseIdentity[]> {
-  const keys: UseIdentity[] = [];
-  // With onKey, identities are handed over as they are read instead of collected.
-  const take = onKey ?? ((key: UseIdentity) => keys.push(key));
+  take: (key: UseIdentity) => void,
+): Promise<void> {
+  // Commits read at depth >= 1 (a ticket used more than once); the tips are not remembered.
   const seen = new Set<string>();
-  let level = [...new Set(tips)];
-  for (let depth = 0; level.length > 0; depth++) {
-    for (const sha of level) seen.add(sha);
-    if (depth >= MAX_LEVELS) {
+  let level: readonly string[] | null = tips ? [...new Set(tips)] : null;
+  for (let depth = 0; level === null || level.length > 0; depth++) {
+    if (level) for (const sha of level) seen.add(sha);
+    if (depth >= MAX_LEVELS && level) {
       // Long chains (a ticket used many times): list the rest once, then read them.
+      const now = new Set(level);
       const r = await runGit(ctx, ['rev-list', ...level, '--']);
       const rest = r.stdout
         .toString('latin1')
         .split('\n')
-        .filter((x) => x && (!seen.has(x) || level.includes(x)));
+        .filter((x) => x && (!seen.has(x) || now.has(x)));
       await catFileStream(ctx, rest, ({ spec, type, data }) => {
         if (!data || type !== 'commit') return;
         const key = quickUseKey(spec, data, problems);
@@ -712,7 +877,10 @@ export async function scanUseKeys(
       break;
     }
     const next: string[] = [];
-    await catFileStream(ctx, level, ({ spec, type, data }) => {
+    const input: BatchInput = level
+      ? { specs: level }
+      : { producer: ['for-each-ref', '--format=%(objectname)', `${REFS.consumed}*`] };
+    await catFile(ctx, input, ({ spec, type, data }) => {
       if (!data || type !== 'commit') {
         problems.push({ kind: 'use', where: spec, message: 'use record commit is missing' });
         return;
@@ -731,7 +899,6 @@ export async function scanUseKeys(
     });
     level = [...new Set(next)];
   }
-  return keys;
 }
 
 /** Strictly parses the use-record commits given (one cat-file). */
@@ -815,6 +982,13 @@ interface TicketRead {
   readonly bound: VerifiedTicket | null;
 }
 
+/** The refs readEnvelopes reads: ticket ids (read by ref name), revocation and review tips. */
+export interface EnvelopeRefs {
+  readonly tickets: { has(id: string): boolean };
+  readonly revoked: ReadonlyMap<string, string>;
+  readonly reviews: ReadonlyMap<string, string>;
+}
+
 /**
  * Reads the envelopes the report needs with one cat-file process: tickets named by `ticketIds`
  * and those with a review or revocation to check, every revocation and every review tip.
@@ -822,7 +996,7 @@ interface TicketRead {
  */
 export async function readEnvelopes(
   ctx: GitContext,
-  refs: EvidenceRefs,
+  refs: EnvelopeRefs,
   ticketIds: ReadonlySet<string>,
   policy: Policy | null,
   problems: AuditProblem[],
@@ -834,23 +1008,28 @@ export async function readEnvelopes(
   const tickets = new Map<string, TicketFacts>();
   const revocations = new Map<string, RevocationFacts>();
   const reviews = new Map<string, ReviewFacts>();
-  const revokedRefs = refs.byNs.get('revoked') ?? new Map<string, string>();
-  const reviewRefs = refs.byNs.get('reviews') ?? new Map<string, string>();
-  const ticketRefs = refs.byNs.get('tickets') ?? new Map<string, string>();
+  const revokedRefs = refs.revoked;
+  const reviewRefs = refs.reviews;
   const needVerified = new Set([...revokedRefs.keys(), ...reviewRefs.keys()]);
   const wanted = new Set([...ticketIds, ...needVerified]);
 
   const specs: { ns: Exclude<Namespace, 'consumed'>; id: string }[] = [];
-  for (const id of wanted) if (ticketRefs.has(id)) specs.push({ ns: 'tickets', id });
+  for (const id of wanted) if (refs.tickets.has(id)) specs.push({ ns: 'tickets', id });
   for (const id of revokedRefs.keys()) specs.push({ ns: 'revoked', id });
   for (const id of reviewRefs.keys()) specs.push({ ns: 'reviews', id });
-  const tip = (ns: Namespace, id: string) => refs.byNs.get(ns)!.get(id)!;
+  // Tickets by ref name (listed without tips); revocations and reviews by their listed tips.
+  const where = (ns: Exclude<Namespace, 'consumed'>, id: string) =>
+    ns === 'tickets'
+      ? REFS.tickets + id
+      : ns === 'revoked'
+        ? revokedRefs.get(id)!
+        : reviewRefs.get(id)!;
 
   const raw = new Map<string, Buffer | null>();
   const read = new Map<string, TicketRead>();
   await catFileStream(
     ctx,
-    specs.map((s) => `${tip(s.ns, s.id)}:${ENVELOPE_FILE[s.ns]}`),
+    specs.map((s) => `${where(s.ns, s.id)}:${ENVELOPE_FILE[s.ns]}`),
     ({ data, type }, i) => {
       const s = specs[i]!;
       const bytes = data && type === 'blob' ? Buffer.from(data) : null;
@@ -993,84 +1172,91 @@ export async function readEnvelopes(
 export async function readAuditData(ctx: GitContext, opts: AuditSourceOptions): Promise<AuditData> {
   const problems: AuditProblem[] = [];
   const notesRef = opts.notesRef ?? REFS.notes;
-  // Refs and the notes listing at once, then notes and use records at once: git works on one
-  // core while we parse on the other.
-  const [refs, noteList] = await Promise.all([
-    listEvidenceRefs(ctx, notesRef, { consumedTips: true }),
-    listNotes(ctx, notesRef, { allowMissing: true }),
-  ]);
+  // Reviews and revocations (few) are listed with their tips and the ticket refs as ids only,
+  // while the notes are read: git works on one core while we parse on the other.
+  const signed = listEvidenceRefs(ctx, notesRef, {
+    patterns: [`${REFS.revoked}*`, `${REFS.reviews}*`],
+  });
+  const ticketIds = listTicketIds(ctx);
+  signed.catch(() => {});
+  ticketIds.catch(() => {});
   opts.progress?.('refs', 1, 1);
-  const consumedTips = refs.consumedTips ?? [];
-  // A use record matching a note only sets its flag; the others (no note) become rows. Uses are
-  // matched as they are read, against the events parsed so far; the rest wait for the notes.
+  // A use record matching a note only sets its flag; the others (no note) become rows.
   const byNew = new Map<string, NotedEvent | NotedEvent[]>();
-  const matchUse = (u: UseIdentity): boolean => {
-    const have = byNew.get(u.newSha);
-    if (have === undefined) return false;
-    const hit = (e: NotedEvent): boolean => {
-      const ev = e instanceof PackedEvent ? e.head() : e.event;
-      if (
-        ev.kind === 'breakglass' &&
-        !!ev.ticketId &&
-        ev.ticketId === u.ticket &&
-        ev.ref === u.ref &&
-        ev.oldSha === u.oldSha
-      ) {
-        e.useRecord = true;
-        return true;
-      }
-      return false;
-    };
-    return Array.isArray(have) ? have.some(hit) : hit(have);
-  };
-  const pending: UseIdentity[] = [];
   // Notes first, then use records: each use then meets its event at once, and 100,000 pending
   // use identities are never held next to the events (measured: the audit's peak memory).
-  const events = await parseNotes(
+  const { events, shared, incomplete } = await parseNotes(
     ctx,
-    refs.notes ? noteList : [],
+    notesRef,
     problems,
     opts.progress,
     byNew,
     true,
   );
-  noteList.length = 0;
-  await scanUseKeys(ctx, consumedTips, problems, (u) => {
-    if (!matchUse(u)) pending.push(u);
-  });
-  consumedTips.length = 0;
+  const matchUse = (u: UseIdentity): boolean => {
+    const have = byNew.get(u.newSha);
+    if (have === undefined || !u.ticket) return false;
+    // A packed event is compared as a prefix; that needs values without its separators.
+    const refIndex = plainKey(u.ticket) && plainKey(u.oldSha) ? shared.indexOf(u.ref) : -1;
+    const hit = (e: NotedEvent): boolean => {
+      if (e instanceof PackedEvent && refIndex >= 0) {
+        if (!e.matches(u.ticket, refIndex, u.oldSha)) return false;
+      } else {
+        const ev = e.event;
+        if (
+          ev.kind !== 'breakglass' ||
+          ev.ticketId !== u.ticket ||
+          ev.ref !== u.ref ||
+          ev.oldSha !== u.oldSha
+        ) {
+          return false;
+        }
+      }
+      e.useRecord = true;
+      return true;
+    };
+    return Array.isArray(have) ? have.some(hit) : hit(have);
+  };
   const orphans: string[] = [];
-  for (const u of pending) if (!matchUse(u)) orphans.push(u.commit);
-  pending.length = 0;
+  await scanUseKeys(ctx, null, problems, (u) => {
+    if (!matchUse(u)) orphans.push(u.commit);
+  });
   byNew.clear();
   const uses = await readUseCommits(ctx, orphans, problems);
   opts.progress?.('records', 1, 1);
   // Tickets are read only where the records leave something out: notes written by the recorder
   // carry requester, approvers, reason and window already.
-  const ids = new Set<string>();
-  const ticketOf: (string | undefined)[] = [];
-  for (const { event: e } of events) {
-    if (e.ticketId && (!e.requester || e.reason === undefined || !e.window)) ids.add(e.ticketId);
-    ticketOf.push(e.ticketId);
-  }
+  const ids = incomplete;
   for (const u of uses) ids.add(u.ticket);
-  const { tickets, revocations, reviews } = await readEnvelopes(
+  const listed = await signed;
+  const tickets = await ticketIds;
+  const envelopes = await readEnvelopes(
     ctx,
-    refs,
+    {
+      tickets,
+      revoked: listed.byNs.get('revoked') ?? new Map<string, string>(),
+      reviews: listed.byNs.get('reviews') ?? new Map<string, string>(),
+    },
     ids,
     await opts.policy,
     problems,
   );
   opts.progress?.('tickets', 1, 1);
-  const ticketRefs = refs.byNs.get('tickets');
-  // Only the answer for the ids the rows ask about is kept, holding the events' own strings: the
-  // ref listing (an id and a tip per ticket, 100,000 of them) can go before the rows are built.
-  const withRef = new Set<string>();
-  for (const t of ticketOf) if (t !== undefined && ticketRefs?.has(t)) withRef.add(t);
-  ticketOf.length = 0;
-  for (const u of uses) if (ticketRefs?.has(u.ticket)) withRef.add(u.ticket);
-  const ticketIds: { has(id: string): boolean } = withRef;
-  return { events, tickets, ticketIds, uses, revocations, reviews, problems };
+  return {
+    events,
+    tickets: envelopes.tickets,
+    ticketIds: tickets,
+    uses,
+    revocations: envelopes.revocations,
+    reviews: envelopes.reviews,
+    problems,
+  };
+}
+
+/** A value that can be compared inside a packed event (no separator or control character). */
+function plainKey(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) < 32) return false;
+  return true;
 }
 
 // Ticket and review chains are one commit per signature or review; anything longer is not ours.
@@ -1154,14 +1340,17 @@ export async function readTicketHistory(
       );
     }
 
+    // Read at once; their problems are listed in a fixed order (use records, then notes).
+    const noteProblems: AuditProblem[] = [];
     const [events, uses] = await Promise.all([
-      readNotedEvents(ctx, refs.notes, problems),
+      refs.notes ? readNotedEvents(ctx, REFS.notes, noteProblems) : [],
       readUseRecords(
         ctx,
         refs.byNs.get('consumed')?.has(id) ? [refs.byNs.get('consumed')!.get(id)!] : [],
         problems,
       ),
     ]);
+    problems.push(...noteProblems);
 
     let revocation: RevocationFacts | null = null;
     const revTip = refs.byNs.get('revoked')?.get(id);
