@@ -28,11 +28,18 @@ if (!only || only === 'cli') {
     banner: { js: '#!/usr/bin/env node\n' + banner.js },
   });
 }
-// The hooks' own entry, dist/bg-hook.js: no CLI (yargs, commands), and the full hook split into
-// chunks (dist/hook-chunks/) that are loaded only when the fast path can't decide, so a push
-// that touches nothing protected doesn't even read them (DESIGN §9: ~ one Node start-up). The
-// shims prefer it when it sits beside bg-sign.js; bg-sign.js alone still works.
+// The hooks' own entries. dist/bg-hook.cjs (src/server/hook-fast.ts): one small CommonJS file
+// with the fast path, what the shims run (DESIGN §9: ~ one Node start-up; an ES module graph
+// starts measurably slower). dist/bg-hook.js: no CLI (yargs, commands), the full hook split into
+// chunks (dist/hook-chunks/) loaded only when the fast path can't decide. The shims prefer them
+// when they sit beside bg-sign.js; bg-sign.js alone still works.
 if (!only || only === 'cli' || only === 'hook') {
+  await build({
+    ...common,
+    format: 'cjs',
+    entryPoints: ['src/server/hook-fast.ts'],
+    outfile: 'dist/bg-hook.cjs',
+  });
   const r = await build({
     ...common,
     entryPoints: { 'bg-hook': 'src/server/hook-main.ts' },

@@ -52,16 +52,31 @@ die() {
   ${fail}
 }
 
-bundle=$(git config --get breakglass.bundle 2>/dev/null) || bundle=
+# One git process for both settings (this runs on every push); the last value of each wins.
+bundle=
+node=
+while IFS= read -r line; do
+  case $line in
+    "breakglass.bundle "*) bundle=\${line#breakglass.bundle } ;;
+    "breakglass.node "*) node=\${line#breakglass.node } ;;
+  esac
+done <<EOF
+$(git config --get-regexp '^breakglass\\.(bundle|node)$' 2>/dev/null)
+EOF
 [ -n "$bundle" ] || bundle=$bundle_default
-node=$(git config --get breakglass.node 2>/dev/null) || node=
 [ -n "$node" ] || node=$node_default
 [ -n "$node" ] || node=$(command -v node 2>/dev/null) || node=
 
 [ -n "$bundle" ] || die "no bundle configured (git config breakglass.bundle /path/to/bg-sign.js)"
 [ -r "$bundle" ] || die "bundle $bundle is missing or unreadable"
-# The hooks' own entry, built beside bg-sign.js, starts faster (same arguments); else bg-sign.js.
-case $bundle in */bg-sign.js) [ -r "\${bundle%/*}/bg-hook.js" ] && bundle="\${bundle%/*}/bg-hook.js" ;; esac
+# The hooks' own entries, built beside bg-sign.js, start faster (same arguments): bg-hook.cjs
+# (needs bg-hook.js beside it), else bg-hook.js, else bg-sign.js itself.
+case $bundle in */bg-sign.js)
+  dir=\${bundle%/*}
+  if [ -r "$dir/bg-hook.js" ]; then
+    if [ -r "$dir/bg-hook.cjs" ]; then bundle=$dir/bg-hook.cjs; else bundle=$dir/bg-hook.js; fi
+  fi ;;
+esac
 [ -n "$node" ] || die "node is not installed or not on PATH (git config breakglass.node /path/to/node)"
 [ -x "$node" ] || die "node at $node is missing or not executable"
 

@@ -103,4 +103,43 @@ describe('a server with only bg-sign.js', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('with bg-hook.cjs but no bg-hook.js beside it, the shims run bg-sign.js', async () => {
+    const dir = await mkdtemp(join(os.tmpdir(), 'bg-only-'));
+    const lone = join(dir, 'bg-sign.js');
+    await copyFile(BUNDLE, lone);
+    await copyFile(join(BUNDLE, '..', 'bg-hook.cjs'), join(dir, 'bg-hook.cjs'));
+    const server = await TestServer.create({ bundle: lone });
+    try {
+      const alice = await server.clone('alice');
+      await alice.commit('f.txt', 'x\n');
+      const r = await alice.push(['HEAD:main']);
+      assert.match(r.stderr, /TICKET_REQUIRED/);
+      const ok = await alice.push(['HEAD:refs/heads/topic']);
+      assert.equal(ok.code, 0, ok.stderr);
+    } finally {
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('bg-hook.cjs configured alone fails closed when it needs the full hook', async () => {
+    const dir = await mkdtemp(join(os.tmpdir(), 'bg-only-'));
+    const lone = join(dir, 'bg-hook.cjs');
+    await copyFile(join(BUNDLE, '..', 'bg-hook.cjs'), lone);
+    const server = await TestServer.create();
+    try {
+      await server.git(['config', 'breakglass.bundle', lone]);
+      const alice = await server.clone('alice');
+      await alice.commit('f.txt', 'x\n');
+      const before = await server.ref('refs/heads/topic');
+      const r = await alice.push(['HEAD:refs/heads/topic']);
+      assert.notEqual(r.code, 0, 'no cache yet: the full hook is needed and missing');
+      assert.match(r.stderr, /hook failed/);
+      assert.equal(await server.ref('refs/heads/topic'), before);
+    } finally {
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -1,6 +1,7 @@
 // The hook entry's fast path (src/server/fast-path.ts) for pushes that touch nothing protected:
 // a stale or broken cache, a symbolic ref or a bad push option must never let through what the
-// full hook would refuse. Real pushes through the installed shims (which run dist/bg-hook.js).
+// full hook would refuse. Real pushes through the installed shims (which run dist/bg-hook.cjs,
+// and dist/bg-hook.js when the fast path can't decide).
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -10,7 +11,7 @@ import { CACHE_FILE } from '../../src/server/fast-path.ts';
 import { policyYaml } from '../helpers/fixtures.ts';
 import { BUNDLE, TestServer, type DevClone } from '../helpers/server.ts';
 
-describe('pre-receive fast path (dist/bg-hook.js)', () => {
+describe('pre-receive fast path (dist/bg-hook.cjs)', () => {
   let server: TestServer;
   let alice: DevClone;
   let n = 0;
@@ -26,8 +27,11 @@ describe('pre-receive fast path (dist/bg-hook.js)', () => {
     await server?.close();
   });
 
-  it('the hook entry is built beside the CLI bundle and the shims use it', () => {
+  it('the hook entries are built beside the CLI bundle and the shims use them', async () => {
     assert.ok(existsSync(join(BUNDLE, '..', 'bg-hook.js')), 'npm run build makes dist/bg-hook.js');
+    assert.ok(existsSync(join(BUNDLE, '..', 'bg-hook.cjs')), 'and dist/bg-hook.cjs');
+    const shim = await readFile(join(server.gitDir, 'hooks', 'pre-receive'), 'utf8');
+    assert.match(shim, /bg-hook\.cjs/);
   });
 
   it('caches the protected patterns after the first push, keyed by the policy bytes', async () => {
