@@ -2165,9 +2165,9 @@ var require_dispatcher_base = __commonJS({
       }
       close(callback) {
         if (callback === void 0) {
-          return new Promise((resolve, reject) => {
+          return new Promise((resolve2, reject) => {
             this.close((err, data) => {
-              return err ? reject(err) : resolve(data);
+              return err ? reject(err) : resolve2(data);
             });
           });
         }
@@ -2205,12 +2205,12 @@ var require_dispatcher_base = __commonJS({
           err = null;
         }
         if (callback === void 0) {
-          return new Promise((resolve, reject) => {
+          return new Promise((resolve2, reject) => {
             this.destroy(err, (err2, data) => {
               return err2 ? (
                 /* istanbul ignore next: should never error */
                 reject(err2)
-              ) : resolve(data);
+              ) : resolve2(data);
             });
           });
         }
@@ -4477,8 +4477,8 @@ var require_util2 = __commonJS({
     function createDeferredPromise() {
       let res;
       let rej;
-      const promise2 = new Promise((resolve, reject) => {
-        res = resolve;
+      const promise2 = new Promise((resolve2, reject) => {
+        res = resolve2;
         rej = reject;
       });
       return { promise: promise2, resolve: res, reject: rej };
@@ -6729,12 +6729,12 @@ upgrade: ${upgrade}\r
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve, reject) => {
+      const waitForDrain = () => new Promise((resolve2, reject) => {
         assert2(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve;
+          callback = resolve2;
         }
       });
       socket.on("close", onDrain).on("drain", onDrain);
@@ -7404,12 +7404,12 @@ var require_client_h2 = __commonJS({
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve, reject) => {
+      const waitForDrain = () => new Promise((resolve2, reject) => {
         assert2(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve;
+          callback = resolve2;
         }
       });
       h2stream.on("close", onDrain).on("drain", onDrain);
@@ -7888,16 +7888,16 @@ var require_client = __commonJS({
         return this[kNeedDrain] < 2;
       }
       async [kClose]() {
-        return new Promise((resolve) => {
+        return new Promise((resolve2) => {
           if (this[kSize]) {
-            this[kClosedResolve] = resolve;
+            this[kClosedResolve] = resolve2;
           } else {
-            resolve(null);
+            resolve2(null);
           }
         });
       }
       async [kDestroy](err) {
-        return new Promise((resolve) => {
+        return new Promise((resolve2) => {
           const requests = this[kQueue].splice(this[kPendingIdx]);
           for (let i = 0; i < requests.length; i++) {
             const request2 = requests[i];
@@ -7908,7 +7908,7 @@ var require_client = __commonJS({
               this[kClosedResolve]();
               this[kClosedResolve] = null;
             }
-            resolve(null);
+            resolve2(null);
           };
           if (this[kHTTPContext]) {
             this[kHTTPContext].destroy(err, callback);
@@ -7959,7 +7959,7 @@ var require_client = __commonJS({
         });
       }
       try {
-        const socket = await new Promise((resolve, reject) => {
+        const socket = await new Promise((resolve2, reject) => {
           client[kConnector]({
             host,
             hostname: hostname4,
@@ -7971,7 +7971,7 @@ var require_client = __commonJS({
             if (err) {
               reject(err);
             } else {
-              resolve(socket2);
+              resolve2(socket2);
             }
           });
         });
@@ -8307,8 +8307,8 @@ var require_pool_base = __commonJS({
         if (this[kQueue].isEmpty()) {
           await Promise.all(this[kClients].map((c) => c.close()));
         } else {
-          await new Promise((resolve) => {
-            this[kClosedResolve] = resolve;
+          await new Promise((resolve2) => {
+            this[kClosedResolve] = resolve2;
           });
         }
       }
@@ -9577,7 +9577,7 @@ var require_readable = __commonJS({
         if (this._readableState.closeEmitted) {
           return null;
         }
-        return await new Promise((resolve, reject) => {
+        return await new Promise((resolve2, reject) => {
           if (this[kContentLength] > limit) {
             this.destroy(new AbortError());
           }
@@ -9590,7 +9590,7 @@ var require_readable = __commonJS({
             if (signal?.aborted) {
               reject(signal.reason ?? new AbortError());
             } else {
-              resolve(null);
+              resolve2(null);
             }
           }).on("error", noop3).on("data", function(chunk) {
             limit -= chunk.length;
@@ -9609,7 +9609,7 @@ var require_readable = __commonJS({
     }
     async function consume(stream, type) {
       assert2(!stream[kConsume]);
-      return new Promise((resolve, reject) => {
+      return new Promise((resolve2, reject) => {
         if (isUnusable(stream)) {
           const rState = stream._readableState;
           if (rState.destroyed && rState.closeEmitted === false) {
@@ -9626,7 +9626,7 @@ var require_readable = __commonJS({
             stream[kConsume] = {
               type,
               stream,
-              resolve,
+              resolve: resolve2,
               reject,
               length: 0,
               body: []
@@ -9696,18 +9696,18 @@ var require_readable = __commonJS({
       return buffer;
     }
     function consumeEnd(consume2) {
-      const { type, body, resolve, stream, length } = consume2;
+      const { type, body, resolve: resolve2, stream, length } = consume2;
       try {
         if (type === "text") {
-          resolve(chunksDecode(body, length));
+          resolve2(chunksDecode(body, length));
         } else if (type === "json") {
-          resolve(JSON.parse(chunksDecode(body, length)));
+          resolve2(JSON.parse(chunksDecode(body, length)));
         } else if (type === "arrayBuffer") {
-          resolve(chunksConcat(body, length).buffer);
+          resolve2(chunksConcat(body, length).buffer);
         } else if (type === "blob") {
-          resolve(new Blob(body, { type: stream[kContentType] }));
+          resolve2(new Blob(body, { type: stream[kContentType] }));
         } else if (type === "bytes") {
-          resolve(chunksConcat(body, length));
+          resolve2(chunksConcat(body, length));
         }
         consumeFinish(consume2);
       } catch (err) {
@@ -9964,9 +9964,9 @@ var require_api_request = __commonJS({
     };
     function request2(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve, reject) => {
+        return new Promise((resolve2, reject) => {
           request2.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve(data);
+            return err ? reject(err) : resolve2(data);
           });
         });
       }
@@ -10189,9 +10189,9 @@ var require_api_stream = __commonJS({
     };
     function stream(opts, factory, callback) {
       if (callback === void 0) {
-        return new Promise((resolve, reject) => {
+        return new Promise((resolve2, reject) => {
           stream.call(this, opts, factory, (err, data) => {
-            return err ? reject(err) : resolve(data);
+            return err ? reject(err) : resolve2(data);
           });
         });
       }
@@ -10476,9 +10476,9 @@ var require_api_upgrade = __commonJS({
     };
     function upgrade(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve, reject) => {
+        return new Promise((resolve2, reject) => {
           upgrade.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve(data);
+            return err ? reject(err) : resolve2(data);
           });
         });
       }
@@ -10570,9 +10570,9 @@ var require_api_connect = __commonJS({
     };
     function connect(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve, reject) => {
+        return new Promise((resolve2, reject) => {
           connect.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve(data);
+            return err ? reject(err) : resolve2(data);
           });
         });
       }
@@ -14435,7 +14435,7 @@ var require_fetch = __commonJS({
       function dispatch({ body }) {
         const url2 = requestCurrentURL(request2);
         const agent = fetchParams.controller.dispatcher;
-        return new Promise((resolve, reject) => agent.dispatch(
+        return new Promise((resolve2, reject) => agent.dispatch(
           {
             path: url2.pathname + url2.search,
             origin: url2.origin,
@@ -14511,7 +14511,7 @@ var require_fetch = __commonJS({
               }
               this.body = new Readable({ read: resume });
               const onError = this.onError.bind(this);
-              resolve({
+              resolve2({
                 status,
                 statusText,
                 headersList,
@@ -14554,7 +14554,7 @@ var require_fetch = __commonJS({
               for (let i = 0; i < rawHeaders.length; i += 2) {
                 headersList.append(bufferToLowerCasedHeaderName(rawHeaders[i]), rawHeaders[i + 1].toString("latin1"), true);
               }
-              resolve({
+              resolve2({
                 status,
                 statusText: STATUS_CODES[status],
                 headersList,
@@ -18295,8 +18295,8 @@ var require_util8 = __commonJS({
       return true;
     }
     function delay(ms) {
-      return new Promise((resolve) => {
-        setTimeout(resolve, ms).unref();
+      return new Promise((resolve2) => {
+        setTimeout(resolve2, ms).unref();
       });
     }
     module.exports = {
@@ -19278,11 +19278,11 @@ var require_lib = __commonJS({
     })();
     var __awaiter3 = exports && exports.__awaiter || function(thisArg, _arguments, P, generator) {
       function adopt(value) {
-        return value instanceof P ? value : new P(function(resolve) {
-          resolve(value);
+        return value instanceof P ? value : new P(function(resolve2) {
+          resolve2(value);
         });
       }
-      return new (P || (P = Promise))(function(resolve, reject) {
+      return new (P || (P = Promise))(function(resolve2, reject) {
         function fulfilled(value) {
           try {
             step(generator.next(value));
@@ -19298,7 +19298,7 @@ var require_lib = __commonJS({
           }
         }
         function step(result) {
-          result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected);
+          result.done ? resolve2(result.value) : adopt(result.value).then(fulfilled, rejected);
         }
         step((generator = generator.apply(thisArg, _arguments || [])).next());
       });
@@ -19385,26 +19385,26 @@ var require_lib = __commonJS({
       }
       readBody() {
         return __awaiter3(this, void 0, void 0, function* () {
-          return new Promise((resolve) => __awaiter3(this, void 0, void 0, function* () {
+          return new Promise((resolve2) => __awaiter3(this, void 0, void 0, function* () {
             let output2 = Buffer.alloc(0);
             this.message.on("data", (chunk) => {
               output2 = Buffer.concat([output2, chunk]);
             });
             this.message.on("end", () => {
-              resolve(output2.toString());
+              resolve2(output2.toString());
             });
           }));
         });
       }
       readBodyBuffer() {
         return __awaiter3(this, void 0, void 0, function* () {
-          return new Promise((resolve) => __awaiter3(this, void 0, void 0, function* () {
+          return new Promise((resolve2) => __awaiter3(this, void 0, void 0, function* () {
             const chunks = [];
             this.message.on("data", (chunk) => {
               chunks.push(chunk);
             });
             this.message.on("end", () => {
-              resolve(Buffer.concat(chunks));
+              resolve2(Buffer.concat(chunks));
             });
           }));
         });
@@ -19612,14 +19612,14 @@ var require_lib = __commonJS({
        */
       requestRaw(info2, data) {
         return __awaiter3(this, void 0, void 0, function* () {
-          return new Promise((resolve, reject) => {
+          return new Promise((resolve2, reject) => {
             function callbackForResult(err, res) {
               if (err) {
                 reject(err);
               } else if (!res) {
                 reject(new Error("Unknown error"));
               } else {
-                resolve(res);
+                resolve2(res);
               }
             }
             this.requestRawWithCallback(info2, data, callbackForResult);
@@ -19863,12 +19863,12 @@ var require_lib = __commonJS({
         return __awaiter3(this, void 0, void 0, function* () {
           retryNumber = Math.min(ExponentialBackoffCeiling, retryNumber);
           const ms = ExponentialBackoffTimeSlice * Math.pow(2, retryNumber);
-          return new Promise((resolve) => setTimeout(() => resolve(), ms));
+          return new Promise((resolve2) => setTimeout(() => resolve2(), ms));
         });
       }
       _processResponse(res, options) {
         return __awaiter3(this, void 0, void 0, function* () {
-          return new Promise((resolve, reject) => __awaiter3(this, void 0, void 0, function* () {
+          return new Promise((resolve2, reject) => __awaiter3(this, void 0, void 0, function* () {
             const statusCode = res.message.statusCode || 0;
             const response = {
               statusCode,
@@ -19876,7 +19876,7 @@ var require_lib = __commonJS({
               headers: {}
             };
             if (statusCode === HttpCodes2.NotFound) {
-              resolve(response);
+              resolve2(response);
             }
             function dateTimeDeserializer(key, value) {
               if (typeof value === "string") {
@@ -19915,7 +19915,7 @@ var require_lib = __commonJS({
               err.result = response.result;
               reject(err);
             } else {
-              resolve(response);
+              resolve2(response);
             }
           }));
         });
@@ -22327,11 +22327,11 @@ import { EOL as EOL3 } from "os";
 import { constants, promises } from "fs";
 var __awaiter = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve) {
-      resolve(value);
+    return value instanceof P ? value : new P(function(resolve2) {
+      resolve2(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve, reject) {
+  return new (P || (P = Promise))(function(resolve2, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -22347,7 +22347,7 @@ var __awaiter = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve2(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -22720,11 +22720,11 @@ var httpClient = __toESM(require_lib(), 1);
 var import_undici2 = __toESM(require_undici(), 1);
 var __awaiter2 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve) {
-      resolve(value);
+    return value instanceof P ? value : new P(function(resolve2) {
+      resolve2(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve, reject) {
+  return new (P || (P = Promise))(function(resolve2, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -22740,7 +22740,7 @@ var __awaiter2 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve2(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -32231,7 +32231,7 @@ var recursive = /* @__PURE__ */ new WeakMap();
 var NONE = 0;
 var ASSUMED = 1;
 var PROVEN = 2;
-function isRecursive(inst, stack, resolve) {
+function isRecursive(inst, stack, resolve2) {
   const cached2 = recursive.get(inst);
   if (cached2 !== void 0)
     return cached2 ? PROVEN : NONE;
@@ -32241,7 +32241,7 @@ function isRecursive(inst, stack, resolve) {
   let result = NONE;
   const check2 = (child) => {
     if (result !== PROVEN && child?._zod) {
-      const answer = isRecursive(child, stack, resolve);
+      const answer = isRecursive(child, stack, resolve2);
       if (answer > result)
         result = answer;
     }
@@ -32252,7 +32252,7 @@ function isRecursive(inst, stack, resolve) {
       const desc = Object.getOwnPropertyDescriptor(sh, key);
       if (spread && !desc.enumerable)
         continue;
-      const child = desc.get ? ASSUMED : desc.value?._zod ? isRecursive(desc.value, stack, resolve) : NONE;
+      const child = desc.get ? ASSUMED : desc.value?._zod ? isRecursive(desc.value, stack, resolve2) : NONE;
       if (child > answer)
         answer = child;
     }
@@ -32316,7 +32316,7 @@ function isRecursive(inst, stack, resolve) {
       break;
     // `$ZodLazy` caches its inner on the def, so a resolved edge is followed exactly
     case "lazy": {
-      const inner = def._cachedInner ?? (resolve ? inst._zod.innerType : void 0);
+      const inner = def._cachedInner ?? (resolve2 ? inst._zod.innerType : void 0);
       merge3(inner ? isRecursive(inner, stack, false) : ASSUMED);
       break;
     }
@@ -47252,7 +47252,7 @@ function gitBaseArgs(ctx) {
 }
 var baseArgs = gitBaseArgs;
 function runGit(ctx, args, opts = {}) {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve2, reject) => {
     const child = spawn("git", [...baseArgs(ctx), ...args], {
       cwd: ctx.cwd,
       env: ctx.env ?? process.env,
@@ -47281,7 +47281,7 @@ function runGit(ctx, args, opts = {}) {
             `git ${args.slice(0, 3).join(" ")} failed${signal ? ` (${signal})` : ""}: ${err.trim().split("\n").slice(-3).join(" / ") || `exit ${result.code}`}`
           )
         );
-      } else resolve(result);
+      } else resolve2(result);
     });
     child.stdin.end(opts.input ?? "");
   });
@@ -47384,8 +47384,8 @@ var CatFileBatch = class {
   read(spec) {
     if (this.failed) return Promise.reject(this.failed);
     if (/[\n\r]/.test(spec)) return Promise.resolve(null);
-    return new Promise((resolve, reject) => {
-      this.queue.push({ resolve, reject });
+    return new Promise((resolve2, reject) => {
+      this.queue.push({ resolve: resolve2, reject });
       this.child.stdin.write(spec + "\n");
     });
   }
@@ -51201,8 +51201,8 @@ async function readNote(ctx, commit, notesRef = DEFAULT_NOTES_REF) {
 
 // src/git/record.ts
 import { randomBytes as randomBytes2 } from "node:crypto";
-import { stat as stat2 } from "node:fs/promises";
-import { join } from "node:path";
+import { rm as rm2, stat as stat2 } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import { setTimeout as sleep2 } from "node:timers/promises";
 
 // src/git/record-lock.ts
@@ -51460,6 +51460,10 @@ mark :${mark}
   return new Map(marks.map((m, k) => [m.ref, ids[k]]));
 }
 var STALE_REF_LOCK_MS = 3e4;
+var REMOVE_REF_LOCK_MS = 10 * 6e4;
+function isOwnRefLock(gitDir, lock, refs) {
+  return [...refs.keys()].some((ref) => resolve(gitDir, `${ref}.lock`) === resolve(lock));
+}
 async function lockAgeMs(file2) {
   try {
     return Date.now() - (await stat2(file2)).mtimeMs;
@@ -51467,7 +51471,7 @@ async function lockAgeMs(file2) {
     return 0;
   }
 }
-async function moveRefs(ctx, newTips, oldTips) {
+async function moveRefs(ctx, newTips, oldTips, onWarning) {
   const lines = ["start"];
   for (const [ref, id] of newTips) {
     const old = oldTips.get(ref);
@@ -51480,7 +51484,15 @@ async function moveRefs(ctx, newTips, oldTips) {
   });
   if (r.code === 0) return true;
   const lock = /Unable to create '([^']+\.lock)': File exists/.exec(r.stderr)?.[1];
-  if (lock && await lockAgeMs(lock) > STALE_REF_LOCK_MS) {
+  const age = lock ? await lockAgeMs(lock) : 0;
+  if (lock && age > REMOVE_REF_LOCK_MS && ctx.gitDir && isOwnRefLock(ctx.gitDir, lock, newTips)) {
+    await rm2(lock, { force: true });
+    onWarning?.(
+      `removed ${lock}, a ref lock left ${Math.round(age / 6e4)} minutes ago by a git process that died`
+    );
+    return false;
+  }
+  if (lock && age > STALE_REF_LOCK_MS) {
     throw new BreakglassError("GIT_FAILED", `stale ref lock ${lock} blocks the audit notes`, {
       hint: `no git process holds it for long: remove it, then run \`bg-sign audit flush\` (the events are kept)`
     });
@@ -51543,7 +51555,7 @@ async function recordLoop(ctx, work, refs, commits, notesRef, maxRetries, opts) 
     if (p.notes.size === 0 && usesRecorded === 0) return result;
     const newTips = await buildObjects(ctx, p, tips, notesRef, opts.now ?? Date.now());
     await opts.beforeUpdate?.(attempt);
-    if (await moveRefs(ctx, newTips, tips)) return result;
+    if (await moveRefs(ctx, newTips, tips, opts.onWarning)) return result;
     if (attempt >= maxRetries) {
       throw new BreakglassError(
         "GIT_FAILED",
@@ -52667,6 +52679,9 @@ function count(s, kind, review, ref, requester, actions) {
 
 // src/git/audit-source.ts
 import { spawn as spawn2 } from "node:child_process";
+import { closeSync, mkdtempSync, openSync, readSync, rmdirSync, rmSync, unlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join as join2 } from "node:path";
 
 // src/audit/review.ts
 var REVIEW_PAYLOAD_TYPE = "application/vnd.git-breakglass.review.v1+json";
@@ -52743,127 +52758,223 @@ function catFileStream(ctx, specs, onObject) {
   return catFile(ctx, { specs }, onObject);
 }
 function catFile(ctx, input2, onObject) {
+  return startCatFile(ctx, input2).read(onObject);
+}
+function spoolFile() {
+  let dir;
+  try {
+    dir = mkdtempSync(join2(tmpdir(), "bg-audit-"));
+    const path2 = join2(dir, "out");
+    const fd = openSync(path2, "wx+", 384);
+    let gone = false;
+    try {
+      unlinkSync(path2);
+      rmdirSync(dir);
+      gone = true;
+    } catch {
+    }
+    const keep = dir;
+    let open3 = true;
+    return {
+      fd,
+      close: () => {
+        if (!open3) return;
+        open3 = false;
+        closeSync(fd);
+        if (!gone) rmSync(keep, { recursive: true, force: true });
+      }
+    };
+  } catch {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    return null;
+  }
+}
+var SPOOL_CHUNK = 1 << 20;
+function startCatFile(ctx, input2) {
   const specs = "specs" in input2 ? input2.specs : null;
-  if (specs?.length === 0) return Promise.resolve();
+  if (specs?.length === 0) return { read: () => Promise.resolve(), cancel: () => {
+  } };
   const withRest = !specs && "rest" in input2 && input2.rest === true;
-  return new Promise((resolve, reject) => {
-    const child = spawn2(
-      "git",
-      [
-        ...gitBaseArgs(ctx),
-        "cat-file",
-        withRest ? "--batch=%(objectname) %(objecttype) %(objectsize) %(rest)" : "--batch",
-        "--buffer"
-      ],
-      { cwd: ctx.cwd, env: ctx.env ?? process.env, stdio: ["pipe", "pipe", "pipe"] }
-    );
-    const producer = specs === null && "producer" in input2 ? spawn2("git", [...gitBaseArgs(ctx), ...input2.producer], {
+  const spool = spoolFile();
+  const child = spawn2(
+    "git",
+    [
+      ...gitBaseArgs(ctx),
+      "cat-file",
+      withRest ? "--batch=%(objectname) %(objecttype) %(objectsize) %(rest)" : "--batch",
+      "--buffer"
+    ],
+    {
       cwd: ctx.cwd,
       env: ctx.env ?? process.env,
-      stdio: ["ignore", "pipe", "pipe"]
-    }) : null;
-    let buf = Buffer.alloc(0);
+      stdio: ["pipe", spool ? spool.fd : "pipe", "pipe"]
+    }
+  );
+  const producer = specs === null && "producer" in input2 ? spawn2("git", [...gitBaseArgs(ctx), ...input2.producer], {
+    cwd: ctx.cwd,
+    env: ctx.env ?? process.env,
+    stdio: ["ignore", "pipe", "pipe"]
+  }) : null;
+  let stderr = "";
+  const onStderr = (d) => {
+    if (stderr.length < 4096) stderr += d.toString("utf8");
+  };
+  child.stderr.on("data", onStderr);
+  let error63 = null;
+  const exited = new Promise((done) => {
+    child.on("error", (e) => {
+      error63 ??= new BreakglassError("GIT_FAILED", `git cat-file: ${e.message}`);
+      done(1);
+    });
+    child.on("close", (code, signal) => done(code ?? (signal ? 128 : 1)));
+  });
+  const producerDone = producer ? new Promise((done) => {
+    producer.on("error", (e) => {
+      error63 ??= new BreakglassError("GIT_FAILED", `could not run git: ${e.message}`);
+      done(1);
+    });
+    producer.stderr.on("data", onStderr);
+    producer.on("close", (code, signal) => done(code ?? (signal ? 128 : 1)));
+  }) : Promise.resolve(0);
+  child.stdin.on("error", () => {
+  });
+  if (producer) producer.stdout.pipe(child.stdin);
+  else {
+    const text2 = specs.map((s) => /[\n\r]/.test(s) ? "invalid-spec" : s).join("\n") + "\n";
+    child.stdin.end(text2);
+  }
+  let exitCode = null;
+  void exited.then((code) => exitCode = code);
+  const read = (onObject) => new Promise((resolve2, reject) => {
     let index = 0;
     let failed = false;
-    let stderr = "";
-    let producerDone = Promise.resolve(0);
+    let buf = Buffer.alloc(0);
+    const more = [];
+    let moreBytes = 0;
+    let need = 0;
     const fail2 = (e) => {
       if (failed) return;
       failed = true;
       child.kill();
       producer?.kill();
+      spool?.close();
       reject(e);
     };
-    child.stdout.on("data", (d) => {
-      buf = buf.length ? Buffer.concat([buf, d]) : d;
+    const feed = (d) => {
+      if (need > 0) {
+        more.push(d);
+        moreBytes += d.length;
+        if (buf.length + moreBytes < need) return;
+        buf = Buffer.concat([buf, ...more]);
+        more.length = 0;
+        moreBytes = 0;
+        need = 0;
+      } else buf = buf.length ? Buffer.concat([buf, d]) : d;
       let off = 0;
-      try {
-        for (; ; ) {
-          const nl = buf.indexOf(10, off);
-          if (nl < 0) break;
-          const header = slicer(buf).latin1Slice(off, nl);
-          if (header.endsWith(" missing") || header.endsWith(" ambiguous")) {
-            off = nl + 1;
-            const spec = specs ? specs[index] : header.slice(0, header.lastIndexOf(" "));
-            onObject({ spec, type: null, data: null }, index);
-            index++;
-            continue;
-          }
-          const sp1 = header.indexOf(" ");
-          const sp2 = sp1 < 0 ? -1 : header.indexOf(" ", sp1 + 1);
-          const sp3 = sp2 < 0 ? -1 : header.indexOf(" ", sp2 + 1);
-          const size = sp2 < 0 ? NaN : Number(header.slice(sp2 + 1, sp3 < 0 ? void 0 : sp3));
-          if (sp2 < 0 || sp3 >= 0 !== withRest || !Number.isSafeInteger(size)) {
-            throw new BreakglassError(
-              "GIT_FAILED",
-              `git cat-file: unexpected output "${header.slice(0, 80)}"`
-            );
-          }
-          if (buf.length < nl + 1 + size + 1) break;
-          const data = buf.subarray(nl + 1, nl + 1 + size);
-          off = nl + 2 + size;
-          const type = header.slice(sp1 + 1, sp2);
-          if (specs) onObject({ spec: specs[index], type, data }, index);
-          else if (withRest) {
-            onObject(
-              { spec: header.slice(0, sp1), type, data, rest: header.slice(sp3 + 1) },
-              index
-            );
-          } else onObject({ spec: header.slice(0, sp1), type, data }, index);
+      for (; ; ) {
+        const nl = buf.indexOf(10, off);
+        if (nl < 0) break;
+        const header = slicer(buf).latin1Slice(off, nl);
+        if (header.endsWith(" missing") || header.endsWith(" ambiguous")) {
+          off = nl + 1;
+          const spec = specs ? specs[index] : header.slice(0, header.lastIndexOf(" "));
+          onObject({ spec, type: null, data: null }, index);
           index++;
+          continue;
         }
+        const sp1 = header.indexOf(" ");
+        const sp2 = sp1 < 0 ? -1 : header.indexOf(" ", sp1 + 1);
+        const sp3 = sp2 < 0 ? -1 : header.indexOf(" ", sp2 + 1);
+        const size = sp2 < 0 ? NaN : Number(header.slice(sp2 + 1, sp3 < 0 ? void 0 : sp3));
+        if (sp2 < 0 || sp3 >= 0 !== withRest || !Number.isSafeInteger(size)) {
+          throw new BreakglassError(
+            "GIT_FAILED",
+            `git cat-file: unexpected output "${header.slice(0, 80)}"`
+          );
+        }
+        if (buf.length < nl + 1 + size + 1) {
+          need = nl + 1 + size + 1 - off;
+          break;
+        }
+        const data = buf.subarray(nl + 1, nl + 1 + size);
+        off = nl + 2 + size;
+        const type = header.slice(sp1 + 1, sp2);
+        if (specs) onObject({ spec: specs[index], type, data }, index);
+        else if (withRest) {
+          onObject(
+            { spec: header.slice(0, sp1), type, data, rest: header.slice(sp3 + 1) },
+            index
+          );
+        } else onObject({ spec: header.slice(0, sp1), type, data }, index);
+        index++;
+      }
+      if (off > 0) buf = buf.subarray(off);
+    };
+    const finish = async (code) => {
+      const pcode = await producerDone;
+      if (failed) return;
+      if (error63) return fail2(error63);
+      if (pcode !== 0 && !("allowFail" in input2 && input2.allowFail)) {
+        return fail2(
+          new BreakglassError(
+            "GIT_FAILED",
+            `git ${"producer" in input2 ? input2.producer.slice(0, 2).join(" ") : ""} failed: ${stderr.trim() || `exit ${pcode}`}`
+          )
+        );
+      }
+      if (code !== 0 || buf.length > 0 || moreBytes > 0 || specs && index !== specs.length) {
+        return fail2(
+          new BreakglassError(
+            "GIT_FAILED",
+            `git cat-file ended after ${index} of ${specs ? specs.length : "?"} objects: ${stderr.trim() || `exit ${code}`}`
+          )
+        );
+      }
+      spool?.close();
+      resolve2();
+    };
+    if (!spool) {
+      child.stdout.on("data", (d) => {
+        if (failed) return;
+        try {
+          feed(d);
+        } catch (e) {
+          fail2(e);
+        }
+      });
+      void exited.then(finish);
+      return;
+    }
+    let pos = 0;
+    const pump = () => {
+      if (failed) return;
+      const done = exitCode;
+      try {
+        const chunk = Buffer.allocUnsafe(SPOOL_CHUNK);
+        const n = readSync(spool.fd, chunk, 0, SPOOL_CHUNK, pos);
+        if (n > 0) {
+          pos += n;
+          feed(chunk.subarray(0, n));
+          setImmediate(pump);
+        } else if (done !== null) void finish(done);
+        else setTimeout(pump, 2);
       } catch (e) {
         fail2(e);
       }
-      if (off > 0) buf = buf.subarray(off);
-    });
-    child.stderr.on("data", (d) => {
-      if (stderr.length < 4096) stderr += d.toString("utf8");
-    });
-    child.on("error", (e) => fail2(new BreakglassError("GIT_FAILED", `git cat-file: ${e.message}`)));
-    child.on("close", (code) => {
-      if (failed) return;
-      void producerDone.then((pcode) => {
-        if (failed) return;
-        if (pcode !== 0 && !("allowFail" in input2 && input2.allowFail)) {
-          fail2(
-            new BreakglassError(
-              "GIT_FAILED",
-              `git ${"producer" in input2 ? input2.producer.slice(0, 2).join(" ") : ""} failed: ${stderr.trim() || `exit ${pcode}`}`
-            )
-          );
-        } else if (code !== 0 || specs !== null && index !== specs.length) {
-          fail2(
-            new BreakglassError(
-              "GIT_FAILED",
-              `git cat-file ended after ${index} of ${specs ? specs.length : "?"} objects: ${stderr.trim() || `exit ${code}`}`
-            )
-          );
-        } else resolve();
-      });
-    });
-    child.stdin.on("error", () => {
-    });
-    if (producer) {
-      producerDone = new Promise((done) => {
-        producer.on(
-          "error",
-          (e) => fail2(new BreakglassError("GIT_FAILED", `could not run git: ${e.message}`))
-        );
-        producer.stderr.on("data", (d) => {
-          if (stderr.length < 4096) stderr += d.toString("utf8");
-        });
-        producer.on("close", (code, signal) => done(code ?? (signal ? 128 : 1)));
-      });
-      producer.stdout.pipe(child.stdin);
-    } else {
-      const text2 = specs.map((s) => /[\n\r]/.test(s) ? "invalid-spec" : s).join("\n") + "\n";
-      child.stdin.end(text2);
-    }
+    };
+    pump();
   });
+  return {
+    read,
+    cancel: () => {
+      child.kill();
+      producer?.kill();
+      void exited.then(() => spool?.close());
+    }
+  };
 }
 function gitLines(ctx, args, onLine, opts = {}) {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve2, reject) => {
     const child = spawn2("git", [...gitBaseArgs(ctx), ...args], {
       cwd: ctx.cwd,
       env: ctx.env ?? process.env,
@@ -52905,7 +53016,7 @@ function gitLines(ctx, args, onLine, opts = {}) {
             `git ${args.slice(0, 3).join(" ")} failed${signal ? ` (${signal})` : ""}: ${stderr.trim().split("\n").slice(-3).join(" / ") || `exit ${rc}`}`
           )
         );
-      } else resolve(rc);
+      } else resolve2(rc);
     });
   });
 }
@@ -53310,12 +53421,18 @@ function quickUseKey(sha, data, problems) {
   parseUseCommit(sha, data, problems);
   return null;
 }
+function startUseTips(ctx) {
+  return startCatFile(ctx, {
+    producer: ["for-each-ref", "--format=%(objectname)", `${REFS.consumed}*`]
+  });
+}
 async function scanUseKeys(ctx, tips, problems, take) {
   const seen = /* @__PURE__ */ new Set();
-  let level = tips ? [...new Set(tips)] : null;
-  for (let depth = 0; level === null || level.length > 0; depth++) {
-    if (level) for (const sha of level) seen.add(sha);
-    if (depth >= MAX_LEVELS && level) {
+  let first = "read" in tips ? tips : null;
+  let level = "read" in tips ? [] : [...new Set(tips)];
+  for (let depth = 0; first || level.length > 0; depth++) {
+    for (const sha of level) seen.add(sha);
+    if (depth >= MAX_LEVELS) {
       const now = new Set(level);
       const r = await runGit(ctx, ["rev-list", ...level, "--"]);
       const rest = r.stdout.toString("latin1").split("\n").filter((x) => x && (!seen.has(x) || now.has(x)));
@@ -53327,8 +53444,9 @@ async function scanUseKeys(ctx, tips, problems, take) {
       break;
     }
     const next = [];
-    const input2 = level ? { specs: level } : { producer: ["for-each-ref", "--format=%(objectname)", `${REFS.consumed}*`] };
-    await catFile(ctx, input2, ({ spec, type, data }) => {
+    const run2 = first ?? startCatFile(ctx, { specs: level });
+    first = null;
+    await run2.read(({ spec, type, data }) => {
       if (!data || type !== "commit") {
         problems.push({ kind: "use", where: spec, message: "use record commit is missing" });
         return;
@@ -53521,14 +53639,15 @@ async function readAuditData(ctx, opts) {
   });
   opts.progress?.("refs", 1, 1);
   const byNew = /* @__PURE__ */ new Map();
-  const { events, shared, incomplete } = await parseNotes(
-    ctx,
-    notesRef,
-    problems,
-    opts.progress,
-    byNew,
-    true
-  );
+  const useTips = startUseTips(ctx);
+  let notes;
+  try {
+    notes = await parseNotes(ctx, notesRef, problems, opts.progress, byNew, true);
+  } catch (e) {
+    useTips.cancel();
+    throw e;
+  }
+  const { events, shared, incomplete } = notes;
   const matchUse = (u) => {
     const have = byNew.get(u.newSha);
     if (have === void 0 || !u.ticket) return false;
@@ -53548,7 +53667,7 @@ async function readAuditData(ctx, opts) {
     return Array.isArray(have) ? have.some(hit) : hit(have);
   };
   const orphans = [];
-  await scanUseKeys(ctx, null, problems, (u) => {
+  await scanUseKeys(ctx, useTips, problems, (u) => {
     if (!matchUse(u)) orphans.push(u.commit);
   });
   byNew.clear();
