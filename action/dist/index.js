@@ -52791,11 +52791,19 @@ function spoolFile() {
 }
 var SPOOL_CHUNK = 1 << 20;
 function startCatFile(ctx, input2) {
-  const specs = "specs" in input2 ? input2.specs : null;
-  if (specs?.length === 0) return { read: () => Promise.resolve(), cancel: () => {
-  } };
-  const withRest = !specs && "rest" in input2 && input2.rest === true;
+  if ("specs" in input2 && input2.specs.length === 0) {
+    return { read: () => Promise.resolve(), cancel: () => {
+    } };
+  }
   const spool = spoolFile();
+  if (!spool)
+    return { read: (onObject) => runCatFile(ctx, input2, null).read(onObject), cancel: () => {
+    } };
+  return runCatFile(ctx, input2, spool);
+}
+function runCatFile(ctx, input2, spool) {
+  const specs = "specs" in input2 ? input2.specs : null;
+  const withRest = !specs && "rest" in input2 && input2.rest === true;
   const child = spawn2(
     "git",
     [

@@ -150,12 +150,29 @@ function spoolFile(): { fd: number; close: () => void } | null {
 
 const SPOOL_CHUNK = 1 << 20;
 
-/** Starts cat-file (and its producer) now; the answers are parsed when `read` is called. */
+/**
+ * Starts cat-file (and its producer) now, spooling its answers; they are parsed when `read` is
+ * called. Without a spool nothing starts before `read`: a child's output must then be read as
+ * it comes (Node discards what an exited child left unread in a pipe).
+ */
 function startCatFile(ctx: GitContext, input: BatchInput): CatFileRun {
-  const specs = 'specs' in input ? input.specs : null;
-  if (specs?.length === 0) return { read: () => Promise.resolve(), cancel: () => {} };
-  const withRest = !specs && 'rest' in input && input.rest === true;
+  if ('specs' in input && input.specs.length === 0) {
+    return { read: () => Promise.resolve(), cancel: () => {} };
+  }
   const spool = spoolFile();
+  if (!spool)
+    return { read: (onObject) => runCatFile(ctx, input, null).read(onObject), cancel: () => {} };
+  return runCatFile(ctx, input, spool);
+}
+
+/** startCatFile's process: cat-file writing to `spool`, or to a pipe read at once. */
+function runCatFile(
+  ctx: GitContext,
+  input: BatchInput,
+  spool: { fd: number; close: () => void } | null,
+): CatFileRun {
+  const specs = 'specs' in input ? input.specs : null;
+  const withRest = !specs && 'rest' in input && input.rest === true;
   const child = spawn(
     'git',
     [
