@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { rm, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   CONSUMED_REF_PREFIX,
@@ -59,6 +59,8 @@ export interface RecordOptions {
   lock?: boolean;
   /** Test hook: runs after the objects are built and before the ref transaction. */
   beforeUpdate?: (attempt: number) => void | Promise<void>;
+  /** Told what was repaired on the way (a stale ref lock removed). */
+  onWarning?: (message: string) => void;
 }
 
 export interface RecordResult {
@@ -313,6 +315,19 @@ async function buildObjects(
 
 /** A ref lock older than this is taken as left by a dead process (git holds them for ms). */
 const STALE_REF_LOCK_MS = 30_000;
+/**
+ * A lock on one of our own refs this old is removed (and the transaction retried): git holds a
+ * ref lock for milliseconds, so one left for 10 minutes belongs to a process that died (a
+ * post-receive killed with its git children), and the events would otherwise wait for a human.
+ * Younger than that, we fail fast with a hint and keep the events (a hung git could still
+ * rename the lock into place).
+ */
+const REMOVE_REF_LOCK_MS = 10 * 60_000;
+
+/** True for the lock file of one of the refs this transaction moves (ours only). */
+function isOwnRefLock(gitDir: string, lock: string, refs: Map<string, string>): boolean {
+  return [...refs.keys()].some((ref) => resolve(gitDir, `${ref}.lock`) === resolve(lock));
+}
 
 async function lockAgeMs(file: string): Promise<number> {
   try {
@@ -327,6 +342,7 @@ async function moveRefs(
   ctx: GitContext,
   newTips: Map<string, string>,
   oldTips: Map<string, string>,
+  onWarning?: (message: string) => void,
 ): Promise<boolean> {
   const lines = ['start'];
   for (const [ref, id] of newTips) {
@@ -342,7 +358,15 @@ async function moveRefs(
   // git holds a ref lock for milliseconds: one much older was left by a process that died, and
   // retrying would only keep a pusher waiting. Say so at once; the events stay pending.
   const lock = /Unable to create '([^']+\.lock)': File exists/.exec(r.stderr)?.[1];
-  if (lock && (await lockAgeMs(lock)) > STALE_REF_LOCK_MS) {
+  const age = lock ? await lockAgeMs(lock) : 0;
+  if (lock && age > REMOVE_REF_LOCK_MS && ctx.gitDir && isOwnRefLock(ctx.gitDir, lock, newTips)) {
+    await rm(lock, { force: true });
+    onWarning?.(
+      `removed ${lock}, a ref lock left ${Math.round(age / 60_000)} minutes ago by a git process that died`,
+    );
+    return false; // retried at once by the caller's loop
+  }
+  if (lock && age > STALE_REF_LOCK_MS) {
     throw new BreakglassError('GIT_FAILED', `stale ref lock ${lock} blocks the audit notes`, {
       hint: `no git process holds it for long: remove it, then run \`bg-sign audit flush\` (the events are kept)`,
     });
@@ -431,7 +455,7 @@ async function recordLoop(
     if (p.notes.size === 0 && usesRecorded === 0) return result;
     const newTips = await buildObjects(ctx, p, tips, notesRef, opts.now ?? Date.now());
     await opts.beforeUpdate?.(attempt);
-    if (await moveRefs(ctx, newTips, tips)) return result;
+    if (await moveRefs(ctx, newTips, tips, opts.onWarning)) return result;
     if (attempt >= maxRetries) {
       throw new BreakglassError(
         'GIT_FAILED',

@@ -178,7 +178,11 @@ async function flushEntry(
       items.push({ ...item, use: !usesRecorded.has(e.ticket) });
       usesRecorded.add(e.ticket);
     }
-    await recordEvents(ctx.gitDir, items, { env: ctx.env ?? process.env, now });
+    await recordEvents(ctx.gitDir, items, {
+      env: ctx.env ?? process.env,
+      now,
+      onWarning: (m) => result.errors.push(m),
+    });
     items.forEach((it, i) => result.recorded.push(flushed(landed[i]!, it.commits.length)));
   }
   // A use is given back only when nothing it authorised landed (and nothing may still land).

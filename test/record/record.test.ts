@@ -508,3 +508,25 @@ test('a stale ref lock left by a dead git fails at once with a hint, and nothing
     repo.cleanup();
   }
 });
+test('a ref lock of ours 10 minutes old is removed (with a warning) and the events recorded', async () => {
+  const repo = makeRepo(2);
+  try {
+    const [c1, c2] = repo.commits as [string, string];
+    await recordEvents(repo.gitDir, [{ event: pushEvent(ZERO, c1), commits: [c1] }], opts);
+    const lock = join(repo.gitDir, 'refs', 'notes', 'breakglass.lock');
+    writeFileSync(lock, '');
+    const old = new Date(Date.now() - 11 * 60_000);
+    utimesSync(lock, old, old);
+    const warnings: string[] = [];
+    const r = await recordEvents(repo.gitDir, [{ event: pushEvent(c1, c2), commits: [c2] }], {
+      ...opts,
+      onWarning: (m) => warnings.push(m),
+    });
+    assert.equal(r.notesWritten, 1);
+    assert.equal(existsSync(lock), false);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /removed .*breakglass\.lock, a ref lock left 11 minutes ago/);
+  } finally {
+    repo.cleanup();
+  }
+});
