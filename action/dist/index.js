@@ -50944,19 +50944,23 @@ var NoteCache = class {
     if (map2.size >= 2e4) map2.clear();
   }
 };
-function fastApprovers(value) {
+function standalone(s) {
+  return s.length < 13 ? s : (s + " ").slice(0, -1);
+}
+var same = (s) => s;
+function fastApprovers(value, keep = same) {
   const out = [];
   for (const item of value.split(", ")) {
-    const p = fastPrincipal(item);
+    const p = fastPrincipal(item, keep);
     if (!p) return null;
     out.push(p);
   }
   return out;
 }
-function fastPrincipal(item) {
+function fastPrincipal(item, keep = same) {
   const sp = item.indexOf(" ");
   if (sp <= 0 || sp === item.length - 1 || item.indexOf(" ", sp + 1) >= 0) return void 0;
-  return { principal: item.slice(0, sp), keyid: item.slice(sp + 1) };
+  return { principal: keep(item.slice(0, sp)), keyid: keep(item.slice(sp + 1)) };
 }
 function parseNoteFast(text2, take, cache) {
   const n = text2.length;
@@ -50984,7 +50988,7 @@ function parseNoteFast(text2, take, cache) {
     let hit = cache.strings.get(v);
     if (hit === void 0) {
       cache.room(cache.strings);
-      cache.strings.set(v, hit = cut(a, b));
+      cache.strings.set(v, hit = take ? take(a, b) : standalone(v));
     }
     return hit;
   };
@@ -51001,7 +51005,7 @@ function parseNoteFast(text2, take, cache) {
       let hit = cache.actions.get(v);
       if (hit === void 0) {
         cache.room(cache.actions);
-        cache.actions.set(v, hit = v.split(", "));
+        cache.actions.set(v, hit = v.split(", ").map(standalone));
       }
       actions = hit;
     } else actions = val().split(", ");
@@ -51021,7 +51025,7 @@ function parseNoteFast(text2, take, cache) {
         requester = cache.principals.get(v);
         if (requester === void 0) {
           cache.room(cache.principals);
-          cache.principals.set(v, requester = fastPrincipal(v) ?? null);
+          cache.principals.set(v, requester = fastPrincipal(v, standalone) ?? null);
         }
       } else requester = fastPrincipal(val());
       if (!requester) return null;
@@ -51033,7 +51037,7 @@ function parseNoteFast(text2, take, cache) {
         approvers = cache.approvers.get(v);
         if (approvers === void 0) {
           cache.room(cache.approvers);
-          cache.approvers.set(v, approvers = fastApprovers(v));
+          cache.approvers.set(v, approvers = fastApprovers(v, standalone));
         }
       } else approvers = fastApprovers(val());
       if (!approvers) return null;
@@ -53166,9 +53170,17 @@ var PackedEvent = class _PackedEvent {
   useRecord;
   /** Commits of later notes holding the same event (appended here: no re-packing per commit). */
   more;
-  /** Packs a parsed event, or returns null when a value holds a separator (kept unpacked). */
-  static pack(e, commits, id, shared) {
-    const idx = (v) => String(shared.add(v));
+  /**
+   * Packs a parsed event, or returns null when a value holds a separator (kept unpacked).
+   * `plain`: the values are known to hold no control character (the fast note parser's).
+   */
+  static pack(e, commits, id, shared, plain = false) {
+    let full = false;
+    const idx = (v) => {
+      const i = shared.add(v);
+      if (i < 0) full = true;
+      return String(i);
+    };
     const opt = (v) => v === void 0 ? ABSENT : v;
     const fields = [
       e.kind === "breakglass" ? "b" : "v",
@@ -53193,10 +53205,13 @@ var PackedEvent = class _PackedEvent {
       opt(id),
       commits.join(" ")
     ];
-    for (const f of fields) {
-      if (f === "-1" || f.includes(SEP) || f !== ABSENT && f.includes(ABSENT)) return null;
+    if (full) return null;
+    if (!plain || e.dropped) {
+      for (const f of fields) {
+        if (f.includes(SEP) || f !== ABSENT && f.includes(ABSENT)) return null;
+      }
+      for (const d of e.dropped ?? []) if (d === "" || d.includes(" ")) return null;
     }
-    for (const d of e.dropped ?? []) if (d === "" || d.includes(" ")) return null;
     for (const c of commits) if (c === "" || c.includes(" ")) return null;
     return new _PackedEvent(fields.join(SEP), shared);
   }
@@ -53307,7 +53322,11 @@ async function parseNotes(ctx, notesRef, problems, progress, byNew = /* @__PURE_
       return;
     }
     const cut = slicer(data);
-    const fast = parseNoteFast(cut.latin1Slice(0, data.length), cut.latin1Slice.bind(data), cache);
+    const fast = parseNoteFast(
+      cut.latin1Slice(0, data.length),
+      withIds ? void 0 : cut.latin1Slice.bind(data),
+      cache
+    );
     let parsed;
     if (fast) parsed = fast;
     else {
@@ -53332,22 +53351,26 @@ async function parseNotes(ctx, notesRef, problems, progress, byNew = /* @__PURE_
     }
     for (const event of parsed.events) {
       const have = byNew.get(event.newSha);
-      const same = ({ event: e }) => e.oldSha === event.oldSha && e.ref === event.ref && e.kind === event.kind && (e.ticketId ?? "-") === (event.ticketId ?? "-");
-      const seen = have === void 0 ? void 0 : Array.isArray(have) ? have.find(same) : same(have) ? have : void 0;
+      const same2 = ({ event: e }) => e.oldSha === event.oldSha && e.ref === event.ref && e.kind === event.kind && (e.ticketId ?? "-") === (event.ticketId ?? "-");
+      const seen = have === void 0 ? void 0 : Array.isArray(have) ? have.find(same2) : same2(have) ? have : void 0;
       if (seen) {
         if (seen instanceof PackedEvent) seen.addCommit(commit);
         else seen.commits.push(commit);
         continue;
       }
       if (event.ticketId && (!event.requester || event.reason === void 0 || !event.window)) {
-        incomplete.add(event.ticketId);
+        incomplete.add(flat(event.ticketId));
       }
       const id = withIds ? rowId(event) : void 0;
-      const noted = (withIds ? PackedEvent.pack(event, [commit], id, shared) : null) ?? (id === void 0 ? { event, commits: [commit] } : { event, commits: [commit], id });
+      let noted = withIds ? PackedEvent.pack(event, [commit], id, shared, fast !== null) : null;
+      if (!noted) {
+        const kept = withIds && fast ? compact(event) : event;
+        noted = id === void 0 ? { event: kept, commits: [commit] } : { event: kept, commits: [commit], id };
+      }
       found.push(noted);
-      if (have === void 0) byNew.set(event.newSha, noted);
+      if (have === void 0) byNew.set(flat(event.newSha), noted);
       else if (Array.isArray(have)) have.push(noted);
-      else byNew.set(event.newSha, [have, noted]);
+      else byNew.set(flat(event.newSha), [have, noted]);
     }
   };
   await catFile(

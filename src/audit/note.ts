@@ -385,20 +385,36 @@ export class NoteCache {
   }
 }
 
-function fastApprovers(value: string): { principal: string; keyid: string }[] | null {
+/**
+ * A copy of `s` that shares no memory with the text it was cut from (V8 keeps a slice's whole
+ * parent string alive): concatenating flattens into a new string, whose slice is then its own.
+ */
+function standalone(s: string): string {
+  return s.length < 13 ? s : (s + ' ').slice(0, -1);
+}
+
+const same = (s: string) => s;
+
+function fastApprovers(
+  value: string,
+  keep: (s: string) => string = same,
+): { principal: string; keyid: string }[] | null {
   const out: { principal: string; keyid: string }[] = [];
   for (const item of value.split(', ')) {
-    const p = fastPrincipal(item);
+    const p = fastPrincipal(item, keep);
     if (!p) return null;
     out.push(p);
   }
   return out;
 }
 
-function fastPrincipal(item: string): { principal: string; keyid: string } | undefined {
+function fastPrincipal(
+  item: string,
+  keep: (s: string) => string = same,
+): { principal: string; keyid: string } | undefined {
   const sp = item.indexOf(' ');
   if (sp <= 0 || sp === item.length - 1 || item.indexOf(' ', sp + 1) >= 0) return undefined;
-  return { principal: item.slice(0, sp), keyid: item.slice(sp + 1) };
+  return { principal: keep(item.slice(0, sp)), keyid: keep(item.slice(sp + 1)) };
 }
 
 /**
@@ -432,14 +448,15 @@ export function parseNoteFast(
     return true;
   };
   const val = () => text.slice(vs, ve);
-  // A name (ref, pusher, recorder, incident) that other events share.
+  // A name (ref, pusher, recorder, incident) that other events share. What the cache keeps is a
+  // copy, never a slice: it outlives this note.
   const name = (a: number, b: number): string => {
     if (!cache) return cut(a, b);
     const v = text.slice(a, b);
     let hit = cache.strings.get(v);
     if (hit === undefined) {
       cache.room(cache.strings);
-      cache.strings.set(v, (hit = cut(a, b)));
+      cache.strings.set(v, (hit = take ? take(a, b) : standalone(v)));
     }
     return hit;
   };
@@ -456,7 +473,7 @@ export function parseNoteFast(
       let hit = cache.actions.get(v);
       if (hit === undefined) {
         cache.room(cache.actions);
-        cache.actions.set(v, (hit = v.split(', ')));
+        cache.actions.set(v, (hit = v.split(', ').map(standalone)));
       }
       actions = hit;
     } else actions = val().split(', ');
@@ -476,7 +493,7 @@ export function parseNoteFast(
         requester = cache.principals.get(v);
         if (requester === undefined) {
           cache.room(cache.principals);
-          cache.principals.set(v, (requester = fastPrincipal(v) ?? null));
+          cache.principals.set(v, (requester = fastPrincipal(v, standalone) ?? null));
         }
       } else requester = fastPrincipal(val());
       if (!requester) return null;
@@ -488,7 +505,7 @@ export function parseNoteFast(
         approvers = cache.approvers.get(v);
         if (approvers === undefined) {
           cache.room(cache.approvers);
-          cache.approvers.set(v, (approvers = fastApprovers(v)));
+          cache.approvers.set(v, (approvers = fastApprovers(v, standalone)));
         }
       } else approvers = fastApprovers(val());
       if (!approvers) return null;

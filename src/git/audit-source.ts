@@ -611,14 +611,23 @@ class PackedEvent implements NotedEvent {
     private readonly shared: SharedValues,
   ) {}
 
-  /** Packs a parsed event, or returns null when a value holds a separator (kept unpacked). */
+  /**
+   * Packs a parsed event, or returns null when a value holds a separator (kept unpacked).
+   * `plain`: the values are known to hold no control character (the fast note parser's).
+   */
   static pack(
     e: AuditEvent,
     commits: readonly string[],
     id: string | undefined,
     shared: SharedValues,
+    plain = false,
   ): PackedEvent | null {
-    const idx = (v: unknown) => String(shared.add(v));
+    let full = false;
+    const idx = (v: unknown) => {
+      const i = shared.add(v);
+      if (i < 0) full = true;
+      return String(i);
+    };
     const opt = (v: string | undefined) => (v === undefined ? ABSENT : v);
     // Kind, ticket, ref and old tip first: a use record is matched on them as one prefix.
     const fields = [
@@ -644,10 +653,13 @@ class PackedEvent implements NotedEvent {
       opt(id),
       commits.join(' '),
     ];
-    for (const f of fields) {
-      if (f === '-1' || f.includes(SEP) || (f !== ABSENT && f.includes(ABSENT))) return null;
+    if (full) return null;
+    if (!plain || e.dropped) {
+      for (const f of fields) {
+        if (f.includes(SEP) || (f !== ABSENT && f.includes(ABSENT))) return null;
+      }
+      for (const d of e.dropped ?? []) if (d === '' || d.includes(' ')) return null;
     }
-    for (const d of e.dropped ?? []) if (d === '' || d.includes(' ')) return null;
     for (const c of commits) if (c === '' || c.includes(' ')) return null;
     // Joining makes one new flat string: it holds nothing of the note or the parsed event.
     return new PackedEvent(fields.join(SEP), shared);
@@ -812,10 +824,15 @@ async function parseNotes(
       });
       return;
     }
-    // Notes as the recorder writes them take the fast path: values are cut straight from the
-    // blob's bytes (flat strings, nothing keeps the note alive) and repeated ones are shared.
+    // Notes as the recorder writes them take the fast path; repeated values are shared. Packed
+    // (the audit), an event's values may be slices of the note: packing copies them into one
+    // string. Kept as objects, they are cut from the blob's bytes (nothing keeps the note alive).
     const cut = slicer(data);
-    const fast = parseNoteFast(cut.latin1Slice(0, data.length), cut.latin1Slice.bind(data), cache);
+    const fast = parseNoteFast(
+      cut.latin1Slice(0, data.length),
+      withIds ? undefined : cut.latin1Slice.bind(data),
+      cache,
+    );
     let parsed: { events: AuditEvent[]; errors: string[] };
     if (fast) parsed = fast;
     else {
@@ -859,17 +876,25 @@ async function parseNotes(
         continue;
       }
       if (event.ticketId && (!event.requester || event.reason === undefined || !event.window)) {
-        incomplete.add(event.ticketId);
+        incomplete.add(flat(event.ticketId));
       }
       // For the report, the row id is hashed here, while git is still producing notes.
       const id = withIds ? rowId(event) : undefined;
-      const noted: NotedEvent =
-        (withIds ? PackedEvent.pack(event, [commit], id, shared) : null) ??
-        (id === undefined ? { event, commits: [commit] } : { event, commits: [commit], id });
+      let noted: NotedEvent | null = withIds
+        ? PackedEvent.pack(event, [commit], id, shared, fast !== null)
+        : null;
+      if (!noted) {
+        const kept = withIds && fast ? compact(event) : event;
+        noted =
+          id === undefined
+            ? { event: kept, commits: [commit] }
+            : { event: kept, commits: [commit], id };
+      }
       found.push(noted);
-      if (have === undefined) byNew.set(event.newSha, noted);
+      // The key is a copy too: a slice would keep the whole note alive until the uses are read.
+      if (have === undefined) byNew.set(flat(event.newSha), noted);
       else if (Array.isArray(have)) have.push(noted);
-      else byNew.set(event.newSha, [have, noted]);
+      else byNew.set(flat(event.newSha), [have, noted]);
     }
   };
   await catFile(
