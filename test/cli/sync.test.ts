@@ -132,3 +132,60 @@ describe('bg-sign push / fetch between clones', () => {
     assert.match(usage.stderr, /run "git breakglass -h"/);
   });
 });
+
+describe('bg-sign fetch keeps local work the remote does not have', () => {
+  let sb: Sandbox;
+  let r: Record<string, string>;
+
+  before(async () => {
+    sb = await Sandbox.create();
+    r = await sb.repos(['alice', 'bob', 'carol'], { approvals: 2 });
+  });
+  after(() => sb.cleanup());
+
+  it("an unpushed approval survives a fetch of someone else's, and then pushes as a fast-forward", async () => {
+    const q = await sb.as('alice', r.alice!, requestArgs());
+    assert.equal(q.code, 0, q.stderr);
+    const id = q.stdout.trim();
+    const ref = `refs/breakglass/tickets/${id}`;
+    assert.equal((await sb.run(r.alice!, ['push', id])).code, 0);
+    for (const u of ['bob', 'carol']) assert.equal((await sb.run(r[u]!, ['fetch'])).code, 0);
+    // Bob approves and publishes; Carol approves at the same time, locally.
+    assert.equal((await sb.as('bob', r.bob!, ['approve', id, '--push'])).code, 0);
+    assert.equal((await sb.as('carol', r.carol!, ['approve', id])).code, 0);
+    const lost = await sb.run(r.carol!, ['push', id]);
+    assert.notEqual(lost.code, 0, 'the remote moved on: not a fast-forward');
+
+    const f = await sb.run(r.carol!, ['fetch', '--json']);
+    assert.equal(f.code, 0, f.stderr);
+    assert.deepEqual((JSON.parse(f.stdout) as { merged: unknown }).merged, [{ id, signatures: 1 }]);
+    assert.match(f.stderr, /kept 1 local signature/);
+    const remoteTip = sb.git(r.origin!, ['rev-parse', ref]);
+    assert.equal(sb.git(r.carol!, ['rev-parse', `${ref}^`]), remoteTip, 'on top of the remote');
+
+    const p = await sb.run(r.carol!, ['push', id]);
+    assert.equal(p.code, 0, p.stderr);
+    assert.equal((await sb.run(r.alice!, ['fetch'])).code, 0);
+    const show = JSON.parse((await sb.run(r.alice!, ['show', id, '--json'])).stdout) as {
+      approvers: string[];
+      status: string;
+    };
+    assert.deepEqual([...show.approvers].sort(), ['bob', 'carol']);
+    assert.equal(show.status, 'active', 'two approvals: usable');
+  });
+
+  it('a diverged revocation is kept under refs/breakglass-local/ with a warning', async () => {
+    const q = await sb.as('alice', r.alice!, requestArgs());
+    const id = q.stdout.trim();
+    assert.equal((await sb.run(r.alice!, ['push', id])).code, 0);
+    assert.equal((await sb.run(r.bob!, ['fetch'])).code, 0);
+    const why = ['--reason', 'not needed'];
+    assert.equal((await sb.as('alice', r.alice!, ['revoke', id, ...why, '--push'])).code, 0);
+    assert.equal((await sb.as('bob', r.bob!, ['revoke', id, ...why])).code, 0);
+    const mine = sb.git(r.bob!, ['rev-parse', `refs/breakglass/revoked/${id}`]);
+    const f = await sb.run(r.bob!, ['fetch']);
+    assert.equal(f.code, 0, f.stderr);
+    assert.match(f.stderr, new RegExp(`kept at refs/breakglass-local/revoked/${id}`));
+    assert.equal(sb.git(r.bob!, ['rev-parse', `refs/breakglass-local/revoked/${id}`]), mine);
+  });
+});
