@@ -280,6 +280,7 @@ try {
   const last = BUNDLES[BUNDLES.length - 1]!;
   const REPO = `${last.name}, policy in the repository`;
   const SHIM = `as installed: hooks/pre-receive (sh, one \`git config\`, then ${last.file.endsWith('.cjs') ? 'bg-hook.cjs' : 'the bundle'})`;
+  const POST = `${last.name}: post-receive with nothing journalled`;
   const shim = join(dir, 'pre-receive');
   writeFileSync(
     shim,
@@ -315,6 +316,14 @@ try {
       0,
     ],
     [SHIM, ['/bin/sh', shim], cwd, plainEnv, unprotectedInput, 0],
+    [
+      POST,
+      [process.execPath, last.file, 'hook', 'post-receive'],
+      cwd,
+      plainEnv,
+      unprotectedInput,
+      0,
+    ],
   ];
   const a = new Map<string, Sample[]>(variants.map(([name]) => [name, []]));
   for (let i = 0; i < RUNS + 2; i++) {

@@ -31,6 +31,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { compileRefPattern, isValidRefName, refMatches } from '../policy/refs.ts';
+import { SWEEP_WINDOW_MS, ticketIdTime } from './ticket-time.ts';
 
 /** Beside `$GIT_DIR/breakglass/` (not in it): it is a cache, never evidence or state. */
 export const CACHE_FILE = 'breakglass-hook-cache.json';
@@ -541,4 +542,27 @@ export function writeFastPathCache(
   } catch {
     /* a cache: never worth failing a push over */
   }
+}
+
+/**
+ * True when post-receive has nothing to do (flushJournal and the sweep in journal.ts would find
+ * nothing): no journal entry pending or in processing, and no reservation of a ticket recent
+ * enough to be swept. Then the hook needn't load the recorder at all. Any doubt (an unreadable
+ * directory, an odd name): false.
+ */
+export function postReceiveIdle(gitDir: string, now: number): boolean {
+  const list = (dir: string): string[] | null => {
+    try {
+      return fs.readdirSync(path.join(gitDir, 'breakglass', dir));
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === 'ENOENT' ? [] : null;
+    }
+  };
+  const pending = list('journal/pending');
+  const processing = list('journal/processing');
+  const reserved = list('reservations');
+  if (!pending || !processing || !reserved) return false;
+  if ([...pending, ...processing].some((f) => f.endsWith('.json'))) return false;
+  // As the sweep selects them (a superset: a name that is not provably old counts as recent).
+  return reserved.every((id) => now - ticketIdTime(id) >= SWEEP_WINDOW_MS);
 }

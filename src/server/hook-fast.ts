@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { fastPreReceive, readHookStdin, type FastResult } from './fast-path.ts';
+import { fastPreReceive, postReceiveIdle, readHookStdin, type FastResult } from './fast-path.ts';
 import type * as Full from './hook-main.ts';
 
 const HOOKS = ['pre-receive', 'post-receive'];
@@ -32,6 +32,10 @@ async function main(argv: readonly string[]): Promise<number> {
     stdin = await readHookStdin();
     fast = await fastPreReceive(gitDir, process.env, stdin, now);
     if (fast.decided) return fast.code;
+  } else {
+    // Nothing journalled, nothing to sweep: the usual push; read git's lines and leave.
+    stdin = await readHookStdin();
+    if (postReceiveIdle(gitDir, now)) return 0;
   }
   // A variable specifier: esbuild leaves this import() to Node (bg-hook.js is a separate bundle).
   const url = pathToFileURL(path.join(here(), 'bg-hook.js')).href;

@@ -6,7 +6,7 @@ import type { UpdateKind } from '../engine/update.ts';
 import { BreakglassError } from '../errors.ts';
 import type { Action } from '../ticket/payload.ts';
 import { TICKET_ID } from '../ticket/payload.ts';
-import { ticketIdTime } from './ticket-time.ts';
+import { SWEEP_WINDOW_MS, ticketIdTime } from './ticket-time.ts';
 
 /**
  * The server's own state under `$GIT_DIR/breakglass/` (pre-receive can't write refs, it runs in
@@ -326,7 +326,6 @@ async function knownEntries(gitDir: string): Promise<Set<string>> {
 }
 
 // Policies cap maxTtl at 7 days: a ticket id older than that has no live use to protect.
-const SWEEP_WINDOW_MS = 8 * 86_400_000;
 
 /**
  * Releases reservations whose journal entry never got written (pre-receive killed between the

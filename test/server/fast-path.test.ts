@@ -14,6 +14,7 @@ import {
   branchCommit,
   CACHE_FILE,
   fastPreReceive,
+  postReceiveIdle,
   RACY_MS,
   writeFastPathCache,
   type FastResult,
@@ -311,5 +312,47 @@ describe('fast path cache (FP1-FP4)', () => {
       git('update-ref', '--no-deref', 'HEAD', git('rev-parse', 'refs/heads/main'));
       assert.deepEqual(await hook('refs/heads/feature/u'), { decided: false }, 'detached');
     });
+  });
+});
+
+describe('post-receive: nothing to do (postReceiveIdle)', () => {
+  let gitDir: string;
+  const NOW = Date.UTC(2026, 10, 29, 12, 0, 0);
+  const put = (rel: string, body = '{}') => {
+    fs.mkdirSync(path.dirname(path.join(gitDir, 'breakglass', rel)), { recursive: true });
+    fs.writeFileSync(path.join(gitDir, 'breakglass', rel), body);
+  };
+  let root: string;
+  before(() => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'bg-idle-'));
+  });
+  beforeEach(() => {
+    gitDir = fs.mkdtempSync(path.join(root, 'repo-'));
+  });
+  after(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  it('idle with no state at all, or with only old reservations and stray temp files', () => {
+    assert.equal(postReceiveIdle(gitDir, NOW), true);
+    put('reservations/20261101T000000Z-abcdef/1');
+    put('journal/pending/x.json.123.tmp');
+    fs.mkdirSync(path.join(gitDir, 'breakglass/journal/processing'), { recursive: true });
+    assert.equal(postReceiveIdle(gitDir, NOW), true);
+  });
+
+  for (const [what, rel] of [
+    ['a pending journal entry', 'journal/pending/20261129T115900Z-1-aa.json'],
+    ['an entry in processing', 'journal/processing/20261129T115900Z-1-aa~1-h-r.json'],
+    ['a reservation of a recent ticket (to sweep)', 'reservations/20261128T000000Z-abcdef/1'],
+    ['a reservation directory with an odd name', 'reservations/latest/1'],
+  ] as const) {
+    it(`not idle with ${what}`, () => {
+      put(rel);
+      assert.equal(postReceiveIdle(gitDir, NOW), false);
+    });
+  }
+
+  it('not idle when the state cannot be read (a file where a directory should be)', () => {
+    put('journal', 'not a directory');
+    assert.equal(postReceiveIdle(gitDir, NOW), false);
   });
 });
