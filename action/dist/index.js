@@ -52418,6 +52418,16 @@ function rowId(e) {
   const digest = oneShot ? oneShot("sha256", key, "buffer") : createHash3("sha256").update(key).digest();
   return digest.toString("hex", 0, 8);
 }
+function factsOf(e) {
+  return {
+    kind: e.kind,
+    ticketId: e.ticketId,
+    ref: e.ref,
+    actions: e.actions,
+    requester: e.requester?.principal,
+    recordedAt: e.recordedAt
+  };
+}
 function timeMs(text2) {
   const ms = Date.parse(text2);
   return Number.isNaN(ms) ? 0 : ms;
@@ -52498,22 +52508,26 @@ function planReport(data, opts) {
   const eventKeys = [];
   for (let k = 0; k < events.length; k++) {
     const noted = events[k];
-    const e = noted.event;
+    const whole = usesByKey.size > 0 || !noted.facts || noted.id === void 0;
+    const e = whole ? factsOf(noted.event) : noted.facts();
     const ticketId = e.kind === "breakglass" ? e.ticketId ?? null : null;
-    const key = ticketId && usesByKey.size > 0 ? useKey2({ ticket: ticketId, ref: e.ref, oldSha: e.oldSha, newSha: e.newSha }) : null;
-    if (usesByKey.size > 0) eventKeys.push(key);
-    if (key && usesByKey.has(key)) matchedUses.add(key);
+    if (usesByKey.size > 0) {
+      const ev = noted.event;
+      const key = ticketId ? useKey2({ ticket: ticketId, ref: ev.ref, oldSha: ev.oldSha, newSha: ev.newSha }) : null;
+      eventKeys.push(key);
+      if (key && usesByKey.has(key)) matchedUses.add(key);
+    }
     const t = timeMs(e.recordedAt);
     if (!keep(e.kind, ticketId, e.ref, t) || !keepReview(e.kind, ticketId, t)) continue;
     kept.push(k);
     times.push(t);
-    ids.push(noted.id ?? rowId(e));
+    ids.push(noted.id ?? rowId(noted.event));
     const ticket = ticketId ? data.tickets.get(ticketId) : void 0;
     facts.push([
       e.kind,
       ticketId,
       e.ref,
-      e.requester ? e.requester.principal : ticket ? ticket.requester : null,
+      e.requester !== void 0 ? e.requester : ticket ? ticket.requester : null,
       e.actions
     ]);
   }
@@ -52540,13 +52554,14 @@ function planReport(data, opts) {
     const t = times[pos];
     const id = ids[pos];
     if (k < events.length) {
-      const { event, commits, useRecord } = events[k];
+      const { event, commits, useRecord, hasTicket } = events[k];
       const key = eventKeys.length ? eventKeys[k] : null;
       return eventRow(
         data,
         event,
         commits,
         useRecord === true || (key ? usesByKey.has(key) : false),
+        hasTicket,
         id,
         t,
         now
@@ -52593,7 +52608,7 @@ function planReport(data, opts) {
     problems: data.problems
   };
 }
-function eventRow(data, e, commits, useRecord, id, t, now) {
+function eventRow(data, e, commits, useRecord, hasTicket, id, t, now) {
   const ticketId = e.kind === "breakglass" ? e.ticketId ?? null : null;
   const ticket = ticketId ? data.tickets.get(ticketId) : void 0;
   const rev = ticketId ? data.revocations.get(ticketId) : void 0;
@@ -52622,7 +52637,11 @@ function eventRow(data, e, commits, useRecord, id, t, now) {
     incident: e.incident ?? ticket?.incident ?? null,
     window: e.window ?? (ticket ? { notBefore: ticket.notBefore, expiresAt: ticket.expiresAt } : null),
     violation: e.kind === "violation" ? e.violation ?? null : null,
-    evidence: evidenceOf(true, useRecord, ticketId ? data.ticketIds.has(ticketId) : false),
+    evidence: evidenceOf(
+      true,
+      useRecord,
+      hasTicket ?? (ticketId ? data.ticketIds.has(ticketId) : false)
+    ),
     revocation: rev ? { revoker: rev.revoker, revokedAt: rev.revokedAt, reason: rev.reason, valid: rev.valid } : null,
     review: reviewOf(e.kind, ticketId, t, data.reviews, now)
   };
@@ -52856,7 +52875,10 @@ function runCatFile(ctx, input2, spool) {
     child.stdin.end(text2);
   }
   let exitCode = null;
-  void exited.then((code) => exitCode = code);
+  void exited.then((code) => {
+    exitCode = code;
+    if ("onExit" in input2) input2.onExit?.();
+  });
   const read = (onObject) => new Promise((resolve2, reject) => {
     let index = 0;
     let failed = false;
@@ -52876,7 +52898,7 @@ function runCatFile(ctx, input2, spool) {
       if (need > 0) {
         more.push(d);
         moreBytes += d.length;
-        if (buf.length + moreBytes < need) return;
+        if (buf.length + moreBytes < need) return true;
         buf = Buffer.concat([buf, ...more]);
         more.length = 0;
         moreBytes = 0;
@@ -52920,7 +52942,8 @@ function runCatFile(ctx, input2, spool) {
         } else onObject({ spec: header.slice(0, sp1), type, data }, index);
         index++;
       }
-      if (off > 0) buf = buf.subarray(off);
+      buf = buf === d || off > 0 ? Buffer.from(buf.subarray(off)) : buf;
+      return false;
     };
     const finish = async (code) => {
       const pcode = await producerDone;
@@ -52958,15 +52981,16 @@ function runCatFile(ctx, input2, spool) {
       return;
     }
     let pos = 0;
+    let chunk = null;
     const pump = () => {
       if (failed) return;
       const done = exitCode;
       try {
-        const chunk = Buffer.allocUnsafe(SPOOL_CHUNK);
+        chunk ??= Buffer.allocUnsafeSlow(SPOOL_CHUNK);
         const n = readSync(spool.fd, chunk, 0, SPOOL_CHUNK, pos);
         if (n > 0) {
           pos += n;
-          feed(chunk.subarray(0, n));
+          if (feed(chunk.subarray(0, n))) chunk = null;
           setImmediate(pump);
         } else if (done !== null) void finish(done);
         else setTimeout(pump, 2);
@@ -53168,6 +53192,7 @@ var PackedEvent = class _PackedEvent {
   packed;
   shared;
   useRecord;
+  hasTicket;
   /** Commits of later notes holding the same event (appended here: no re-packing per commit). */
   more;
   /**
@@ -53189,14 +53214,14 @@ var PackedEvent = class _PackedEvent {
       e.oldSha,
       e.newSha,
       idx(e.actions),
-      idx(e.pusher),
       e.requester ? idx(e.requester) : ABSENT,
+      e.recordedAt,
+      idx(e.pusher),
       idx(e.approvers),
       opt(e.reason),
       e.incident === void 0 ? ABSENT : idx(e.incident),
       e.window ? e.window.notBefore : ABSENT,
       e.window ? e.window.expiresAt : ABSENT,
-      e.recordedAt,
       idx(e.recordedBy),
       opt(e.replacedTip),
       e.dropped ? e.dropped.join(" ") : ABSENT,
@@ -53220,9 +53245,9 @@ var PackedEvent = class _PackedEvent {
   }
   /**
    * True if this is the break-glass event of `ticket` on the ref with shared index `refIndex`
-   * from `oldSha` (the new tip is the caller's lookup key): one prefix comparison, nothing unpacked.
+   * from `oldSha` to `newSha`: one prefix comparison, nothing unpacked.
    */
-  matches(ticket, refIndex, oldSha) {
+  matches(ticket, refIndex, oldSha, newSha) {
     const p = this.packed;
     if (p.charCodeAt(0) !== 98 || !p.startsWith(ticket, 2)) return false;
     let at = 2 + ticket.length;
@@ -53230,7 +53255,23 @@ var PackedEvent = class _PackedEvent {
     const ref = String(refIndex);
     if (!p.startsWith(ref, at + 1)) return false;
     at += 1 + ref.length;
-    return p.charCodeAt(at) === 10 && p.startsWith(oldSha, at + 1) ? p.charCodeAt(at + 1 + oldSha.length) === 10 : false;
+    if (p.charCodeAt(at) !== 10 || !p.startsWith(oldSha, at + 1)) return false;
+    at += 1 + oldSha.length;
+    if (p.charCodeAt(at) !== 10 || !p.startsWith(newSha, at + 1)) return false;
+    return p.charCodeAt(at + 1 + newSha.length) === 10;
+  }
+  /** The report's planning facts, from the first fields only. */
+  facts() {
+    const f = this.packed.split(SEP, 8);
+    const v = this.shared.values;
+    return {
+      kind: f[0] === "b" ? "breakglass" : "violation",
+      ticketId: f[1] === ABSENT ? void 0 : f[1],
+      ref: v[Number(f[2])],
+      actions: v[Number(f[5])],
+      requester: f[6] === ABSENT ? void 0 : v[Number(f[6])].principal,
+      recordedAt: f[7]
+    };
   }
   get event() {
     const f = this.fields();
@@ -53241,16 +53282,16 @@ var PackedEvent = class _PackedEvent {
       ref: v[Number(f[2])],
       oldSha: f[3],
       newSha: f[4],
-      pusher: v[Number(f[6])],
-      approvers: v[Number(f[8])],
-      recordedAt: f[13],
+      pusher: v[Number(f[8])],
+      approvers: v[Number(f[9])],
+      recordedAt: f[7],
       recordedBy: v[Number(f[14])]
     };
     if (f[1] !== ABSENT) e.ticketId = f[1];
-    if (f[7] !== ABSENT) e.requester = v[Number(f[7])];
-    if (f[9] !== ABSENT) e.reason = f[9];
-    if (f[10] !== ABSENT) e.incident = v[Number(f[10])];
-    if (f[11] !== ABSENT) e.window = { notBefore: f[11], expiresAt: f[12] };
+    if (f[6] !== ABSENT) e.requester = v[Number(f[6])];
+    if (f[10] !== ABSENT) e.reason = f[10];
+    if (f[11] !== ABSENT) e.incident = v[Number(f[11])];
+    if (f[12] !== ABSENT) e.window = { notBefore: f[12], expiresAt: f[13] };
     if (f[15] !== ABSENT) e.replacedTip = f[15];
     if (f[16] !== ABSENT) e.dropped = f[16] === "" ? [] : f[16].split(" ");
     if (f[17] !== ABSENT) e.droppedCount = Number(f[17]);
@@ -53272,13 +53313,27 @@ var PackedEvent = class _PackedEvent {
     (this.more ??= []).push(commit);
   }
 };
-async function parseNotes(ctx, notesRef, problems, progress, byNew = /* @__PURE__ */ new Map(), withIds = false) {
+async function parseNotes(ctx, notesRef, problems, progress, byNew = /* @__PURE__ */ new Map(), withIds = false, ticketRefs, onGitDone) {
   if (!notesRef.startsWith("refs/notes/")) {
     throw new BreakglassError("USAGE", `notes ref ${notesRef} is not under refs/notes/`);
   }
   const found = [];
   const shared = new SharedValues();
   const incomplete = /* @__PURE__ */ new Set();
+  let listed = null;
+  const unflagged = [];
+  const flagAll = () => {
+    for (const [noted, id] of unflagged) noted.hasTicket = id !== null && listed.has(id);
+    unflagged.length = 0;
+  };
+  void ticketRefs?.then(
+    (set2) => {
+      listed = set2;
+      flagAll();
+    },
+    () => {
+    }
+  );
   const decoder = new TextDecoder("utf-8", { fatal: true });
   const cache = new NoteCache();
   const troubled = /* @__PURE__ */ new Map();
@@ -53350,8 +53405,9 @@ async function parseNotes(ctx, notesRef, problems, progress, byNew = /* @__PURE_
       }
     }
     for (const event of parsed.events) {
-      const have = byNew.get(event.newSha);
-      const same2 = ({ event: e }) => e.oldSha === event.oldSha && e.ref === event.ref && e.kind === event.kind && (e.ticketId ?? "-") === (event.ticketId ?? "-");
+      const key = oidKey(event.newSha);
+      const have = byNew.get(key);
+      const same2 = ({ event: e }) => e.newSha === event.newSha && e.oldSha === event.oldSha && e.ref === event.ref && e.kind === event.kind && (e.ticketId ?? "-") === (event.ticketId ?? "-");
       const seen = have === void 0 ? void 0 : Array.isArray(have) ? have.find(same2) : same2(have) ? have : void 0;
       if (seen) {
         if (seen instanceof PackedEvent) seen.addCommit(commit);
@@ -53367,18 +53423,32 @@ async function parseNotes(ctx, notesRef, problems, progress, byNew = /* @__PURE_
         const kept = withIds && fast ? compact(event) : event;
         noted = id === void 0 ? { event: kept, commits: [commit] } : { event: kept, commits: [commit], id };
       }
+      if (ticketRefs) {
+        const ticket = event.kind === "breakglass" && event.ticketId ? event.ticketId : null;
+        if (listed) noted.hasTicket = ticket !== null && listed.has(ticket);
+        else unflagged.push([noted, ticket === null ? null : flat(ticket)]);
+      }
       found.push(noted);
-      if (have === void 0) byNew.set(flat(event.newSha), noted);
+      if (have === void 0) byNew.set(key, noted);
       else if (Array.isArray(have)) have.push(noted);
-      else byNew.set(flat(event.newSha), [have, noted]);
+      else byNew.set(key, [have, noted]);
     }
   };
   await catFile(
     ctx,
-    { producer: ["notes", `--ref=${notesRef}`, "list"], rest: true, allowFail: true },
+    {
+      producer: ["notes", `--ref=${notesRef}`, "list"],
+      rest: true,
+      allowFail: true,
+      onExit: onGitDone
+    },
     onNote
   );
   progress?.("notes", done, done);
+  if (ticketRefs && unflagged.length) {
+    listed = await ticketRefs;
+    flagAll();
+  }
   const missing = [...troubled].filter(([, t]) => t.missing !== void 0);
   if (missing.length) {
     const want = new Map(missing);
@@ -53670,25 +53740,28 @@ async function readAuditData(ctx, opts) {
   });
   opts.progress?.("refs", 1, 1);
   const byNew = /* @__PURE__ */ new Map();
-  const useTips = startUseTips(ctx);
+  let useTips = null;
   let notes;
   try {
-    notes = await parseNotes(ctx, notesRef, problems, opts.progress, byNew, true);
+    notes = await parseNotes(ctx, notesRef, problems, opts.progress, byNew, true, ticketIds, () => {
+      useTips ??= startUseTips(ctx);
+    });
   } catch (e) {
-    useTips.cancel();
+    useTips?.cancel();
     throw e;
   }
+  useTips ??= startUseTips(ctx);
   const { events, shared, incomplete } = notes;
   const matchUse = (u) => {
-    const have = byNew.get(u.newSha);
+    const have = byNew.get(oidKey(u.newSha));
     if (have === void 0 || !u.ticket) return false;
-    const refIndex = plainKey(u.ticket) && plainKey(u.oldSha) ? shared.indexOf(u.ref) : -1;
+    const refIndex = plainKey(u.ticket) && plainKey(u.oldSha) && plainKey(u.newSha) ? shared.indexOf(u.ref) : -1;
     const hit = (e) => {
       if (e instanceof PackedEvent && refIndex >= 0) {
-        if (!e.matches(u.ticket, refIndex, u.oldSha)) return false;
+        if (!e.matches(u.ticket, refIndex, u.oldSha, u.newSha)) return false;
       } else {
         const ev = e.event;
-        if (ev.kind !== "breakglass" || ev.ticketId !== u.ticket || ev.ref !== u.ref || ev.oldSha !== u.oldSha) {
+        if (ev.kind !== "breakglass" || ev.ticketId !== u.ticket || ev.ref !== u.ref || ev.oldSha !== u.oldSha || ev.newSha !== u.newSha) {
           return false;
         }
       }
@@ -53720,15 +53793,29 @@ async function readAuditData(ctx, opts) {
     problems
   );
   opts.progress?.("tickets", 1, 1);
+  const withRef = /* @__PURE__ */ new Set();
+  for (const u of uses) if (tickets.has(u.ticket)) withRef.add(u.ticket);
+  for (const e of events) {
+    if (e.hasTicket === void 0 && e.event.ticketId && tickets.has(e.event.ticketId)) {
+      withRef.add(e.event.ticketId);
+    }
+  }
   return {
     events,
     tickets: envelopes.tickets,
-    ticketIds: tickets,
+    ticketIds: withRef,
     uses,
     revocations: envelopes.revocations,
     reviews: envelopes.reviews,
     problems
   };
+}
+function oidKey(oid) {
+  let v = 0;
+  for (let i = Math.max(0, oid.length - 8); i < oid.length; i++) {
+    v = v * 31 + oid.charCodeAt(i) & 1073741823;
+  }
+  return v;
 }
 function plainKey(s) {
   for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) < 32) return false;

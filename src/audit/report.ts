@@ -21,8 +21,23 @@ export interface NotedEvent {
   readonly commits: readonly string[];
   /** Set by the source when a consumed/ use record matches this event. */
   useRecord?: boolean;
+  /** Set by the source: whether the event's ticket ref exists (else `ticketIds` is asked). */
+  hasTicket?: boolean;
   /** The row id (rowId of the event), when the source computed it already. */
   readonly id?: string;
+  /** What planReport needs of the event, when the source has it without making the event. */
+  facts?(): EventFacts;
+}
+
+/** The parts of an event a report is filtered, ordered and counted by. */
+export interface EventFacts {
+  readonly kind: AuditEvent['kind'];
+  readonly ticketId: string | undefined;
+  readonly ref: string;
+  readonly actions: readonly string[];
+  /** The requester's principal, when the event names one. */
+  readonly requester: string | undefined;
+  readonly recordedAt: string;
 }
 
 /** What the report needs from a ticket (read from `refs/breakglass/tickets/<id>`). */
@@ -192,6 +207,17 @@ export function rowId(
   return digest.toString('hex', 0, 8);
 }
 
+function factsOf(e: AuditEvent): EventFacts {
+  return {
+    kind: e.kind,
+    ticketId: e.ticketId,
+    ref: e.ref,
+    actions: e.actions,
+    requester: e.requester?.principal,
+    recordedAt: e.recordedAt,
+  };
+}
+
 function timeMs(text: string): number {
   // Notes and records were validated strictly when parsed; Date.parse is only for ordering here.
   const ms = Date.parse(text);
@@ -340,26 +366,30 @@ export function planReport(data: AuditData, opts: ReportOptions): ReportView {
   const eventKeys: (string | null)[] = [];
   for (let k = 0; k < events.length; k++) {
     const noted = events[k]!;
-    const e = noted.event;
-    const ticketId = e.kind === 'breakglass' ? (e.ticketId ?? null) : null;
     // Only uses without a note are joined here (the source matched the others): usually none.
-    const key =
-      ticketId && usesByKey.size > 0
-        ? useKey({ ticket: ticketId, ref: e.ref, oldSha: e.oldSha, newSha: e.newSha })
+    // Then the whole event is needed; else its facts are (cheaper from a packed event).
+    const whole = usesByKey.size > 0 || !noted.facts || noted.id === undefined;
+    const e: EventFacts = whole ? factsOf(noted.event) : noted.facts!();
+    const ticketId = e.kind === 'breakglass' ? (e.ticketId ?? null) : null;
+    if (usesByKey.size > 0) {
+      const ev = noted.event;
+      const key = ticketId
+        ? useKey({ ticket: ticketId, ref: ev.ref, oldSha: ev.oldSha, newSha: ev.newSha })
         : null;
-    if (usesByKey.size > 0) eventKeys.push(key);
-    if (key && usesByKey.has(key)) matchedUses.add(key);
+      eventKeys.push(key);
+      if (key && usesByKey.has(key)) matchedUses.add(key);
+    }
     const t = timeMs(e.recordedAt);
     if (!keep(e.kind, ticketId, e.ref, t) || !keepReview(e.kind, ticketId, t)) continue;
     kept.push(k);
     times.push(t);
-    ids.push(noted.id ?? rowId(e));
+    ids.push(noted.id ?? rowId(noted.event));
     const ticket = ticketId ? data.tickets.get(ticketId) : undefined;
     facts.push([
       e.kind,
       ticketId,
       e.ref,
-      e.requester ? e.requester.principal : ticket ? ticket.requester : null,
+      e.requester !== undefined ? e.requester : ticket ? ticket.requester : null,
       e.actions,
     ]);
   }
@@ -390,13 +420,14 @@ export function planReport(data: AuditData, opts: ReportOptions): ReportView {
     const t = times[pos]!;
     const id = ids[pos]!;
     if (k < events.length) {
-      const { event, commits, useRecord } = events[k]!;
+      const { event, commits, useRecord, hasTicket } = events[k]!;
       const key = eventKeys.length ? eventKeys[k]! : null;
       return eventRow(
         data,
         event,
         commits,
         useRecord === true || (key ? usesByKey.has(key) : false),
+        hasTicket,
         id,
         t,
         now,
@@ -454,6 +485,7 @@ function eventRow(
   e: AuditEvent,
   commits: readonly string[],
   useRecord: boolean,
+  hasTicket: boolean | undefined,
   id: string,
   t: number,
   now: number,
@@ -498,7 +530,11 @@ function eventRow(
     window:
       e.window ?? (ticket ? { notBefore: ticket.notBefore, expiresAt: ticket.expiresAt } : null),
     violation: e.kind === 'violation' ? (e.violation ?? null) : null,
-    evidence: evidenceOf(true, useRecord, ticketId ? data.ticketIds.has(ticketId) : false),
+    evidence: evidenceOf(
+      true,
+      useRecord,
+      hasTicket ?? (ticketId ? data.ticketIds.has(ticketId) : false),
+    ),
     revocation: rev
       ? { revoker: rev.revoker, revokedAt: rev.revokedAt, reason: rev.reason, valid: rev.valid }
       : null,
