@@ -91,6 +91,18 @@ function rejectAll(run: Run, lines: readonly UpdateLine[], e: BreakglassError): 
   return 1;
 }
 
+/** Rejects the push for refs that are refused outright, each with its own failure and fix. */
+function rejectRefs(
+  run: Run,
+  refused: readonly (Failure & { readonly ref: string; readonly fix: string })[],
+): number {
+  run.err([
+    `${TAG}: push rejected`,
+    ...refused.flatMap(({ ref, fix, ...f }) => formatRefFailures(ref, [f], fix)),
+  ]);
+  return 1;
+}
+
 /**
  * First push into an empty repository with no pinned policy (trust on first push, as with the
  * repository itself): accepted when it creates the default branch and that branch carries a
@@ -283,24 +295,17 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
     // The hook itself never does (--no-replace-objects), but reviewers' `git log` would.
     const replaced = lines.filter((l) => l.ref.startsWith('refs/replace/'));
     if (replaced.length) {
-      run.err([
-        `${TAG}: push rejected`,
-        ...replaced.flatMap((l) =>
-          formatRefFailures(
-            l.ref,
-            [
-              {
-                code: 'NAMESPACE_VIOLATION',
-                rule: 'N9',
-                message:
-                  'replace refs would change what every reader sees as the history and content of protected branches',
-              },
-            ],
-            'replace refs are not accepted by push; a server admin can create one on the server',
-          ),
-        ),
-      ]);
-      return 1;
+      return rejectRefs(
+        run,
+        replaced.map((l) => ({
+          ref: l.ref,
+          code: 'NAMESPACE_VIOLATION',
+          rule: 'N9',
+          message:
+            'replace refs would change what every reader sees as the history and content of protected branches',
+          fix: 'replace refs are not accepted by push; a server admin can create one on the server',
+        })),
+      );
     }
     const load = await loadServerPolicy(ctx, reader, config.policyFile);
     if (load.kind === 'error') return rejectAll(run, lines, load.error);
@@ -324,23 +329,16 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
       return [];
     });
     if (viaAlias.length) {
-      run.err([
-        `${TAG}: push rejected`,
-        ...viaAlias.flatMap((a) =>
-          formatRefFailures(
-            a.ref,
-            [
-              {
-                code: 'SYMBOLIC_REF',
-                rule: 'TM9',
-                message: `${a.ref} is a symbolic ref to ${a.target} on the server; the update would move ${a.target}`,
-              },
-            ],
-            `push ${a.target} itself`,
-          ),
-        ),
-      ]);
-      return 1;
+      return rejectRefs(
+        run,
+        viaAlias.map((a) => ({
+          ref: a.ref,
+          code: 'SYMBOLIC_REF',
+          rule: 'TM9',
+          message: `${a.ref} is a symbolic ref to ${a.target} on the server; the update would move ${a.target}`,
+          fix: `push ${a.target} itself`,
+        })),
+      );
     }
 
     const guarded = lines.filter((l) => isGuardedRef(l.ref));

@@ -84,52 +84,41 @@ describe('bg-sign install-hooks', () => {
   });
 });
 
-describe('a server with only bg-sign.js', () => {
-  it('decides pushes without the optional bg-hook.js beside it', async () => {
+describe('a server with only some of the built files', () => {
+  /** A server whose hooks run copies of `files` (from dist/) in a folder of their own. */
+  async function withCopies(
+    files: readonly string[],
+    fn: (server: TestServer, dir: string) => Promise<void>,
+  ): Promise<void> {
     const dir = await mkdtemp(join(os.tmpdir(), 'bg-only-'));
-    const lone = join(dir, 'bg-sign.js');
-    await copyFile(BUNDLE, lone);
-    const server = await TestServer.create({ bundle: lone });
+    for (const f of files) await copyFile(join(BUNDLE, '..', f), join(dir, f));
+    const server = await TestServer.create(
+      files.includes('bg-sign.js') ? { bundle: join(dir, 'bg-sign.js') } : {},
+    );
     try {
-      const alice = await server.clone('alice');
-      await alice.commit('f.txt', 'x\n');
-      const r = await alice.push(['HEAD:main']);
-      assert.notEqual(r.code, 0);
-      assert.match(r.stderr, /TICKET_REQUIRED/);
-      const ok = await alice.push(['HEAD:refs/heads/topic']);
-      assert.equal(ok.code, 0, ok.stderr);
+      await fn(server, dir);
     } finally {
       await server.close();
       await rm(dir, { recursive: true, force: true });
     }
-  });
+  }
 
-  it('with bg-hook.cjs but no bg-hook.js beside it, the shims run bg-sign.js', async () => {
-    const dir = await mkdtemp(join(os.tmpdir(), 'bg-only-'));
-    const lone = join(dir, 'bg-sign.js');
-    await copyFile(BUNDLE, lone);
-    await copyFile(join(BUNDLE, '..', 'bg-hook.cjs'), join(dir, 'bg-hook.cjs'));
-    const server = await TestServer.create({ bundle: lone });
-    try {
-      const alice = await server.clone('alice');
-      await alice.commit('f.txt', 'x\n');
-      const r = await alice.push(['HEAD:main']);
-      assert.match(r.stderr, /TICKET_REQUIRED/);
-      const ok = await alice.push(['HEAD:refs/heads/topic']);
-      assert.equal(ok.code, 0, ok.stderr);
-    } finally {
-      await server.close();
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+  for (const files of [['bg-sign.js'], ['bg-sign.js', 'bg-hook.cjs']]) {
+    it(`decides pushes with ${files.join(' and ')} (the shims run bg-sign.js)`, () =>
+      withCopies(files, async (server) => {
+        const alice = await server.clone('alice');
+        await alice.commit('f.txt', 'x\n');
+        const r = await alice.push(['HEAD:main']);
+        assert.notEqual(r.code, 0);
+        assert.match(r.stderr, /TICKET_REQUIRED/);
+        const ok = await alice.push(['HEAD:refs/heads/topic']);
+        assert.equal(ok.code, 0, ok.stderr);
+      }));
+  }
 
-  it('bg-hook.cjs configured alone fails closed when it needs the full hook', async () => {
-    const dir = await mkdtemp(join(os.tmpdir(), 'bg-only-'));
-    const lone = join(dir, 'bg-hook.cjs');
-    await copyFile(join(BUNDLE, '..', 'bg-hook.cjs'), lone);
-    const server = await TestServer.create();
-    try {
-      await server.git(['config', 'breakglass.bundle', lone]);
+  it('bg-hook.cjs configured alone fails closed when it needs the full hook', () =>
+    withCopies(['bg-hook.cjs'], async (server, dir) => {
+      await server.git(['config', 'breakglass.bundle', join(dir, 'bg-hook.cjs')]);
       const alice = await server.clone('alice');
       await alice.commit('f.txt', 'x\n');
       const before = await server.ref('refs/heads/topic');
@@ -137,9 +126,5 @@ describe('a server with only bg-sign.js', () => {
       assert.notEqual(r.code, 0, 'no cache yet: the full hook is needed and missing');
       assert.match(r.stderr, /hook failed/);
       assert.equal(await server.ref('refs/heads/topic'), before);
-    } finally {
-      await server.close();
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 });

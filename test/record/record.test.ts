@@ -480,16 +480,21 @@ test('a recorder lock left by a dead process is taken over at once', async () =>
   }
 });
 
-test('a stale ref lock left by a dead git fails at once with a hint, and nothing is lost', async () => {
+/** A repository whose notes ref exists, with its lock left `ageMs` ago as a killed git would. */
+async function withStaleNotesLock(ageMs: number) {
   const repo = makeRepo(2);
+  const [c1, c2] = repo.commits as [string, string];
+  await recordEvents(repo.gitDir, [{ event: pushEvent(ZERO, c1), commits: [c1] }], opts);
+  const lock = join(repo.gitDir, 'refs', 'notes', 'breakglass.lock');
+  writeFileSync(lock, '');
+  const old = new Date(Date.now() - ageMs);
+  utimesSync(lock, old, old);
+  return { repo, c1, c2, lock };
+}
+
+test('a stale ref lock left by a dead git fails at once with a hint, and nothing is lost', async () => {
+  const { repo, c1, c2, lock } = await withStaleNotesLock(120_000);
   try {
-    const [c1, c2] = repo.commits as [string, string];
-    // Make the notes ref exist, then leave its lock behind as a killed git would.
-    await recordEvents(repo.gitDir, [{ event: pushEvent(ZERO, c1), commits: [c1] }], opts);
-    const lock = join(repo.gitDir, 'refs', 'notes', 'breakglass.lock');
-    writeFileSync(lock, '');
-    const old = new Date(Date.now() - 120_000);
-    utimesSync(lock, old, old);
     await assert.rejects(
       recordEvents(repo.gitDir, [{ event: pushEvent(c1, c2), commits: [c2] }], {
         ...opts,
@@ -508,15 +513,10 @@ test('a stale ref lock left by a dead git fails at once with a hint, and nothing
     repo.cleanup();
   }
 });
+
 test('a ref lock of ours 10 minutes old is removed (with a warning) and the events recorded', async () => {
-  const repo = makeRepo(2);
+  const { repo, c1, c2, lock } = await withStaleNotesLock(11 * 60_000);
   try {
-    const [c1, c2] = repo.commits as [string, string];
-    await recordEvents(repo.gitDir, [{ event: pushEvent(ZERO, c1), commits: [c1] }], opts);
-    const lock = join(repo.gitDir, 'refs', 'notes', 'breakglass.lock');
-    writeFileSync(lock, '');
-    const old = new Date(Date.now() - 11 * 60_000);
-    utimesSync(lock, old, old);
     const warnings: string[] = [];
     const r = await recordEvents(repo.gitDir, [{ event: pushEvent(c1, c2), commits: [c2] }], {
       ...opts,
