@@ -11241,11 +11241,11 @@ var require_pluralizer = __commonJS({
         this.singular = singular;
         this.plural = plural2;
       }
-      pluralize(count2) {
-        const one = count2 === 1;
+      pluralize(count) {
+        const one = count === 1;
         const keys = one ? singulars : plurals;
         const noun = one ? this.singular : this.plural;
-        return { ...keys, count: count2, noun };
+        return { ...keys, count, noun };
       }
     };
   }
@@ -18664,15 +18664,15 @@ ${value}`;
           pos = 0;
         }
       }
-      discardLeadingBytes(count2) {
-        while (count2 > 0 && this.lineChunkIndex < this.chunks.length) {
+      discardLeadingBytes(count) {
+        while (count > 0 && this.lineChunkIndex < this.chunks.length) {
           const chunk = this.chunks[this.lineChunkIndex];
           const remaining = chunk.length - this.linePos;
-          if (count2 < remaining) {
-            this.linePos += count2;
-            count2 = 0;
+          if (count < remaining) {
+            this.linePos += count;
+            count = 0;
           } else {
-            count2 -= remaining;
+            count -= remaining;
             this.lineChunkIndex++;
             this.linePos = 0;
           }
@@ -28391,14 +28391,14 @@ function codePointLength(str2) {
   const units = str2.length;
   if (!highSurrogate.test(str2))
     return units;
-  let count2 = units;
+  let count = units;
   for (let i = 0; i < units - 1; i++) {
     if ((str2.charCodeAt(i) & 64512) === 55296 && (str2.charCodeAt(i + 1) & 64512) === 56320) {
-      count2--;
+      count--;
       i++;
     }
   }
-  return count2;
+  return count;
 }
 function getLengthableOrigin(input2) {
   if (Array.isArray(input2))
@@ -32781,8 +32781,8 @@ function az_default() {
 }
 
 // node_modules/zod/v4/locales/be.js
-function getBelarusianPlural(count2, one, few, many) {
-  const absCount = Math.abs(count2);
+function getBelarusianPlural(count, one, few, many) {
+  const absCount = Math.abs(count);
   const lastDigit = absCount % 10;
   const lastTwoDigits = absCount % 100;
   if (lastTwoDigits >= 11 && lastTwoDigits <= 19) {
@@ -35429,8 +35429,8 @@ function hu_default() {
 }
 
 // node_modules/zod/v4/locales/hy.js
-function getArmenianPlural(count2, one, many) {
-  return Math.abs(count2) === 1 ? one : many;
+function getArmenianPlural(count, one, many) {
+  return Math.abs(count) === 1 ? one : many;
 }
 function withDefiniteArticle(word) {
   if (!word)
@@ -38168,8 +38168,8 @@ function ro_default() {
 }
 
 // node_modules/zod/v4/locales/ru.js
-function getRussianPlural(count2, one, few, many) {
-  const absCount = Math.abs(count2);
+function getRussianPlural(count, one, few, many) {
+  const absCount = Math.abs(count);
   const lastDigit = absCount % 10;
   const lastTwoDigits = absCount % 100;
   if (lastTwoDigits >= 11 && lastTwoDigits <= 19) {
@@ -48638,9 +48638,9 @@ function skipFoldedBreaks(input2, position, end) {
     breaks
   };
 }
-function foldedBreaks(count2) {
-  if (count2 === 1) return " ";
-  return "\n".repeat(count2 - 1);
+function foldedBreaks(count) {
+  if (count === 1) return " ";
+  return "\n".repeat(count - 1);
 }
 function getPlainValue(input2, start, end) {
   let result = "";
@@ -51893,8 +51893,8 @@ async function classifyMerge(deps, policy, branch, before, after, required2) {
   }
   const judged = [];
   for (const pull of pulls.values()) {
-    const count2 = countApprovals(await deps.github.listReviews(pull.number), pull.author, policy);
-    judged.push({ pull, approvers: count2.approvers });
+    const count = countApprovals(await deps.github.listReviews(pull.number), pull.author, policy);
+    judged.push({ pull, approvers: count.approvers });
   }
   return {
     how: "pr-merge",
@@ -52199,8 +52199,8 @@ async function touchesPolicy(deps, base, head, policyPath) {
 }
 async function judgePull(deps, policy, pull, baseRef, baseSha, required2, now) {
   const reviews = await deps.github.listReviews(pull.number);
-  const count2 = countApprovals(reviews, pull.author, policy);
-  const approved = count2.approvers.length >= required2;
+  const count = countApprovals(reviews, pull.author, policy);
+  const approved = count.approvers.length >= required2;
   const { remote, policyPath } = deps.inputs;
   if (!await ensureCommit(deps.git, remote, pull.headSha, `refs/pull/${pull.number}/head`)) {
     throw new BreakglassError(
@@ -52221,7 +52221,7 @@ async function judgePull(deps, policy, pull, baseRef, baseSha, required2, now) {
     pull: pull.number,
     head: pull.headSha,
     author: pull.author,
-    approvals: count2.approvers,
+    approvals: count.approvers,
     required: required2,
     actions
   };
@@ -52257,7 +52257,7 @@ async function judgePull(deps, policy, pull, baseRef, baseSha, required2, now) {
     failures.push(describe3(c.id, f));
   }
   const why = [
-    approved ? `changes ${policyPath}` : `has ${count2.approvers.length} of ${required2} required approval(s)` + (count2.changesRequested.length ? `, changes requested by ${count2.changesRequested.join(", ")}` : "")
+    approved ? `changes ${policyPath}` : `has ${count.approvers.length} of ${required2} required approval(s)` + (count.changesRequested.length ? `, changes requested by ${count.changesRequested.join(", ")}` : "")
   ];
   if (candidates.length === 0) {
     failures.push(
@@ -52448,6 +52448,82 @@ var NOT_APPLICABLE = Object.freeze({
   error: null,
   waitingMs: null
 });
+function reviewCountOf(kind, ticket, timeMsValue, reviews) {
+  if (kind === "violation" || ticket === null) return NOT_APPLICABLE;
+  const r = reviews.get(ticket);
+  if (!r || r.reviewedAtMs < timeMsValue) return UNREVIEWED;
+  return {
+    status: r.valid === true ? "reviewed" : r.valid === false ? "invalid" : "unverified",
+    outcome: r.outcome
+  };
+}
+var UNREVIEWED = Object.freeze({ status: "unreviewed", outcome: null });
+function reportOrder(times, ids) {
+  const n = times.length;
+  const byTimeThenId = (a, b) => times[a] - times[b] || (ids[a] < ids[b] ? -1 : 1);
+  const ROW_BITS = 2 ** 21;
+  let whole = n < ROW_BITS;
+  for (let i = 0; whole && i < n; i++) {
+    const sec = times[i] / 1e3;
+    whole = Number.isInteger(sec) && sec >= 0 && sec < 2 ** 31;
+  }
+  if (!whole) return Array.from({ length: n }, (_, i) => i).sort(byTimeThenId);
+  const keys = new Float64Array(n);
+  for (let i = 0; i < n; i++) keys[i] = times[i] / 1e3 * ROW_BITS + i;
+  keys.sort();
+  const order = Array.from(keys, (k) => k % ROW_BITS);
+  for (let i = 0; i < n; ) {
+    let j = i + 1;
+    while (j < n && times[order[j]] === times[order[i]]) j++;
+    if (j - i > 1) {
+      const run2 = order.slice(i, j).sort(byTimeThenId);
+      for (let k = i; k < j; k++) order[k] = run2[k - i];
+    }
+    i = j;
+  }
+  return order;
+}
+var Tally = class {
+  constructor(s) {
+    this.s = s;
+    this.runs = [s.byReviewStatus, s.byOutcome, s.byRef, s.byRequester, s.byAction].map((map2) => ({
+      map: map2,
+      key: null,
+      n: 0
+    }));
+  }
+  s;
+  runs;
+  bump(i, key) {
+    const r = this.runs[i];
+    if (r.key === key) r.n++;
+    else {
+      if (r.key !== null) r.map[r.key] = (r.map[r.key] ?? 0) + r.n;
+      r.key = key;
+      r.n = 1;
+    }
+  }
+  add(kind, review, ref, requester, actions) {
+    const s = this.s;
+    s.events++;
+    if (kind === "violation") s.violations++;
+    else s.breakglass++;
+    if (review.status === "reviewed") s.reviewed++;
+    if (awaitsReview({ review })) s.awaitingReview++;
+    this.bump(0, review.status);
+    if (review.status === "reviewed" && review.outcome) this.bump(1, review.outcome);
+    this.bump(2, ref);
+    this.bump(3, requester ?? "(none)");
+    for (const a of actions) this.bump(4, a);
+  }
+  flush() {
+    for (const r of this.runs) {
+      if (r.key !== null) r.map[r.key] = (r.map[r.key] ?? 0) + r.n;
+      r.key = null;
+      r.n = 0;
+    }
+  }
+};
 function reviewOf(kind, ticket, timeMsValue, reviews, now) {
   if (kind === "violation" || ticket === null) return NOT_APPLICABLE;
   const r = reviews.get(ticket);
@@ -52480,9 +52556,6 @@ function awaitsReview(row) {
 function useKey2(u) {
   return `${u.ticket} ${u.ref} ${u.oldSha}..${u.newSha}`;
 }
-function inc(map2, key) {
-  map2[key] = (map2[key] ?? 0) + 1;
-}
 function buildReport(data, opts) {
   const view = planReport(data, opts);
   return { ...view, rows: [...view.rows] };
@@ -52495,16 +52568,20 @@ function planReport(data, opts) {
   const matchedUses = /* @__PURE__ */ new Set();
   const filterReview = !!opts.unreviewed || opts.olderThanMs !== void 0;
   const keep = (kind, ticket, ref, t) => (opts.since === void 0 || t >= opts.since) && (opts.until === void 0 || t < opts.until) && (opts.ticket === void 0 || ticket === opts.ticket) && (!opts.refFilter || opts.refFilter(ref)) && (kind === "breakglass" || opts.ticket === void 0);
-  const keepReview = (kind, ticket, t) => {
-    if (!filterReview) return true;
-    const review = reviewOf(kind, ticket, t, data.reviews, now);
-    if (!awaitsReview({ review })) return false;
-    return opts.olderThanMs === void 0 || (review.waitingMs ?? 0) > opts.olderThanMs;
-  };
+  const keepReview = (review, t) => !filterReview || awaitsReview({ review }) && (opts.olderThanMs === void 0 || Math.max(0, now - t) > opts.olderThanMs);
   const kept = [];
   const times = [];
   const ids = [];
-  const facts = [];
+  const counted = { kinds: [], reviews: [], refs: [], requesters: [], actions: [] };
+  const countRow = (f, ticketId, review) => {
+    counted.kinds.push(f.kind);
+    counted.reviews.push(review);
+    counted.refs.push(f.ref);
+    counted.requesters.push(
+      f.requester ?? (ticketId !== null ? data.tickets.get(ticketId)?.requester ?? null : null)
+    );
+    counted.actions.push(f.actions);
+  };
   const eventKeys = [];
   for (let k = 0; k < events.length; k++) {
     const noted = events[k];
@@ -52518,18 +52595,13 @@ function planReport(data, opts) {
       if (key && usesByKey.has(key)) matchedUses.add(key);
     }
     const t = timeMs(e.recordedAt);
-    if (!keep(e.kind, ticketId, e.ref, t) || !keepReview(e.kind, ticketId, t)) continue;
+    if (!keep(e.kind, ticketId, e.ref, t)) continue;
+    const review = reviewCountOf(e.kind, ticketId, t, data.reviews);
+    if (!keepReview(review, t)) continue;
     kept.push(k);
     times.push(t);
     ids.push(noted.id ?? rowId(noted.event));
-    const ticket = ticketId ? data.tickets.get(ticketId) : void 0;
-    facts.push([
-      e.kind,
-      ticketId,
-      e.ref,
-      e.requester !== void 0 ? e.requester : ticket ? ticket.requester : null,
-      e.actions
-    ]);
+    countRow(e, ticketId, review);
   }
   const orphans = [];
   for (const u of data.uses) {
@@ -52537,18 +52609,24 @@ function planReport(data, opts) {
     if (matchedUses.has(key)) continue;
     matchedUses.add(key);
     const t = timeMs(u.recordedAt);
-    if (!keep("breakglass", u.ticket, u.ref, t) || !keepReview("breakglass", u.ticket, t)) {
-      continue;
-    }
+    if (!keep("breakglass", u.ticket, u.ref, t)) continue;
+    const review = reviewCountOf("breakglass", u.ticket, t, data.reviews);
+    if (!keepReview(review, t)) continue;
     kept.push(events.length + orphans.length);
     orphans.push(u);
     times.push(t);
     ids.push(rowId({ kind: "breakglass", ticketId: u.ticket, ...u }));
-    const ticket = data.tickets.get(u.ticket);
-    facts.push(["breakglass", u.ticket, u.ref, ticket ? ticket.requester : null, u.actions]);
+    const f = {
+      kind: "breakglass",
+      ticketId: u.ticket,
+      ref: u.ref,
+      actions: u.actions,
+      requester: void 0,
+      recordedAt: u.recordedAt
+    };
+    countRow(f, u.ticket, review);
   }
-  const order = kept.map((_, i) => i);
-  order.sort((a, b) => times[a] - times[b] || (ids[a] < ids[b] ? -1 : 1));
+  const order = reportOrder(times, ids);
   const row = (pos) => {
     const k = kept[pos];
     const t = times[pos];
@@ -52570,18 +52648,17 @@ function planReport(data, opts) {
     return useRow(data, orphans[k - events.length], id, t, now);
   };
   const s = emptySummary();
+  const tally = new Tally(s);
   for (const pos of order) {
-    const [kind, ticketId, ref, requester, actions] = facts[pos];
-    count(
-      s,
-      kind,
-      reviewOf(kind, ticketId, times[pos], data.reviews, now),
-      ref,
-      requester,
-      actions
+    tally.add(
+      counted.kinds[pos],
+      counted.reviews[pos],
+      counted.refs[pos],
+      counted.requesters[pos],
+      counted.actions[pos]
     );
   }
-  facts.length = 0;
+  tally.flush();
   const rows = {
     length: order.length,
     *[Symbol.iterator]() {
@@ -52686,18 +52763,6 @@ function emptySummary() {
     byRequester: {},
     byAction: {}
   };
-}
-function count(s, kind, review, ref, requester, actions) {
-  s.events++;
-  if (kind === "violation") s.violations++;
-  else s.breakglass++;
-  if (review.status === "reviewed") s.reviewed++;
-  if (awaitsReview({ review })) s.awaitingReview++;
-  inc(s.byReviewStatus, review.status);
-  if (review.status === "reviewed" && review.outcome) inc(s.byOutcome, review.outcome);
-  inc(s.byRef, ref);
-  inc(s.byRequester, requester ?? "(none)");
-  for (const a of actions) inc(s.byAction, a);
 }
 
 // src/git/audit-source.ts

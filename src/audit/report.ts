@@ -264,6 +264,118 @@ const NOT_APPLICABLE: AuditRow['review'] = Object.freeze({
   waitingMs: null,
 });
 
+/** What the summary counts of a row's review. */
+interface ReviewCount {
+  readonly status: ReviewStatus;
+  readonly outcome: ReviewOutcome | null;
+}
+
+/** The status and outcome reviewOf would give, without making the review object. */
+function reviewCountOf(
+  kind: AuditRow['kind'],
+  ticket: string | null,
+  timeMsValue: number,
+  reviews: ReadonlyMap<string, ReviewFacts>,
+): ReviewCount {
+  if (kind === 'violation' || ticket === null) return NOT_APPLICABLE;
+  const r = reviews.get(ticket);
+  if (!r || r.reviewedAtMs < timeMsValue) return UNREVIEWED;
+  return {
+    status: r.valid === true ? 'reviewed' : r.valid === false ? 'invalid' : 'unverified',
+    outcome: r.outcome,
+  };
+}
+
+const UNREVIEWED = Object.freeze({ status: 'unreviewed', outcome: null } as const);
+
+/**
+ * Row order: by time, then id. Times in whole seconds (as recorded) are sorted as numbers with
+ * the row number attached (a native numeric sort, ~10x faster than a comparator over 100,000
+ * rows), then rows of the same second by id; other times take the comparator.
+ */
+function reportOrder(times: readonly number[], ids: readonly string[]): number[] {
+  const n = times.length;
+  const byTimeThenId = (a: number, b: number) =>
+    times[a]! - times[b]! || (ids[a]! < ids[b]! ? -1 : 1);
+  const ROW_BITS = 2 ** 21;
+  let whole = n < ROW_BITS;
+  for (let i = 0; whole && i < n; i++) {
+    const sec = times[i]! / 1000;
+    whole = Number.isInteger(sec) && sec >= 0 && sec < 2 ** 31;
+  }
+  if (!whole) return Array.from({ length: n }, (_, i) => i).sort(byTimeThenId);
+  const keys = new Float64Array(n);
+  for (let i = 0; i < n; i++) keys[i] = (times[i]! / 1000) * ROW_BITS + i;
+  keys.sort();
+  const order = Array.from(keys, (k) => k % ROW_BITS);
+  // Rows of the same second: by id.
+  for (let i = 0; i < n;) {
+    let j = i + 1;
+    while (j < n && times[order[j]!] === times[order[i]!]) j++;
+    if (j - i > 1) {
+      const run = order.slice(i, j).sort(byTimeThenId);
+      for (let k = i; k < j; k++) order[k] = run[k - i]!;
+    }
+    i = j;
+  }
+  return order;
+}
+
+/**
+ * Counts rows into a summary, adding a run of rows with the same key at once (the keys of a
+ * 100,000-row report are a handful of refs, names and actions). Keys are still inserted in the
+ * order rows first show them.
+ */
+class Tally {
+  private readonly runs: { map: Record<string, number>; key: string | null; n: number }[];
+  constructor(private readonly s: ReportSummary) {
+    this.runs = [s.byReviewStatus, s.byOutcome, s.byRef, s.byRequester, s.byAction].map((map) => ({
+      map,
+      key: null,
+      n: 0,
+    }));
+  }
+
+  private bump(i: number, key: string): void {
+    const r = this.runs[i]!;
+    if (r.key === key) r.n++;
+    else {
+      if (r.key !== null) r.map[r.key] = (r.map[r.key] ?? 0) + r.n;
+      r.key = key;
+      r.n = 1;
+    }
+  }
+
+  add(
+    kind: AuditRow['kind'],
+    review: ReviewCount,
+    ref: string,
+    requester: string | null,
+    actions: readonly string[],
+  ): void {
+    const s = this.s;
+    s.events++;
+    if (kind === 'violation') s.violations++;
+    else s.breakglass++;
+    if (review.status === 'reviewed') s.reviewed++;
+    if (awaitsReview({ review })) s.awaitingReview++;
+    this.bump(0, review.status);
+    if (review.status === 'reviewed' && review.outcome) this.bump(1, review.outcome);
+    this.bump(2, ref);
+    this.bump(3, requester ?? '(none)');
+    // Actions: a row's list counts each action; lists are shared, so a run compares the list.
+    for (const a of actions) this.bump(4, a);
+  }
+
+  flush(): void {
+    for (const r of this.runs) {
+      if (r.key !== null) r.map[r.key] = (r.map[r.key] ?? 0) + r.n;
+      r.key = null;
+      r.n = 0;
+    }
+  }
+}
+
 function reviewOf(
   kind: AuditRow['kind'],
   ticket: string | null,
@@ -299,7 +411,7 @@ function reviewOf(
 }
 
 /** True if a row still needs a (valid) review. */
-export function awaitsReview(row: Pick<AuditRow, 'review'>): boolean {
+export function awaitsReview(row: { review: { status: ReviewStatus } }): boolean {
   const s = row.review.status;
   return s === 'unreviewed' || s === 'invalid' || s === 'unverified';
 }
@@ -350,19 +462,35 @@ export function planReport(data: AuditData, opts: ReportOptions): ReportView {
     (opts.ticket === undefined || ticket === opts.ticket) &&
     (!opts.refFilter || opts.refFilter(ref)) &&
     (kind === 'breakglass' || opts.ticket === undefined);
-  const keepReview = (kind: AuditRow['kind'], ticket: string | null, t: number) => {
-    if (!filterReview) return true;
-    const review = reviewOf(kind, ticket, t, data.reviews, now);
-    if (!awaitsReview({ review })) return false;
-    return opts.olderThanMs === undefined || (review.waitingMs ?? 0) > opts.olderThanMs;
-  };
+  // The review as the summary and the --unreviewed filter see it (reviewOf's status, outcome
+  // and waiting time, without making the review object).
+  const keepReview = (review: ReviewCount, t: number) =>
+    !filterReview ||
+    (awaitsReview({ review }) &&
+      (opts.olderThanMs === undefined || Math.max(0, now - t) > opts.olderThanMs));
 
   // Row k: k < events.length is that event, the others are use records without a note.
   const kept: number[] = [];
   const times: number[] = [];
   const ids: string[] = [];
-  // What the summary counts, per kept row (shared values: a pointer each).
-  const facts: [AuditRow['kind'], string | null, string, string | null, readonly string[]][] = [];
+  // What the summary counts, per kept row, read in report order: kept apart from the events
+  // (shared values, a pointer each) so that counting touches no event again.
+  const counted: {
+    kinds: AuditRow['kind'][];
+    reviews: ReviewCount[];
+    refs: string[];
+    requesters: (string | null)[];
+    actions: (readonly string[])[];
+  } = { kinds: [], reviews: [], refs: [], requesters: [], actions: [] };
+  const countRow = (f: EventFacts, ticketId: string | null, review: ReviewCount) => {
+    counted.kinds.push(f.kind);
+    counted.reviews.push(review);
+    counted.refs.push(f.ref);
+    counted.requesters.push(
+      f.requester ?? (ticketId !== null ? (data.tickets.get(ticketId)?.requester ?? null) : null),
+    );
+    counted.actions.push(f.actions);
+  };
   const eventKeys: (string | null)[] = [];
   for (let k = 0; k < events.length; k++) {
     const noted = events[k]!;
@@ -380,18 +508,13 @@ export function planReport(data: AuditData, opts: ReportOptions): ReportView {
       if (key && usesByKey.has(key)) matchedUses.add(key);
     }
     const t = timeMs(e.recordedAt);
-    if (!keep(e.kind, ticketId, e.ref, t) || !keepReview(e.kind, ticketId, t)) continue;
+    if (!keep(e.kind, ticketId, e.ref, t)) continue;
+    const review = reviewCountOf(e.kind, ticketId, t, data.reviews);
+    if (!keepReview(review, t)) continue;
     kept.push(k);
     times.push(t);
     ids.push(noted.id ?? rowId(noted.event));
-    const ticket = ticketId ? data.tickets.get(ticketId) : undefined;
-    facts.push([
-      e.kind,
-      ticketId,
-      e.ref,
-      e.requester !== undefined ? e.requester : ticket ? ticket.requester : null,
-      e.actions,
-    ]);
+    countRow(e, ticketId, review);
   }
   // A use record without any note is still an emergency access: list it, flagged.
   const orphans: UseRecord[] = [];
@@ -400,20 +523,25 @@ export function planReport(data: AuditData, opts: ReportOptions): ReportView {
     if (matchedUses.has(key)) continue;
     matchedUses.add(key);
     const t = timeMs(u.recordedAt);
-    if (!keep('breakglass', u.ticket, u.ref, t) || !keepReview('breakglass', u.ticket, t)) {
-      continue;
-    }
+    if (!keep('breakglass', u.ticket, u.ref, t)) continue;
+    const review = reviewCountOf('breakglass', u.ticket, t, data.reviews);
+    if (!keepReview(review, t)) continue;
     kept.push(events.length + orphans.length);
     orphans.push(u);
     times.push(t);
     ids.push(rowId({ kind: 'breakglass', ticketId: u.ticket, ...u }));
-    const ticket = data.tickets.get(u.ticket);
-    facts.push(['breakglass', u.ticket, u.ref, ticket ? ticket.requester : null, u.actions]);
+    const f: EventFacts = {
+      kind: 'breakglass',
+      ticketId: u.ticket,
+      ref: u.ref,
+      actions: u.actions,
+      requester: undefined,
+      recordedAt: u.recordedAt,
+    };
+    countRow(f, u.ticket, review);
   }
 
-  // By time, then id; numeric keys sort 100,000 rows much faster than string comparisons.
-  const order = kept.map((_, i) => i);
-  order.sort((a, b) => times[a]! - times[b]! || (ids[a]! < ids[b]! ? -1 : 1));
+  const order = reportOrder(times, ids);
 
   const row = (pos: number): AuditRow => {
     const k = kept[pos]!;
@@ -439,18 +567,17 @@ export function planReport(data: AuditData, opts: ReportOptions): ReportView {
   // The summary counts in report order (its maps list keys in the order rows first show them),
   // from the same facts the rows take.
   const s = emptySummary();
+  const tally = new Tally(s);
   for (const pos of order) {
-    const [kind, ticketId, ref, requester, actions] = facts[pos]!;
-    count(
-      s,
-      kind,
-      reviewOf(kind, ticketId, times[pos]!, data.reviews, now),
-      ref,
-      requester,
-      actions,
+    tally.add(
+      counted.kinds[pos]!,
+      counted.reviews[pos]!,
+      counted.refs[pos]!,
+      counted.requesters[pos]!,
+      counted.actions[pos]!,
     );
   }
-  facts.length = 0;
+  tally.flush();
 
   const rows: RowList = {
     length: order.length,
