@@ -53555,8 +53555,11 @@ function plainJsonValue(t, at, key) {
   const start = at + key.length;
   const end = t.indexOf('"', start);
   if (end < 0) return null;
-  const v = t.slice(start, end);
-  return v.includes("\\") ? null : [v, end];
+  for (let i = start; i < end; i++) {
+    const c = t.charCodeAt(i);
+    if (c < 32 || c === 92) return null;
+  }
+  return [t.slice(start, end), end];
 }
 function quickUseKey(sha, data, problems) {
   const split = data.indexOf("\n\n");
@@ -53573,7 +53576,8 @@ function quickUseKey(sha, data, problems) {
         ref: ref[0],
         oldSha: oldSha[0],
         newSha: newSha[0],
-        commit: sha
+        commit: sha,
+        plain: true
       };
     }
     try {
@@ -53820,7 +53824,7 @@ async function readAuditData(ctx, opts) {
   const matchUse = (u) => {
     const have = byNew.get(oidKey(u.newSha));
     if (have === void 0 || !u.ticket) return false;
-    const refIndex = plainKey(u.ticket) && plainKey(u.oldSha) && plainKey(u.newSha) ? shared.indexOf(u.ref) : -1;
+    const refIndex = u.plain || plainKey(u.ticket) && plainKey(u.oldSha) && plainKey(u.newSha) ? shared.indexOf(u.ref) : -1;
     const hit = (e) => {
       if (e instanceof PackedEvent && refIndex >= 0) {
         if (!e.matches(u.ticket, refIndex, u.oldSha, u.newSha)) return false;

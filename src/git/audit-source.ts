@@ -1014,6 +1014,8 @@ interface UseIdentity {
   readonly oldSha: string;
   readonly newSha: string;
   readonly commit: string;
+  /** No value holds a control character (read by the exact-format path). */
+  readonly plain?: boolean;
 }
 
 // A use record exactly as the recorder writes it (formatUseRecord: these keys, in this order,
@@ -1026,14 +1028,20 @@ const USE_TAIL = new RegExp(
     `"recordedBy":${JSON_STRING},"commits":(?:0|[1-9][0-9]*)\\}\\n?$`,
 );
 
-/** The value of `"<key>":"` at `at` in `t` when it is a plain JSON string; [value, end] or null. */
+/**
+ * The value of `"<key>":"` at `at` in `t` when it is a plain JSON string (no escape, no control
+ * character: what JSON.parse would read as is); [value, end] or null.
+ */
 function plainJsonValue(t: string, at: number, key: string): [string, number] | null {
   if (!t.startsWith(key, at)) return null;
   const start = at + key.length;
   const end = t.indexOf('"', start);
   if (end < 0) return null;
-  const v = t.slice(start, end);
-  return v.includes('\\') ? null : [v, end];
+  for (let i = start; i < end; i++) {
+    const c = t.charCodeAt(i);
+    if (c < 32 || c === 92) return null;
+  }
+  return [t.slice(start, end), end];
 }
 
 function quickUseKey(sha: string, data: Buffer, problems: AuditProblem[]): UseIdentity | null {
@@ -1054,6 +1062,7 @@ function quickUseKey(sha: string, data: Buffer, problems: AuditProblem[]): UseId
         oldSha: oldSha![0],
         newSha: newSha[0],
         commit: sha,
+        plain: true,
       };
     }
     try {
@@ -1441,7 +1450,9 @@ export async function readAuditData(ctx: GitContext, opts: AuditSourceOptions): 
     if (have === undefined || !u.ticket) return false;
     // A packed event is compared as a prefix; that needs values without its separators.
     const refIndex =
-      plainKey(u.ticket) && plainKey(u.oldSha) && plainKey(u.newSha) ? shared.indexOf(u.ref) : -1;
+      u.plain || (plainKey(u.ticket) && plainKey(u.oldSha) && plainKey(u.newSha))
+        ? shared.indexOf(u.ref)
+        : -1;
     const hit = (e: NotedEvent): boolean => {
       if (e instanceof PackedEvent && refIndex >= 0) {
         if (!e.matches(u.ticket, refIndex, u.oldSha, u.newSha)) return false;

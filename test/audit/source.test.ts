@@ -102,6 +102,14 @@ before(() => {
     tid(4),
     formatUseRecord(useRecordOf(event(4), 1)).replace('"pusher":"alice"', '"pusher":"al\\qice"'),
   );
+  // A raw control character inside its identity: not JSON either.
+  uses.five = useRecord(
+    tid(5),
+    formatUseRecord(useRecordOf(event(5), 1)).replace(
+      '"ref":"refs/heads/main"',
+      '"ref":"refs/heads/ma\tin"',
+    ),
+  );
 });
 
 after(() => {
@@ -128,11 +136,13 @@ function check(data: AuditData): void {
   for (const p of block) assert.equal(p.where, commits.slice(0, 3).sort().join(' '));
   // A missing blob names the commit it annotates.
   assert.ok(problems.includes(`note ${commits[4]}: note object is missing`), problems.join('\n'));
-  // The damaged record is a problem, not a match.
-  assert.ok(
-    problems.some((p) => p.startsWith(`use ${uses.four}: use record:`)),
-    problems.join('\n'),
-  );
+  // The damaged records are problems, not matches.
+  for (const c of [uses.four, uses.five]) {
+    assert.ok(
+      problems.some((p) => p.startsWith(`use ${c}: use record:`)),
+      problems.join('\n'),
+    );
+  }
 }
 
 test('reads notes and use records, damaged ones reported once where they are', async () => {
