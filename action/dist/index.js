@@ -52934,8 +52934,17 @@ function runCatFile(ctx, input2, spool) {
   }) : Promise.resolve(0);
   child.stdin.on("error", () => {
   });
-  if (producer) producer.stdout.pipe(child.stdin);
-  else {
+  if (producer) {
+    const onListed = "onListed" in input2 ? input2.onListed : void 0;
+    if (onListed) {
+      let lines = 0;
+      producer.stdout.on("data", (d) => {
+        for (let i = d.indexOf(10); i >= 0; i = d.indexOf(10, i + 1)) lines++;
+      });
+      producer.stdout.on("end", () => onListed(lines));
+    }
+    producer.stdout.pipe(child.stdin);
+  } else {
     const text2 = specs.map((s) => /[\n\r]/.test(s) ? "invalid-spec" : s).join("\n") + "\n";
     child.stdin.end(text2);
   }
@@ -53228,6 +53237,7 @@ function compact(e) {
   return out;
 }
 var SEP = "\n";
+var START_NEXT_AT = 0.85;
 var ABSENT = "";
 var MAX_SHARED = 5e4;
 var SharedValues = class {
@@ -53413,8 +53423,11 @@ async function parseNotes(ctx, notesRef, problems, progress, byNew = /* @__PURE_
     return t;
   };
   let done = 0;
+  let notesListed = 0;
+  let startNextAt = -1;
   const onNote = ({ spec: blob, data, type, rest }) => {
-    if (++done % 5e3 === 0) progress?.("notes", done, 0);
+    if (++done % 5e3 === 0) progress?.("notes", done, notesListed);
+    if (done === startNextAt) onGitDone?.();
     const known = troubled.get(blob);
     if (!data) {
       if (known) return;
@@ -53505,7 +53518,11 @@ async function parseNotes(ctx, notesRef, problems, progress, byNew = /* @__PURE_
       producer: ["notes", `--ref=${notesRef}`, "list"],
       rest: true,
       allowFail: true,
-      onExit: onGitDone
+      onExit: onGitDone,
+      onListed: (n) => {
+        notesListed = n;
+        startNextAt = Math.floor(n * START_NEXT_AT);
+      }
     },
     onNote
   );

@@ -78,6 +78,8 @@ type BatchInput =
       readonly allowFail?: boolean;
       /** Called when cat-file has exited (its answers may still be unread). */
       readonly onExit?: () => void;
+      /** Called when the producer is done, with the number of lines it wrote. */
+      readonly onListed?: (lines: number) => void;
     };
 
 /**
@@ -222,8 +224,17 @@ function runCatFile(
       })
     : Promise.resolve(0);
   child.stdin!.on('error', () => {});
-  if (producer) producer.stdout.pipe(child.stdin!);
-  else {
+  if (producer) {
+    const onListed = 'onListed' in input ? input.onListed : undefined;
+    if (onListed) {
+      let lines = 0;
+      producer.stdout.on('data', (d: Buffer) => {
+        for (let i = d.indexOf(10); i >= 0; i = d.indexOf(10, i + 1)) lines++;
+      });
+      producer.stdout.on('end', () => onListed(lines));
+    }
+    producer.stdout.pipe(child.stdin!);
+  } else {
     // A spec with a newline would desynchronise the answers; callers only pass ids and
     // `<id>:<file>`, but refuse anyway.
     const text = specs!.map((s) => (/[\n\r]/.test(s) ? 'invalid-spec' : s)).join('\n') + '\n';
@@ -588,6 +599,9 @@ function compact(e: AuditEvent): AuditEvent {
 // approvers...) are indices into a table of the read. Unpacked on each access: the report reads
 // an event a few times, each unpacked event is short-lived young-generation garbage.
 const SEP = '\n';
+// The use records' git starts when this share of the notes is parsed (or when the notes' git is
+// done): their git needs ~0.1 s before it answers, and the notes' git is nearly done by then.
+const START_NEXT_AT = 0.85;
 const ABSENT = '\u0002';
 const MAX_SHARED = 50_000;
 
@@ -787,6 +801,7 @@ interface NotesRead {
  * Reads every note under `notesRef` (`git notes list` piped into one cat-file: the answers carry
  * the annotated commit, so no listing is held) and parses it. A note blob shared by several
  * commits (one event, many commits) is parsed once per commit; the events merge by identity.
+ * `onGitDone` is called once git's part is (nearly) over, so the caller can start its next git.
  */
 async function parseNotes(
   ctx: GitContext,
@@ -841,8 +856,13 @@ async function parseNotes(
     return t;
   };
   let done = 0;
+  // How many notes `git notes list` named, and after how many parsed ones the caller's next git
+  // work may start (see onGitDone).
+  let notesListed = 0;
+  let startNextAt = -1;
   const onNote = ({ spec: blob, data, type, rest }: BatchItem) => {
-    if (++done % 5000 === 0) progress?.('notes', done, 0);
+    if (++done % 5000 === 0) progress?.('notes', done, notesListed);
+    if (done === startNextAt) onGitDone?.();
     const known = troubled.get(blob);
     if (!data) {
       // `<blob> missing`: cat-file does not echo the commit; found below.
@@ -957,6 +977,10 @@ async function parseNotes(
       rest: true,
       allowFail: true,
       onExit: onGitDone,
+      onListed: (n) => {
+        notesListed = n;
+        startNextAt = Math.floor(n * START_NEXT_AT);
+      },
     },
     onNote,
   );
