@@ -52415,8 +52415,8 @@ var REPORT_SCHEMA_VERSION = 1;
 var oneShot = crypto2.hash;
 function rowId(e) {
   const key = eventKey(e);
-  const digest = oneShot ? oneShot("sha256", key, "buffer") : createHash3("sha256").update(key).digest();
-  return digest.toString("hex", 0, 8);
+  const hex3 = oneShot ? oneShot("sha256", key, "hex") : createHash3("sha256").update(key).digest("hex");
+  return hex3.slice(0, 16);
 }
 function factsOf(e) {
   return {
