@@ -213,6 +213,23 @@ test('filters: --ticket, --ref pattern, --since/--until', async () => {
   assert.equal(errorCode(bad.stderr), 'TIME_INVALID');
 });
 
+test('audit with a policy file that cannot be read, or outside a repository: the error, no stack', async () => {
+  const missing = await sb.run(sb.dir, [
+    'audit',
+    r.origin!,
+    '--policy',
+    join(sb.dir, 'no-such-policy.yml'),
+  ]);
+  assert.equal(missing.code, 1);
+  assert.equal(errorCode(missing.stderr), 'POLICY_MISSING');
+  assert.ok(!hasStack(missing.stderr), missing.stderr);
+  const notRepo = await sb.run(sb.dir, ['audit', join(sb.dir, 'no-such-repo')]);
+  assert.equal(notRepo.code, 2);
+  assert.equal(errorCode(notRepo.stderr), 'USAGE');
+  assert.ok(!/warning/.test(notRepo.stderr), notRepo.stderr);
+  assert.ok(!hasStack(notRepo.stderr), notRepo.stderr);
+});
+
 test('audit --format csv parses back (RFC 4180) with the same rows', async () => {
   const out = join(sb.dir, 'evidence.csv');
   const res = await sb.run(sb.dir, ['audit', r.origin!, '--format', 'csv', '--output', out]);

@@ -72,6 +72,20 @@ async function auditContext(cli: Cli, gitDir: string | undefined): Promise<GitCo
   return ctx;
 }
 
+/**
+ * auditContext without waiting for git: the context at once, and its check (rejecting with the
+ * same errors) to await before anything read through it is trusted or reported.
+ */
+function auditContextNow(
+  cli: Cli,
+  gitDir: string | undefined,
+): { ctx: GitContext; checked: Promise<GitContext> } {
+  const ctx: GitContext = gitDir
+    ? { gitDir: resolve(cli.cwd, gitDir), env: cli.env }
+    : { cwd: cli.cwd, env: cli.env };
+  return { ctx, checked: auditContext(cli, gitDir) };
+}
+
 /** The policy part of openAuditRepo (see there). */
 async function auditPolicy(
   cli: Cli,
@@ -313,23 +327,26 @@ export default defineCommand({
         ? undefined
         : fromArg('--older-than', () => parseDurationAllowZero(argv['older-than'], '--older-than'));
 
-    // The policy (git config, HEAD's policy file) loads while the records are read: it is only
-    // needed at the end, to verify reviews and revocations.
-    const ctx = await auditContext(cli, argv.gitdir);
-    const policyLoad = auditPolicy(cli, ctx, { policy: argv.policy, remote: argv.remote });
+    // The records are read while git checks that this is a repository (one process less on the
+    // way to the first note); the policy (git config, HEAD's policy file) loads once it is known
+    // to be one, while the records are read: it is only needed at the end.
+    const { ctx, checked } = auditContextNow(cli, argv.gitdir);
+    checked.catch(() => {}); // awaited below
+    const policyLoad = checked.then(() =>
+      auditPolicy(cli, ctx, { policy: argv.policy, remote: argv.remote }),
+    );
     policyLoad.catch(() => {}); // awaited below; a failure is reported from there
     const tty = ttyProgress();
     let report: ReportView;
     try {
       let repo: Omit<AuditRepo, 'ctx'> | undefined;
-      const data = readAuditData(ctx, {
-        policy: policyLoad.then((r) => {
-          repo = r;
-          cli.note(`policy: ${r.policySource ?? 'none'}`);
-          return r.policy;
-        }),
-        progress: tty.progress,
-      }).then(
+      const policy = policyLoad.then((r) => {
+        repo = r;
+        cli.note(`policy: ${r.policySource ?? 'none'}`);
+        return r.policy;
+      });
+      policy.catch(() => {}); // the reader may fail before it needs the policy
+      const data = readAuditData(ctx, { policy, progress: tty.progress }).then(
         (d) => (collectGarbage(), d),
         // A policy that cannot be loaded is the error to report, as when it was loaded first.
         async (e: unknown) => {
@@ -337,6 +354,8 @@ export default defineCommand({
           throw e;
         },
       );
+      data.catch(() => {}); // awaited below, once the repository is known to be one
+      await checked;
       // The rows are made one by one as the report is written, never all held (DESIGN §9).
       report = planReport(await data, {
         now,
