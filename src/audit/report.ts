@@ -27,6 +27,8 @@ export interface NotedEvent {
   readonly id?: string;
   /** What planReport needs of the event, when the source has it without making the event. */
   facts?(): EventFacts;
+  /** `event` and `commits` at once, when the source makes them cheaper together. */
+  unpack?(): { event: AuditEvent; commits: readonly string[] };
 }
 
 /** The parts of an event a report is filtered, ordered and counted by. */
@@ -550,7 +552,9 @@ export function planReport(data: AuditData, opts: ReportOptions): ReportView {
     const t = times[pos]!;
     const id = ids[pos]!;
     if (k < events.length) {
-      const { event, commits, useRecord, hasTicket } = events[k]!;
+      const noted = events[k]!;
+      const { useRecord, hasTicket } = noted;
+      const { event, commits } = noted.unpack ? noted.unpack() : noted;
       const key = eventKeys.length ? eventKeys[k]! : null;
       return eventRow(
         data,

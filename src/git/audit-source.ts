@@ -15,7 +15,7 @@ import {
   type RevocationFacts,
   type TicketFacts,
 } from '../audit/report.ts';
-import { verifyReview } from '../audit/review.ts';
+import { hintedSigners, REVIEW_PAYLOAD_TYPE, verifyReview } from '../audit/review.ts';
 import { BreakglassError } from '../errors.ts';
 import type { Policy } from '../policy/policy.ts';
 import { parseEnvelope, type Envelope } from '../ticket/dsse.ts';
@@ -25,6 +25,7 @@ import {
   payloadDigest,
   verifySignatures,
   verifyTicketEnvelope,
+  type Signer,
   type VerifiedTicket,
 } from '../ticket/verify.ts';
 import { CatFileBatch, gitBaseArgs, runGit, type GitContext } from './git.ts';
@@ -731,7 +732,16 @@ class PackedEvent implements NotedEvent {
   }
 
   get event(): AuditEvent {
+    return this.eventOf(this.fields());
+  }
+
+  /** The event and its commits from one split (a report row needs both). */
+  unpack(): { event: AuditEvent; commits: readonly string[] } {
     const f = this.fields();
+    return { event: this.eventOf(f), commits: this.commitsOf(f[f.length - 1]!) };
+  }
+
+  private eventOf(f: readonly string[]): AuditEvent {
     const v = this.shared.values;
     const e: AuditEvent = {
       kind: f[0] === 'b' ? 'breakglass' : 'violation',
@@ -757,8 +767,11 @@ class PackedEvent implements NotedEvent {
   }
 
   get commits(): readonly string[] {
-    const c = this.packed.slice(this.packed.lastIndexOf(SEP) + 1);
-    const list = c === '' ? [] : c.split(' ');
+    return this.commitsOf(this.packed.slice(this.packed.lastIndexOf(SEP) + 1));
+  }
+
+  private commitsOf(field: string): readonly string[] {
+    const list = field === '' ? [] : field.split(' ');
     return this.more ? [...list, ...this.more] : list;
   }
 
@@ -1297,6 +1310,8 @@ export async function readEnvelopes(
 
   const raw = new Map<string, Buffer | null>();
   const read = new Map<string, TicketRead>();
+  // Review signatures are checked on the thread pool as the reviews arrive (hintedSigners).
+  const hinted = new Map<string, Promise<Signer[] | null>>();
   await catFileStream(
     ctx,
     specs.map((s) => `${where(s.ns, s.id)}:${ENVELOPE_FILE[s.ns]}`),
@@ -1305,6 +1320,16 @@ export async function readEnvelopes(
       const bytes = data && type === 'blob' ? Buffer.from(data) : null;
       if (s.ns !== 'tickets') {
         raw.set(`${s.ns}/${s.id}`, bytes);
+        if (s.ns === 'reviews' && policy && bytes) {
+          try {
+            const env = parseEnvelope(bytes);
+            if (env.payloadType === REVIEW_PAYLOAD_TYPE) {
+              hinted.set(s.id, hintedSigners(env, policy.keyOwners));
+            }
+          } catch {
+            // reported with the review below
+          }
+        }
         return;
       }
       try {
@@ -1420,7 +1445,7 @@ export async function readEnvelopes(
       continue;
     }
     try {
-      const r = verifyReview(env, t.bound, policy);
+      const r = verifyReview(env, t.bound, policy, await hinted.get(id));
       reviews.set(id, {
         ...base,
         reviewer: r.reviewer,

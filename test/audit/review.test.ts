@@ -3,13 +3,14 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
   createReview,
+  hintedSigners,
   REVIEW_PAYLOAD_TYPE,
   verifyReview,
   encodeReview,
   type ReviewPayload,
 } from '../../src/audit/review.ts';
 import { createEnvelope, addSignature } from '../../src/ticket/sign.ts';
-import { verifyTicketEnvelope } from '../../src/ticket/verify.ts';
+import { verifySignatures, verifyTicketEnvelope } from '../../src/ticket/verify.ts';
 import { approvedEnvelope, keys, testPolicy, T0, ticketRequest } from '../helpers/fixtures.ts';
 
 const policy = testPolicy();
@@ -190,3 +191,47 @@ function payload(over: Partial<ReviewPayload> = {}): ReviewPayload {
     ...over,
   };
 }
+
+test('hintedSigners gives verifySignatures its signers, or null (then verifySignatures decides)', async () => {
+  const payload = encodeReview({
+    type: 'git-breakglass/review',
+    version: 1,
+    ticket: ticket.payload.id,
+    ticketDigest: ticket.payloadDigest,
+    reviewer: 'carol',
+    outcome: 'justified',
+    note: 'ok',
+    reviewedAt: '2026-11-29T12:00:00Z',
+  });
+  const signed = createEnvelope(REVIEW_PAYLOAD_TYPE, payload, keys.carol);
+  const withSig = (sigs: typeof signed.signatures) => ({ ...signed, signatures: sigs });
+  const carolSig = signed.signatures[0]!;
+  const bobSig = addSignature(signed, keys.bob).signatures[1]!;
+  const alice2Sig = addSignature(signed, keys.alice2).signatures[1]!;
+  const aliceSig = addSignature(signed, keys.alice).signatures[1]!;
+  const cases = [
+    signed,
+    addSignature(signed, keys.bob),
+    // The same signature twice, and one person's two keys: each principal counts once.
+    withSig([carolSig, carolSig]),
+    withSig([aliceSig, carolSig, alice2Sig]),
+    // A wrong hint (another trusted key's id), an unknown key, a damaged signature, none at all.
+    withSig([{ ...bobSig, keyid: keys.carol.publicKey.keyid }]),
+    withSig([{ ...carolSig, keyid: 'SHA256:unknown' }]),
+    withSig([{ ...carolSig, sig: Buffer.from(carolSig.sig.map((b, i) => (i === 5 ? b ^ 1 : b))) }]),
+    withSig([]),
+    { ...signed, payload: Buffer.from(payload.toString().replace('ok', 'ko')) },
+  ];
+  for (const env of cases) {
+    const hinted = await hintedSigners(env, policy.keyOwners);
+    if (hinted !== null) assert.deepEqual(hinted, verifySignatures(env, policy.keyOwners).signers);
+  }
+  // The usual case takes the fast answer.
+  assert.deepEqual(await hintedSigners(signed, policy.keyOwners), [
+    { principal: 'carol', keyid: keys.carol.publicKey.keyid, index: 0 },
+  ]);
+  assert.equal(
+    verifyReview(signed, ticket, policy, await hintedSigners(signed, policy.keyOwners)).reviewer,
+    'carol',
+  );
+});
