@@ -7,6 +7,9 @@
 // BENCH_AUDIT_REPO=<dir>: keep the generated repository in <dir> and reuse it on later runs with
 // the same event count and generator (saves the ~20 s fast-import when profiling); by default
 // every run makes a fresh repository in a temp dir and removes it.
+// BENCH_AUDIT_BASELINE=<bundle> [BENCH_AUDIT_BASELINE_LABEL=<name>]: also time that bg-sign.js
+// (e.g. an older commit built elsewhere), alternating with dist/bg-sign.js run by run, and print
+// a before/after table measured side by side.
 import { createHash, createPrivateKey, sign as nodeSign, type KeyObject } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,7 +29,7 @@ import { machine, ms, summarize } from './stats.ts';
 
 const EVENTS = Number(process.argv[2] ?? 100_000);
 const REVIEWED = Math.min(1000, EVENTS);
-const RUNS = 3;
+const RUNS = Number(process.env.BENCH_AUDIT_RUNS ?? 3);
 const ROOT = resolve(import.meta.dirname, '..');
 const BUNDLE = join(ROOT, 'dist', 'bg-sign.js');
 const ENV = {
@@ -211,10 +214,10 @@ interface Run {
   readonly nodeCpuMs: number;
 }
 
-function timeAudit(gitDir: string, args: string[], probe: string): Run {
+function timeAudit(gitDir: string, args: string[], probe: string, bundle = BUNDLE): Run {
   const r = spawnSync(
     '/usr/bin/time',
-    ['-v', process.execPath, '--import', probe, BUNDLE, 'audit', gitDir, ...args],
+    ['-v', process.execPath, '--import', probe, bundle, 'audit', gitDir, ...args],
     {
       env: ENV,
       encoding: 'utf8',
@@ -313,11 +316,27 @@ try {
     ['csv', ['--format', 'csv', '--output', '/dev/null']],
     ['--unreviewed (json)', ['--unreviewed', '--format', 'json', '--output', '/dev/null']],
   ];
+  const baseline = process.env.BENCH_AUDIT_BASELINE;
+  const baselineLabel = process.env.BENCH_AUDIT_BASELINE_LABEL ?? baseline;
   const rows: string[] = [];
+  const sideBySide: string[] = [];
+  const brief = (runs: Run[]) => {
+    const w = summarize(runs.map((x) => x.wallMs));
+    return `${ms(w.median)} (${ms(w.min)}-${ms(w.max)}) | ${ms(summarize(runs.map((x) => x.nodeCpuMs)).median)} / ${ms(summarize(runs.map((x) => x.cpuMs)).median)} | ${(Math.max(...runs.map((x) => x.nodeRssKiB)) / 1024).toFixed(0)} MiB |`;
+  };
   let jsonMedian = 0;
   let jsonRss = 0;
   for (const [name, args] of formats) {
-    const runs = Array.from({ length: RUNS }, () => timeAudit(gitDir, args, probe));
+    const runs: Run[] = [];
+    const before: Run[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      runs.push(timeAudit(gitDir, args, probe));
+      if (baseline) before.push(timeAudit(gitDir, args, probe, baseline));
+    }
+    if (baseline) {
+      sideBySide.push(`| \`${name}\` | before (${baselineLabel}) | ${brief(before)}`);
+      sideBySide.push(`| \`${name}\` | after (this tree) | ${brief(runs)}`);
+    }
     const w = summarize(runs.map((x) => x.wallMs));
     const peak = Math.max(...runs.map((x) => x.maxRssKiB)) / 1024;
     const cpu = summarize(runs.map((x) => x.cpuMs));
@@ -341,7 +360,7 @@ try {
         .join(' / ')} (other jobs share these cores)`,
       `Command: \`npm run bench:audit\` (\`node --import tsx bench/audit.ts\`). Repository made with one fast-import in ${ms(setupMs)}: ` +
         `${EVENTS.toLocaleString('en')} commits, ${EVENTS.toLocaleString('en')} signed tickets, use records and audit notes (one per event), ` +
-        `${REVIEWED.toLocaleString('en')} signed reviews (verified against their tickets under the policy at HEAD; the other tickets are parsed, not verified, as in any audit run). ` +
+        `${REVIEWED.toLocaleString('en')} signed reviews (verified against their tickets under the policy at HEAD; a ticket is read only when a review or revocation names it or its note leaves something out, as in any audit run). ` +
         `Timed: \`/usr/bin/time -v node dist/bg-sign.js audit <git-dir> ... --output /dev/null\`, the whole process ` +
         `(Node start-up, the git processes, the report); CPU and peak RSS are given for the Node process (measured inside it) and as /usr/bin/time reports them (CPU summed over git children, RSS the largest single process).`,
       '',
@@ -352,6 +371,16 @@ try {
       `Targets: < 3 s -> ${verdict(jsonMedian < 3000)} (${ms(jsonMedian)} wall); < 200 MiB -> ${verdict(jsonRss < 200)} (${jsonRss.toFixed(0)} MiB, the Node process). ` +
         `git's peak RSS is mostly its mmapped pack (this fast-import pack is not delta-compressed).`,
       '',
+      ...(baseline
+        ? [
+            `Before/after, side by side in this run (the two bundles alternately, ${RUNS} runs each, same repository; wall median with min-max):`,
+            '',
+            '| report | build | wall median | CPU median, node / with git | peak RSS, node |',
+            '| --- | --- | --- | --- | --- |',
+            ...sideBySide,
+            '',
+          ]
+        : []),
     ].join('\n'),
   );
 } finally {

@@ -53476,7 +53476,7 @@ async function parseNotes(ctx, notesRef, problems, progress, byNew = /* @__PURE_
   const onNote = ({ spec: blob, data, type, rest }) => {
     if (++done % 5e3 === 0) progress?.("notes", done, notesListed);
     if (done === startNextAt) onGitDone?.();
-    const known = troubled.get(blob);
+    const known = troubled.size ? troubled.get(blob) : void 0;
     if (!data) {
       if (known) return;
       trouble(blob, "", true).missing = problems.length;

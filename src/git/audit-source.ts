@@ -876,7 +876,7 @@ async function parseNotes(
   const onNote = ({ spec: blob, data, type, rest }: BatchItem) => {
     if (++done % 5000 === 0) progress?.('notes', done, notesListed);
     if (done === startNextAt) onGitDone?.();
-    const known = troubled.get(blob);
+    const known = troubled.size ? troubled.get(blob) : undefined;
     if (!data) {
       // `<blob> missing`: cat-file does not echo the commit; found below.
       if (known) return;
