@@ -159,9 +159,11 @@ async function writeChunks(chunks: Iterable<string>, file: string | undefined, c
 
 /**
  * One full collection between reading and writing the report. Reading 100,000 events leaves
- * tens of MB of parse garbage (ref listings, note text) in the old generation, which V8 would
- * only collect while the report is written on top of it; collecting it first took the peak RSS
- * from ~262 to ~235 MiB (DESIGN §9: < 200 MiB) for ~30 ms. Skipped quietly if the flag cannot be set.
+ * tens of MB of parse garbage in the old generation, which V8 would only collect while the
+ * report is written on top of it; collecting it first keeps the peak RSS at ~176 MiB (measured
+ * again once the ref listings were gone: 193-205 MiB without it, 186-196 MiB with an
+ * asynchronous collection; DESIGN §9: < 200 MiB) for ~25 ms. Skipped quietly if the flag cannot
+ * be set.
  */
 function collectGarbage(): void {
   try {
