@@ -283,6 +283,10 @@ const build = spawnSync(process.execPath, ['scripts/build.mjs', 'cli'], {
   stdio: 'inherit',
 });
 if (build.status !== 0) throw new Error('build failed');
+// Thrown to leave the try block below with BENCH_SETUP_ONLY (process.exit would skip `finally`
+// and leave the temporary directory behind).
+const SETUP_ONLY = Symbol('setup only');
+let keep = false;
 const dir = mkdtempSync(join(tmpdir(), 'bg-bench-audit-'));
 const probe = join(dir, 'probe.mjs');
 writeFileSync(probe, EXIT_PROBE);
@@ -292,9 +296,10 @@ try {
   const gitDir = cached?.gitDir ?? makeRepo(dir);
   const setupMs = cached?.setupMs ?? performance.now() - t0;
   if (process.env.BENCH_SETUP_ONLY) {
-    // For profiling by hand: keep the repository and stop here.
+    // For profiling by hand: keep the repository (BENCH_AUDIT_REPO, or BENCH_KEEP) and stop here.
     console.log(gitDir);
-    process.exit(0);
+    if (!cached) keep = true;
+    throw SETUP_ONLY;
   }
   // Sanity: the report has every event, with the reviews verified.
   const check = spawnSync(process.execPath, [BUNDLE, 'audit', gitDir, '--format', 'json'], {
@@ -383,7 +388,9 @@ try {
         : []),
     ].join('\n'),
   );
+} catch (e) {
+  if (e !== SETUP_ONLY) throw e;
 } finally {
-  if (!process.env.BENCH_KEEP) rmSync(dir, { recursive: true, force: true });
+  if (!process.env.BENCH_KEEP && !keep) rmSync(dir, { recursive: true, force: true });
   else console.error(`kept ${dir}`);
 }
