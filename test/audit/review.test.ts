@@ -193,17 +193,11 @@ function payload(over: Partial<ReviewPayload> = {}): ReviewPayload {
 }
 
 test('hintedSigners gives verifySignatures its signers, or null (then verifySignatures decides)', async () => {
-  const payload = encodeReview({
-    type: 'git-breakglass/review',
-    version: 1,
-    ticket: ticket.payload.id,
-    ticketDigest: ticket.payloadDigest,
-    reviewer: 'carol',
-    outcome: 'justified',
-    note: 'ok',
-    reviewedAt: '2026-11-29T12:00:00Z',
-  });
-  const signed = createEnvelope(REVIEW_PAYLOAD_TYPE, payload, keys.carol);
+  const signed = createEnvelope(
+    REVIEW_PAYLOAD_TYPE,
+    encodeReview(payload({ reviewedAt: '2026-11-29T12:00:00Z' })),
+    keys.carol,
+  );
   const withSig = (sigs: typeof signed.signatures) => ({ ...signed, signatures: sigs });
   const carolSig = signed.signatures[0]!;
   const bobSig = addSignature(signed, keys.bob).signatures[1]!;
