@@ -75,6 +75,10 @@ export const jsonOption = {
   json: { type: 'boolean', default: false, describe: 'print JSON instead of text' },
 } as const;
 
+export const atOption = {
+  at: { type: 'string', requiresArg: true, describe: 'status as of this time (RFC 3339 UTC)' },
+} as const;
+
 /** A ticket id positional, checked before anything else happens. */
 export function parseTicketIdArg(id: unknown): string {
   const text = String(id ?? '');
@@ -95,6 +99,11 @@ export function parseDurationArg(option: string, text: unknown): number {
 /** `--at 2026-11-29T03:12:00Z` as epoch milliseconds. */
 export function parseTimeArg(option: string, text: unknown): number {
   return fromArg(option, () => parseTime(text, option));
+}
+
+/** The reference time of a command: `--at` when given, else `clock` (read once, at the edge). */
+export function referenceTime(at: unknown, clock: number): number {
+  return at === undefined ? clock : parseTimeArg('--at', at);
 }
 
 /** A ref scope entry: bare names mean `refs/heads/<name>`; patterns (`*`, `**`) allowed. */

@@ -6,11 +6,12 @@ import { relative, statusText, ticketJson } from '../render.ts';
 import { openRepo } from '../repo.ts';
 import { loadTicketView, scanBreakglassRefs, ticketIds, type TicketView } from '../tickets.ts';
 import {
+  atOption,
   cliFor,
   defineCommand,
   jsonOption,
-  parseTimeArg,
   policyOption,
+  referenceTime,
   remoteOption,
 } from '../options.ts';
 
@@ -29,11 +30,7 @@ export default defineCommand({
           default: false,
           describe: 'include tickets that ended over 24h ago',
         },
-        at: {
-          type: 'string',
-          requiresArg: true,
-          describe: 'status as of this time (RFC 3339 UTC)',
-        },
+        ...atOption,
         ...policyOption,
         ...remoteOption,
         ...jsonOption,
@@ -42,7 +39,7 @@ export default defineCommand({
       .example('$0 fetch && $0 list --all --json', 'every ticket on the remote, as JSON'),
   handler: async (argv) => {
     const cli = cliFor(argv);
-    const now = argv.at === undefined ? Date.now() : parseTimeArg('--at', argv.at);
+    const now = referenceTime(argv.at, Date.now());
     const ctx = await openRepo(cli.cwd, cli.env);
     const policy = await loadCommandPolicy(cli, ctx, argv);
     const refs = await scanBreakglassRefs(ctx);

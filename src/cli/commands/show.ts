@@ -4,12 +4,13 @@ import { openRepo } from '../repo.ts';
 import { ensureTicketLocal } from '../ticket-source.ts';
 import { readTicketView } from '../tickets.ts';
 import {
+  atOption,
   cliFor,
   defineCommand,
   jsonOption,
   parseTicketIdArg,
-  parseTimeArg,
   policyOption,
+  referenceTime,
   remoteOption,
 } from '../options.ts';
 
@@ -21,11 +22,7 @@ export default defineCommand({
     y
       .positional('id', { type: 'string', describe: 'ticket id', demandOption: true })
       .options({
-        at: {
-          type: 'string',
-          requiresArg: true,
-          describe: 'status as of this time (RFC 3339 UTC)',
-        },
+        ...atOption,
         ...policyOption,
         ...remoteOption,
         ...jsonOption,
@@ -34,7 +31,7 @@ export default defineCommand({
       .example('$0 show 20261129T031200Z-7f3a9c --json', 'as JSON'),
   handler: async (argv) => {
     const cli = cliFor(argv);
-    const now = argv.at === undefined ? Date.now() : parseTimeArg('--at', argv.at);
+    const now = referenceTime(argv.at, Date.now());
     const id = parseTicketIdArg(argv.id);
     const ctx = await openRepo(cli.cwd, cli.env);
     const policy = await loadCommandPolicy(cli, ctx, argv);

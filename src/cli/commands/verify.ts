@@ -17,8 +17,8 @@ import {
   parseActionsArg,
   parseRefArg,
   parseTicketIdArg,
-  parseTimeArg,
   policyOption,
+  referenceTime,
   remoteOption,
 } from '../options.ts';
 
@@ -74,7 +74,7 @@ export default defineCommand({
     const cli = cliFor(argv);
     const clock = Date.now();
     const id = parseTicketIdArg(argv.id);
-    const now = argv.at === undefined ? clock : parseTimeArg('--at', argv.at);
+    const now = referenceTime(argv.at, clock);
     const refArg = argv.ref === undefined ? undefined : parseRefArg('--ref', argv.ref);
     const actionArg =
       argv.action === undefined ? undefined : parseActionsArg('--action', list(argv.action));
