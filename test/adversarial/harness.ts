@@ -6,8 +6,8 @@
 // every file under $GIT_DIR/breakglass/ (reservations, journal), compared by content hash.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { ERROR_CODES } from '../../src/errors.ts';
 import { pae } from '../../src/ticket/dsse.ts';
 import { signEd25519, type SigningKey } from '../../src/ticket/keys.ts';
@@ -235,28 +235,13 @@ export class Arena {
 
   /** Refs plus a content hash of every file the hook keeps under $GIT_DIR/breakglass/. */
   async snapshot(): Promise<Snapshot> {
-    const base = join(this.server.gitDir, 'breakglass');
-    const state: Record<string, string> = {};
-    const walk = async (d: string): Promise<void> => {
-      let entries;
-      try {
-        entries = await readdir(d, { withFileTypes: true });
-      } catch {
-        return;
-      }
-      for (const e of entries) {
-        const p = join(d, e.name);
-        if (e.isDirectory()) {
-          state[relative(base, p) + '/'] = 'dir';
-          await walk(p);
-        } else {
-          state[relative(base, p)] = createHash('sha256')
-            .update(await readFile(p))
-            .digest('hex');
-        }
-      }
-    };
-    await walk(base);
+    const state = await this.server.walkState(
+      async (p) =>
+        createHash('sha256')
+          .update(await readFile(p))
+          .digest('hex'),
+      { dirs: 'dir' },
+    );
     return { refs: await this.server.refs(), state };
   }
 

@@ -383,10 +383,16 @@ export class TestServer {
     return r.code === 0 ? r.stdout : null;
   }
 
-  /** Files under `$GIT_DIR/breakglass/` (reservations, journal) with their sizes. */
-  async stateFiles(): Promise<Record<string, number>> {
+  /**
+   * Every file under `$GIT_DIR/breakglass/` (reservations, journal), by relative path, with what
+   * `of` says of it; directories too (as `dir/`) when `o.dirs` gives them a value.
+   */
+  async walkState<T>(
+    of: (file: string) => Promise<T>,
+    o: { dirs?: T } = {},
+  ): Promise<Record<string, T>> {
     const base = join(this.gitDir, 'breakglass');
-    const out: Record<string, number> = {};
+    const out: Record<string, T> = {};
     const walk = async (d: string): Promise<void> => {
       let entries;
       try {
@@ -396,12 +402,19 @@ export class TestServer {
       }
       for (const e of entries) {
         const p = join(d, e.name);
-        if (e.isDirectory()) await walk(p);
-        else out[relative(base, p)] = (await stat(p)).size;
+        if (e.isDirectory()) {
+          if (o.dirs !== undefined) out[relative(base, p) + '/'] = o.dirs;
+          await walk(p);
+        } else out[relative(base, p)] = await of(p);
       }
     };
     await walk(base);
     return out;
+  }
+
+  /** Files under `$GIT_DIR/breakglass/` (reservations, journal) with their sizes. */
+  stateFiles(): Promise<Record<string, number>> {
+    return this.walkState(async (p) => (await stat(p)).size);
   }
 
   /** Everything a rejected push must leave alone: refs (incl. notes) and the hook's state files. */
