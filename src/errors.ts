@@ -49,6 +49,8 @@ export const ERROR_CODES = [
   'USAGE',
   'INTERNAL',
   'JOURNAL_UNAVAILABLE',
+  // the server can't record a break-glass push now (E4): new ones are refused
+  'RECORDING_BROKEN',
   // CLI
   'ALREADY_APPROVED',
   // GitHub Action

@@ -97,7 +97,7 @@ async function loadCandidate(
     const [revoked, recorded, reserved] = await Promise.all([
       isRevoked(input, ticket, warnings),
       recordedUses(input, id),
-      countReservations(input.ctx.gitDir, id),
+      countReservations(input.ctx.gitDir, id, ticket.payload.maxUses),
     ]);
     // Reservations stay as markers after a use is recorded, so the larger count is the truth.
     return { id, ticket, state: { revoked, usesConsumed: Math.max(recorded, reserved) } };

@@ -31,7 +31,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { compileRefPattern, isValidRefName, refMatches } from '../policy/refs.ts';
-import { SWEEP_WINDOW_MS, ticketIdTime } from './ticket-time.ts';
 
 /** Beside `$GIT_DIR/breakglass/` (not in it): it is a cache, never evidence or state. */
 export const CACHE_FILE = 'breakglass-hook-cache.json';
@@ -545,12 +544,12 @@ export function writeFastPathCache(
 }
 
 /**
- * True when post-receive has nothing to do (flushJournal and the sweep in journal.ts would find
- * nothing): no journal entry pending or in processing, and no reservation of a ticket recent
- * enough to be swept. Then the hook needn't load the recorder at all. Any doubt (an unreadable
- * directory, an odd name): false.
+ * True when post-receive has nothing to do (flushJournal would find nothing): no journal entry
+ * pending or in processing. Then the hook needn't load the recorder at all. Uses given back are
+ * settled by pre-receive when a ticket runs out (E2), so there is no per-push sweep. Any doubt
+ * (an unreadable directory): false.
  */
-export function postReceiveIdle(gitDir: string, now: number): boolean {
+export function postReceiveIdle(gitDir: string): boolean {
   const list = (dir: string): string[] | null => {
     try {
       return fs.readdirSync(path.join(gitDir, 'breakglass', dir));
@@ -560,9 +559,6 @@ export function postReceiveIdle(gitDir: string, now: number): boolean {
   };
   const pending = list('journal/pending');
   const processing = list('journal/processing');
-  const reserved = list('reservations');
-  if (!pending || !processing || !reserved) return false;
-  if ([...pending, ...processing].some((f) => f.endsWith('.json'))) return false;
-  // As the sweep selects them (a superset: a name that is not provably old counts as recent).
-  return reserved.every((id) => now - ticketIdTime(id) >= SWEEP_WINDOW_MS);
+  if (!pending || !processing) return false;
+  return ![...pending, ...processing].some((f) => f.endsWith('.json'));
 }

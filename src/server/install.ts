@@ -8,7 +8,7 @@ import { BreakglassError } from '../errors.ts';
 import { parsePolicy } from '../policy/policy.ts';
 
 /** The hooks we install. */
-export const HOOK_NAMES = ['pre-receive', 'post-receive'] as const;
+export const HOOK_NAMES = ['pre-receive', 'post-receive', 'reference-transaction'] as const;
 export type HookName = (typeof HOOK_NAMES)[number];
 
 /** Every shim carries this line; a hook without it belongs to someone else. */
@@ -32,6 +32,7 @@ export function shimText(
   hook: HookName,
   defaults: { bundle?: string; node?: string } = {},
 ): string {
+  if (hook === 'reference-transaction') return transactionShimText(defaults);
   const pre = hook === 'pre-receive';
   // pre-receive fails closed (exit 1 rejects the push); post-receive can't undo a push, so it
   // only warns and never reports failure.
@@ -101,6 +102,74 @@ ${
 fi
 
 ${pre ? 'exec "$node" "$bundle" hook pre-receive "$@"' : '"$node" "$bundle" hook post-receive "$@" || echo "git-breakglass: post-receive failed; pending events stay in the journal (bg-sign audit flush)" >&2\nexit 0'}
+`;
+}
+
+/**
+ * The reference-transaction shim (E2). git runs it around every ref update in the repository,
+ * so before anything else it checks for the file pre-receive writes when it accepts a
+ * break-glass push (named after the receive-pack's pid): other updates cost one `test -e` and no
+ * process. Failing to run Node in the `prepared` state exits 1, so git refuses the update rather
+ * than apply one that nobody wrote down (fail closed); in other states git ignores the exit code.
+ */
+function transactionShimText(defaults: { bundle?: string; node?: string }): string {
+  return `#!/bin/sh
+${SHIM_MARKER} (reference-transaction); installed by "bg-sign install-hooks", safe to re-run.
+# git runs this around every ref update; only a push that git-breakglass let through goes past
+# the armed check below, and runs "node <bundle> hook reference-transaction <state>".
+bundle_default=${shQuote(defaults.bundle ?? '')}
+node_default=${shQuote(defaults.node ?? '')}
+
+chained="$0${CHAINED_SUFFIX}"
+if [ -x "$chained" ]; then
+  # The hook that was here before runs first and sees the same input: buffer stdin once.
+  tmp=$(mktemp "\${TMPDIR:-/tmp}/breakglass-reference-transaction.XXXXXX") || exit 1
+  cat >"$tmp" || { rm -f "$tmp"; exit 1; }
+  "$chained" "$@" <"$tmp"
+  status=$?
+  if [ "$status" -ne 0 ]; then
+    rm -f "$tmp"
+    exit "$status"
+  fi
+  exec <"$tmp"
+  rm -f "$tmp"
+fi
+
+[ -e "\${GIT_DIR:-.}/breakglass/armed/$PPID" ] || exit 0
+
+die() {
+  echo "git-breakglass: $2" >&2
+  if [ "$1" = prepared ]; then
+    echo "git-breakglass: refusing the break-glass update: it could not be written down (fail closed)" >&2
+    exit 1
+  fi
+  exit 0
+}
+state=$1
+
+bundle=
+node=
+while IFS= read -r line; do
+  case $line in
+    "breakglass.bundle "*) bundle=\${line#breakglass.bundle } ;;
+    "breakglass.node "*) node=\${line#breakglass.node } ;;
+  esac
+done <<EOF
+$(git config --get-regexp '^breakglass\\.(bundle|node)$' 2>/dev/null)
+EOF
+[ -n "$bundle" ] || bundle=$bundle_default
+[ -n "$node" ] || node=$node_default
+[ -n "$node" ] || node=$(command -v node 2>/dev/null) || node=
+[ -n "$bundle" ] && [ -r "$bundle" ] || die "$state" "bundle $bundle is missing or unreadable"
+case $bundle in */bg-sign.js)
+  dir=\${bundle%/*}
+  if [ -r "$dir/bg-hook.js" ]; then
+    if [ -r "$dir/bg-hook.cjs" ]; then bundle=$dir/bg-hook.cjs; else bundle=$dir/bg-hook.js; fi
+  fi ;;
+esac
+[ -n "$node" ] && [ -x "$node" ] || die "$state" "node is missing or not executable"
+
+exec "$node" "$bundle" hook reference-transaction "$@"
 `;
 }
 

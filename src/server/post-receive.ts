@@ -1,38 +1,47 @@
 import type { AuditEvent } from '../audit/note.ts';
 import { ZERO_SHA } from '../engine/update.ts';
-import { isBreakglassError } from '../errors.ts';
+import { BreakglassError } from '../errors.ts';
 import { gitText, runGit, type GitContext } from '../git/git.ts';
 import { recordEvents, type RecordItem } from '../git/record.ts';
 import {
+  armedEntry,
   claimEntries,
+  eventStatus,
   finish,
   quarantineBad,
+  readTxMarkers,
+  reclaimSlots,
   releaseUse,
-  sweepOrphanReservations,
+  reservedTickets,
+  sameProcess,
   unclaim,
+  updateKey,
   type Claimed,
+  type EventStatus,
   type JournalEntry,
   type PendingEvent,
   type Reservation,
 } from './journal.ts';
+import { findReceivePack, liveness, type ProcessRef } from './receive-pack.ts';
+import { broughtIn, MAX_NOTED_COMMITS } from './brought-in.ts';
 import { parseUpdateLines, readBounded, type HookInput, type UpdateLine } from './push-input.ts';
 import { notifyEvents } from './notify.ts';
 import type { Sink } from './pre-receive.ts';
 
-/**
- * How long an accepted push may take to land before its event is dropped. The ref moves right
- * after pre-receive returns; this only has to outlast a slow push (and the 20 s watchdog).
- */
-export const DEFAULT_GRACE_MS = 120_000;
 /** A flusher that crashed mid-entry leaves it in processing/; after this, another takes over. */
 const STALE_CLAIM_MS = 10 * 60_000;
 /** Dropped commits annotated on a force push; the note itself lists at most 50. */
 const MAX_DROPPED = 100_000;
-
 export interface FlushOptions {
   /** The updates git just made (post-receive stdin): their events landed for sure. */
   readonly updated?: readonly UpdateLine[];
-  readonly graceMs?: number;
+  /** The flusher's receive-pack (post-receive): its own entry is final now. */
+  readonly receivePack?: ProcessRef | null;
+  /**
+   * Also give back every use slot git did not commit, of every ticket (`reclaimSlots`): what
+   * `bg-sign audit flush` does. Hooks don't: pre-receive settles one ticket when it runs out.
+   */
+  readonly sweep?: boolean;
 }
 
 export interface FlushedEvent {
@@ -46,57 +55,14 @@ export interface FlushedEvent {
 
 export interface FlushResult {
   readonly recorded: FlushedEvent[];
-  /** Events whose push did not land; their reservations were released. */
+  /** Events whose push git did not commit; their reservations were released. */
   readonly dropped: FlushedEvent[];
   /** Events of pushes that may still be landing (kept pending). */
   readonly waiting: number;
+  /** Events git prepared and then said nothing more about (kept pending, use kept, reported). */
+  readonly uncertain: FlushedEvent[];
   readonly released: Reservation[];
   readonly errors: string[];
-}
-
-type Status = 'landed' | 'dropped' | 'waiting';
-
-const key = (ref: string, oldSha: string, newSha: string) => `${ref} ${oldSha} ${newSha}`;
-
-/** Current tips of the given refs with one `for-each-ref`. */
-async function refTips(ctx: GitContext, refs: readonly string[]): Promise<Map<string, string>> {
-  const tips = new Map<string, string>();
-  if (refs.length === 0) return tips;
-  const out = await gitText(ctx, ['for-each-ref', '--format=%(objectname) %(refname)', ...refs]);
-  for (const line of out ? out.split('\n') : []) {
-    const sp = line.indexOf(' ');
-    tips.set(line.slice(sp + 1), line.slice(0, sp));
-  }
-  return tips;
-}
-
-async function isAncestor(ctx: GitContext, a: string, b: string): Promise<boolean> {
-  const r = await runGit(ctx, ['merge-base', '--is-ancestor', a, b], { allowFail: true });
-  return r.code === 0;
-}
-
-/** Did this event's update happen? */
-async function statusOf(
-  ctx: GitContext,
-  e: PendingEvent,
-  tips: Map<string, string>,
-  updated: Set<string>,
-  ownEntry: boolean,
-  young: boolean,
-): Promise<Status> {
-  if (updated.has(key(e.ref, e.oldSha, e.newSha))) return 'landed';
-  const cur = tips.get(e.ref);
-  if (ZERO_SHA.test(e.newSha)) {
-    if (cur === undefined) return 'landed';
-  } else if (cur === e.newSha) {
-    return 'landed';
-  } else if (cur !== undefined && cur !== e.oldSha && (await isAncestor(ctx, e.newSha, cur))) {
-    // Someone pushed on top since: the update happened (a rejected push leaves the old tip).
-    return 'landed';
-  }
-  // git reports every ref it updated to post-receive: a sibling that is not listed failed.
-  if (ownEntry) return 'dropped';
-  return young ? 'waiting' : 'dropped';
 }
 
 /** The audit event and the commits to annotate for one landed update (DESIGN §7). */
@@ -121,7 +87,13 @@ async function recordItem(
     recordedAt: entry.createdAt,
     recordedBy: entry.recordedBy,
   };
-  const commits = [...e.commits];
+  const commits = e.commits ? [...e.commits] : await broughtIn(ctx, e);
+  if (commits.length > MAX_NOTED_COMMITS) {
+    throw new BreakglassError(
+      'INPUT_TOO_LARGE',
+      `${e.ref}: more than ${MAX_NOTED_COMMITS} commits to annotate; record them with bg-sign audit flush after raising the limit`,
+    );
+  }
   if (e.kind === 'force') {
     // A force push also marks what it replaced: the old tip and every commit it dropped.
     const out = await gitText(ctx, [
@@ -152,23 +124,31 @@ async function flushEntry(
   ctx: GitContext & { gitDir: string },
   c: Claimed,
   entry: JournalEntry,
-  now: number,
   o: FlushOptions,
-  graceMs: number,
+  now: number,
   result: FlushResult,
 ): Promise<void> {
-  const updated = new Set((o.updated ?? []).map((u) => key(u.ref, u.oldSha, u.newSha)));
-  const tips = await refTips(ctx, [...new Set(entry.events.map((e) => e.ref))]);
-  const ownEntry = entry.events.some((e) => updated.has(key(e.ref, e.oldSha, e.newSha)));
-  const young = now - entry.createdAtMs < graceMs;
-  const status = new Map<PendingEvent, Status>();
-  for (const e of entry.events) {
-    status.set(e, await statusOf(ctx, e, tips, updated, ownEntry, young));
-  }
-  const landed = entry.events.filter((e) => status.get(e) === 'landed');
+  const updated = new Set((o.updated ?? []).map((u) => updateKey(u.ref, u.oldSha, u.newSha)));
+  const facts = {
+    updated,
+    // git runs post-receive once it has finished every update of the push, and lists those it
+    // made. Without a provable receive-pack (a hook run in-process), an entry naming one of the
+    // listed updates is taken as this push's.
+    own:
+      sameProcess(entry.receivePack, o.receivePack) ||
+      (!entry.receivePack &&
+        entry.events.some((e) => updated.has(updateKey(e.ref, e.oldSha, e.newSha)))),
+    markers: await readTxMarkers(ctx.gitDir, entry.name),
+    receivePack: liveness(entry.receivePack),
+  };
+  const status = new Map<PendingEvent, EventStatus>();
+  for (const e of entry.events)
+    status.set(e, eventStatus(updateKey(e.ref, e.oldSha, e.newSha), facts));
+  const only = (s: EventStatus) => entry.events.filter((e) => status.get(e) === s);
+  const landed = only('landed');
+  const dropped = only('dropped');
+  const open = [...only('waiting'), ...only('uncertain')];
   const usesRecorded = new Set(entry.usesRecorded ?? []);
-  const dropped = entry.events.filter((e) => status.get(e) === 'dropped');
-  const waiting = entry.events.filter((e) => status.get(e) === 'waiting');
 
   if (landed.length) {
     const items = [];
@@ -185,12 +165,12 @@ async function flushEntry(
     });
     items.forEach((it, i) => result.recorded.push(flushed(landed[i]!, it.commits.length)));
   }
-  // A use is given back only when nothing it authorised landed (and nothing may still land).
+  // E2: a use is given back only when git committed nothing it authorised in this push.
   const keep: Reservation[] = [];
   for (const r of entry.reservations) {
     const mine = entry.events.filter((e) => e.ticket === r.ticket);
     if (mine.some((e) => status.get(e) === 'landed')) continue; // recorded: marker stays
-    if (mine.some((e) => status.get(e) === 'waiting')) {
+    if (mine.some((e) => open.includes(e))) {
       keep.push(r);
       continue;
     }
@@ -198,11 +178,12 @@ async function flushEntry(
     result.released.push(r);
   }
   result.dropped.push(...dropped.map((e) => flushed(e, 0)));
-  if (waiting.length) {
-    (result as { waiting: number }).waiting += waiting.length;
+  result.uncertain.push(...only('uncertain').map((e) => flushed(e, 0)));
+  if (open.length) {
+    (result as { waiting: number }).waiting += only('waiting').length;
     await unclaim(ctx.gitDir, c, {
       ...entry,
-      events: waiting,
+      events: open,
       reservations: keep,
       usesRecorded: [...usesRecorded],
     });
@@ -218,13 +199,15 @@ async function flushEntry(
   });
 }
 
-// TM14: only events whose ref really moved are recorded, once, with expected old values.
+// TM14, E1, E2: events are recorded once git has said it committed them, with expected old values.
 /**
- * Turns pending journal entries into audit notes and consumed/ records (DESIGN §6): every entry,
- * including ones a crash left behind. Events whose ref did not move are dropped (after a grace
- * period for pushes still landing) and their reservations released. Safe to run concurrently
- * and to re-run: entries are claimed by rename and recording skips events already noted.
- * Used by post-receive and by `bg-sign audit flush GIT_DIR`.
+ * Turns pending journal entries into audit notes and consumed/ records (DESIGN §6): every entry
+ * that is due, including ones a crash left behind. An event is recorded, dropped (its use given
+ * back) or kept as git's own word decides (see `eventStatus`); entries of pushes still running
+ * are left to their own post-receive. Safe to run concurrently and to re-run: entries are
+ * claimed by rename and recording skips events already noted. One entry that fails is reported
+ * (and counted in the entry, E4) without stopping the others. Used by post-receive and by
+ * `bg-sign audit flush GIT_DIR`.
  */
 export async function flushJournal(
   gitDir: string,
@@ -233,31 +216,54 @@ export async function flushJournal(
   o: FlushOptions = {},
 ): Promise<FlushResult> {
   const ctx = { gitDir, env };
-  const graceMs = o.graceMs ?? DEFAULT_GRACE_MS;
-  const result: FlushResult = { recorded: [], dropped: [], waiting: 0, released: [], errors: [] };
-  for (const c of await claimEntries(gitDir, now, STALE_CLAIM_MS)) {
+  const result: FlushResult = {
+    recorded: [],
+    dropped: [],
+    waiting: 0,
+    uncertain: [],
+    released: [],
+    errors: [],
+  };
+  const claimed = await claimEntries(gitDir, now, STALE_CLAIM_MS, {
+    mine: o.receivePack ?? null,
+    mineKeys: new Set((o.updated ?? []).map((u) => updateKey(u.ref, u.oldSha, u.newSha))),
+    onError: (m) => result.errors.push(m),
+    onInFlight: (entry) => ((result as { waiting: number }).waiting += entry.events.length),
+  });
+  for (const c of claimed) {
     if (!c.entry) {
       result.errors.push(
-        `journal file ${c.file} is unreadable (${c.error}); moved to journal/bad/`,
+        `journal file ${c.file} is unreadable (${c.error}); moved to journal/bad/ (new break-glass pushes are refused until an admin resolves it)`,
       );
-      await quarantineBad(gitDir, c);
+      await quarantineBad(gitDir, c).catch((e: Error) =>
+        result.errors.push(`could not move ${c.file} to journal/bad/: ${e.message}`),
+      );
       continue;
     }
     try {
-      await flushEntry(ctx, c, c.entry, now, o, graceMs, result);
+      await flushEntry(ctx, c, c.entry, o, now, result);
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
-      if (isBreakglassError(e) && e.code === 'AUDIT_RECORD_INVALID') {
-        // Retrying can't fix a malformed event; keep it for a human, keep its reservation.
-        result.errors.push(`journal entry ${c.entry.name}: ${msg}; moved to journal/bad/`);
-        await quarantineBad(gitDir, c);
-      } else {
-        result.errors.push(`journal entry ${c.entry.name}: ${msg}; kept pending`);
-        await unclaim(gitDir, c, c.entry);
+      result.errors.push(`journal entry ${c.entry.name}: ${msg}; kept pending`);
+      // E4: counted in the entry, so pre-receive refuses new break-glass pushes meanwhile.
+      await unclaim(gitDir, c, {
+        ...c.entry,
+        failures: (c.entry.failures ?? 0) + 1,
+        lastError: msg.slice(0, 500),
+      }).catch((e2: Error) =>
+        result.errors.push(`journal entry ${c.entry!.name} could not be put back: ${e2.message}`),
+      );
+    }
+  }
+  if (o.sweep) {
+    for (const id of await reservedTickets(gitDir)) {
+      try {
+        await reclaimSlots(gitDir, id, (r) => result.released.push(r));
+      } catch (e) {
+        result.errors.push(`reservations of ${id}: ${(e as Error).message}`);
       }
     }
   }
-  result.released.push(...(await sweepOrphanReservations(gitDir, now, graceMs)));
   return result;
 }
 
@@ -274,6 +280,11 @@ export function formatFlush(r: FlushResult): string[] {
       `git-breakglass: ${e.ref} did not move to ${e.newSha.slice(0, 12)}; ticket ${e.ticket}'s use was released`,
     );
   }
+  for (const e of r.uncertain) {
+    out.push(
+      `git-breakglass: warning: git prepared ${e.ref} -> ${e.newSha.slice(0, 12)} for ticket ${e.ticket} and then said nothing more; kept pending with its use (bg-sign audit shows it)`,
+    );
+  }
   for (const e of r.errors) out.push(`git-breakglass: warning: ${e}`);
   return out;
 }
@@ -285,7 +296,12 @@ export interface PostReceiveOptions {
   readonly now: number;
   readonly stdout: Sink;
   readonly stderr: Sink;
+  /** The receive-pack running this hook (`findReceivePack(process.ppid)` in the hook process). */
+  readonly receivePack?: ProcessRef | null;
 }
+
+/** Rounds a post-receive waits for its own entry while another flusher holds it. */
+const OWN_ENTRY_ROUNDS = 50;
 
 /**
  * The post-receive hook: records what pre-receive journaled. It can't fail the push (the refs
@@ -297,9 +313,20 @@ export async function runPostReceive(o: PostReceiveOptions): Promise<number> {
     try {
       updated = parseUpdateLines(await readBounded(o.stdin));
     } catch {
-      updated = []; // only a hint; the ref check still decides
+      updated = []; // the reference-transaction markers still say what git committed
     }
-    const r = await flushJournal(o.gitDir, o.env, o.now, { updated });
+    const rp = o.receivePack === undefined ? findReceivePack(process.ppid) : o.receivePack;
+    const r = await flushJournal(o.gitDir, o.env, o.now, { updated, receivePack: rp });
+    // E1: this push's own entry is recorded before the push returns, even when another flusher
+    // (an admin's flush, another push's post-receive) held it a moment ago; finishing disarms it.
+    for (let i = 0; i < OWN_ENTRY_ROUNDS && r.errors.length === 0; i++) {
+      if (!(await armedEntry(o.gitDir, rp))) break;
+      await new Promise((res) => setTimeout(res, 100));
+      const again = await flushJournal(o.gitDir, o.env, o.now, { updated, receivePack: rp });
+      for (const k of ['recorded', 'dropped', 'uncertain', 'released', 'errors'] as const) {
+        (r[k] as unknown[]).push(...again[k]);
+      }
+    }
     const lines = formatFlush(r);
     if (lines.length) o.stdout.write(lines.join('\n') + '\n');
     // After the events are recorded: a slow or failing notifier can't lose them (bounded, logged).

@@ -14,8 +14,13 @@ import { gatherCandidates } from './candidates.ts';
 import { classifyUpdates, type ClassifiedUpdate } from './classify.ts';
 import { DEFAULT_TIMEOUT_MS, readServerConfig } from './config.ts';
 import { pusherFor, resolveLogin, type ResolvedLogin } from './identity.ts';
+import { existsSync, readFileSync } from 'node:fs';
+import { gitText } from '../git/git.ts';
 import {
+  arm,
+  disarm,
   newEntryName,
+  recordingProblems,
   releaseUse,
   removePending,
   reserveUse,
@@ -24,6 +29,8 @@ import {
   type PendingEvent,
   type Reservation,
 } from './journal.ts';
+import { broughtIn, MAX_NOTED_COMMITS } from './brought-in.ts';
+import { findReceivePack, type ProcessRef } from './receive-pack.ts';
 import { checkNamespaceUpdate, isGuardedRef } from './namespace.ts';
 import { loadServerPolicy, parsePolicyBytes, POLICY_PATH } from './policy-source.ts';
 import {
@@ -56,6 +63,11 @@ export interface PreReceiveOptions {
   readonly timeoutMs?: number;
   /** Names the server in audit notes (`pre-receive@<host>`); default os.hostname(). */
   readonly hostname?: string;
+  /**
+   * The git receive-pack running this hook (E2); default: found from this process's parent.
+   * null: not provable here (the push's outcome then comes from post-receive alone).
+   */
+  readonly receivePack?: ProcessRef | null;
 }
 
 const TAG = 'git-breakglass';
@@ -186,6 +198,7 @@ function pendingEvent(
   ticket: VerifiedTicket,
   policy: Policy,
   pusher: Pusher,
+  base: string[],
 ): PendingEvent {
   const p = ticket.payload;
   const keyOf = (name: string) => ticket.signers.find((s) => s.principal === name)?.keyid ?? '';
@@ -196,7 +209,7 @@ function pendingEvent(
     newSha: u.newSha,
     kind: u.kind,
     actions,
-    commits: u.newCommits,
+    ...(ZERO_SHA.test(u.oldSha) ? { base } : {}),
     pusher: pusherName(pusher),
     requester: { principal: p.requester, keyid: keyOf(p.requester) },
     approvers: countedApprovers(ticket, policy).map((a) => ({ principal: a, keyid: keyOf(a) })),
@@ -207,6 +220,76 @@ function pendingEvent(
 }
 
 type LoadedCandidate = Extract<Candidate, { ticket: unknown }>;
+
+/** Tips of the protected refs as they are before this push (the base of a created ref, E1). */
+async function protectedTips(ctx: GitContext, policy: Policy, exclude: string): Promise<string[]> {
+  const out = await gitText(ctx, ['for-each-ref', '--format=%(objectname) %(refname)', 'refs/']);
+  const tips = new Set<string>();
+  for (const line of out ? out.split('\n') : []) {
+    const sp = line.indexOf(' ');
+    const ref = line.slice(sp + 1);
+    if (ref !== exclude && !isGuardedRef(ref) && protectionFor(policy, ref)) {
+      tips.add(line.slice(0, sp));
+    }
+  }
+  return [...tips];
+}
+
+/** The reference-transaction hook is ours (E2: it tells which updates git committed). */
+function transactionHookInstalled(gitDir: string, hooksPath: string | undefined): boolean {
+  const dir = hooksPath ? path.resolve(gitDir, hooksPath) : path.join(gitDir, 'hooks');
+  const file = path.join(dir, 'reference-transaction');
+  try {
+    return existsSync(file) && readFileSync(file, 'utf8').includes('# git-breakglass hook shim');
+  } catch {
+    return false;
+  }
+}
+
+/** What stops this server from recording a break-glass push now (E4), as one error. */
+async function recordingBlocked(
+  o: PreReceiveOptions,
+  ctx: GitContext,
+  rp: ProcessRef | null,
+): Promise<BreakglassError | null> {
+  let problems;
+  try {
+    problems = await recordingProblems(o.gitDir);
+  } catch (e) {
+    return new BreakglassError(
+      'JOURNAL_UNAVAILABLE',
+      `cannot read the journal under ${o.gitDir}/breakglass: ${(e as Error).message}`,
+      { hint: 'the server admin must make $GIT_DIR/breakglass readable and writable' },
+    );
+  }
+  if (problems.length) {
+    return new BreakglassError(
+      'RECORDING_BROKEN',
+      `the server could not record earlier break-glass pushes (${problems.length} journal problem(s): ${problems
+        .slice(0, 3)
+        .map((p) => `${path.relative(o.gitDir, p.file)}: ${p.why}`)
+        .join(
+          '; ',
+        )}); new break-glass pushes are refused until they are recorded (normal pushes still work)`,
+      {
+        hint: 'a server admin runs `bg-sign audit flush GIT_DIR` and fixes what it reports (docs/server-setup.md, "When recording is broken")',
+      },
+    );
+  }
+  if (rp) {
+    const hooksPath = (
+      await gitText(ctx, ['config', '--get', 'core.hooksPath']).catch(() => '')
+    ).trim();
+    if (!transactionHookInstalled(o.gitDir, hooksPath || undefined)) {
+      return new BreakglassError(
+        'RECORDING_BROKEN',
+        'the reference-transaction hook of git-breakglass is not installed in this repository, so the server could not tell which break-glass updates git applied',
+        { hint: 'a server admin runs `bg-sign install-hooks GIT_DIR` again' },
+      );
+    }
+  }
+  return null;
+}
 
 /**
  * Reserves one use per ticket and journals the accepted events. Returns the failure to report
@@ -220,11 +303,47 @@ async function commitUses(
   classified: readonly ClassifiedUpdate[],
   policy: Policy,
   pusher: Pusher,
-): Promise<Failure | null> {
+): Promise<{ failure: Failure } | { commits: Map<string, number> }> {
+  const ctx: GitContext = { gitDir: o.gitDir, env: o.env };
+  const rp = o.receivePack === undefined ? findReceivePack(process.ppid) : o.receivePack;
+  const blocked = await recordingBlocked(o, ctx, rp);
+  if (blocked) throw blocked;
+
+  const updates = decision.updates.filter((d) => d.path === 'breakglass');
+  // E1, E5: what each update brings into its ref is what gets noted; counted here, so a push too
+  // large to record whole is refused now, never accepted and then recorded in part.
+  const bases = new Map<string, string[]>();
+  const commits = new Map<string, number>();
+  const distinct = new Set<string>();
+  const listed = new Map<string, string[]>();
+  for (const d of updates) {
+    const u = classified.find((x) => x.ref === d.update.ref)!;
+    if (ZERO_SHA.test(u.oldSha)) bases.set(u.ref, await protectedTips(ctx, policy, u.ref));
+    const range = `${u.oldSha}..${u.newSha} ${(bases.get(u.ref) ?? []).join(' ')}`;
+    let list = listed.get(range);
+    if (!list) {
+      list = await broughtIn(ctx, { ...u, base: bases.get(u.ref) ?? [] });
+      listed.set(range, list);
+      for (const c of list) distinct.add(c);
+    }
+    commits.set(u.ref, list.length);
+    if (distinct.size > MAX_NOTED_COMMITS) {
+      throw new BreakglassError(
+        'INPUT_TOO_LARGE',
+        `this break-glass push brings more than ${MAX_NOTED_COMMITS} commits into protected refs; at most ${MAX_NOTED_COMMITS} can be recorded with audit notes per push`,
+        {
+          hint: 'push the history in several smaller steps (each with the ticket, if it allows several uses), or ask for a ticket per step',
+        },
+      );
+    }
+  }
+
   const name = newEntryName(o.now);
   const reservations: Reservation[] = [];
+  let entry: JournalEntry | undefined;
   const rollback = async () => {
     for (const r of reservations) await releaseUse(o.gitDir, r);
+    if (entry) await disarm(o.gitDir, entry);
     await removePending(o.gitDir, name);
   };
   try {
@@ -235,31 +354,43 @@ async function commitUses(
       if (slot === null) {
         await rollback();
         return {
-          code: 'TICKET_USED_UP',
-          rule: 'T13',
-          message: `ticket ${id}: all ${c.ticket.payload.maxUses} use(s) were taken by other pushes a moment ago`,
+          failure: {
+            code: 'TICKET_USED_UP',
+            rule: 'T13',
+            message: `ticket ${id}: all ${c.ticket.payload.maxUses} use(s) were taken by other pushes a moment ago`,
+          },
         };
       }
       reservations.push({ ticket: id, slot });
     }
-    const events = decision.updates.flatMap((d) => {
-      if (d.path !== 'breakglass') return [];
+    const events = updates.map((d) => {
       const c = candidates.find((x): x is LoadedCandidate => x.id === d.ticketId && 'ticket' in x)!;
       const u = classified.find((x) => x.ref === d.update.ref)!;
-      return [pendingEvent(u, d.ticketId!, [...d.actions], c.ticket, policy, pusher)];
+      return pendingEvent(
+        u,
+        d.ticketId!,
+        [...d.actions],
+        c.ticket,
+        policy,
+        pusher,
+        bases.get(u.ref) ?? [],
+      );
     });
-    const entry: JournalEntry = {
+    entry = {
       version: 1,
       name,
       createdAt: formatTime(o.now),
       createdAtMs: o.now,
       recordedBy: `pre-receive@${o.hostname ?? os.hostname()}`,
+      receivePack: rp,
       events,
       reservations,
     };
     await writePending(o.gitDir, entry);
+    // From here git's reference-transaction hook writes down what it does with these updates.
+    await arm(o.gitDir, entry);
     if (run.aborted) throw new BreakglassError('HOOK_FAILED', 'timed out');
-    return null;
+    return { commits };
   } catch (e) {
     await rollback().catch(() => {});
     if (isBreakglassError(e)) throw e;
@@ -267,7 +398,9 @@ async function commitUses(
     throw new BreakglassError(
       'JOURNAL_UNAVAILABLE',
       `could not reserve the ticket use and journal the push under ${o.gitDir}/breakglass: ${e instanceof Error ? e.message : String(e)}`,
-      { hint: 'the server admin must make $GIT_DIR/breakglass writable (disk space, permissions)' },
+      {
+        hint: 'the server admin must make $GIT_DIR/breakglass writable by every account that pushes (disk space, permissions, core.sharedRepository)',
+      },
     );
   }
 }
@@ -404,9 +537,9 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
     }
     if (decision.ticketsUsed.length === 0) return 0;
 
-    const lost = await commitUses(run, o, decision, candidates, classified, policy, pusher);
-    if (lost) {
-      run.err([`${TAG}: push rejected`, ...header, ...formatRefFailures('ticket', [lost])]);
+    const used = await commitUses(run, o, decision, candidates, classified, policy, pusher);
+    if ('failure' in used) {
+      run.err([`${TAG}: push rejected`, ...header, ...formatRefFailures('ticket', [used.failure])]);
       return 1;
     }
     run.out([
@@ -417,8 +550,7 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
         const c = candidates.find(
           (x): x is LoadedCandidate => x.id === d.ticketId && 'ticket' in x,
         )!;
-        const n = classified.find((x) => x.ref === d.update.ref)!.newCommits.length;
-        return formatBanner(d, c, policy, o.now, n);
+        return formatBanner(d, c, policy, o.now, used.commits.get(d.update.ref) ?? 0);
       }),
     ]);
     return 0;

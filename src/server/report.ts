@@ -79,13 +79,13 @@ export function formatBanner(
   const left = Math.max(0, p.times.expiresAt - now);
   return [
     '  ================================================================',
-    '  BREAK-GLASS PUSH ACCEPTED',
+    '  BREAK-GLASS PUSH ACCEPTED by git-breakglass (other server checks may still refuse it)',
     `  ref       ${d.update.ref}  ${describeUpdate(d.kind, d.update.oldSha, d.update.newSha)}  (${d.actions.join(', ')})`,
     `  ticket    ${p.id}  held by ${p.holder}, requested by ${p.requester}`,
     `  approved  ${approvers.length ? approvers.join(', ') : '(no approvals required)'}`,
     `  reason    ${oneLine(p.reason)}`,
     `  expires   ${p.expiresAt} (${left >= 60_000 ? formatDuration(Math.floor(left / 60_000) * 60_000) : `${Math.ceil(left / 1000)}s`} left); use ${candidate.state.usesConsumed + 1} of ${p.maxUses}`,
-    `  this push is recorded: an audit note on ${commitCount === 0 ? 'its tip' : `${commitCount} commit(s)`} (refs/notes/breakglass)`,
+    `  this push is recorded once git applies it: an audit note on ${commitCount === 0 ? 'its tip' : `${commitCount} commit(s)`} (refs/notes/breakglass)`,
     '  ================================================================',
   ];
 }

@@ -3,6 +3,3 @@ export function ticketIdTime(id: string): number {
   const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z-/.exec(id);
   return m ? Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!) : NaN;
 }
-
-/** Reservations of tickets younger than this are swept for orphans by every post-receive. */
-export const SWEEP_WINDOW_MS = 8 * 86_400_000;

@@ -103,6 +103,7 @@ describe('install-hooks', () => {
     assert.deepEqual(second.actions, [
       `${join(server.gitDir, 'hooks/pre-receive')} is up to date`,
       `${join(server.gitDir, 'hooks/post-receive')} is up to date`,
+      `${join(server.gitDir, 'hooks/reference-transaction')} is up to date`,
       `policy stays pinned to ${server.policyFile}`,
     ]);
   });

@@ -9,6 +9,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { parseNote } from '../../src/audit/note.ts';
 import { formatTicketId } from '../../src/ticket/sign.ts';
+import { processRef } from '../../src/server/receive-pack.ts';
 import { BUNDLE, cleanEnv, run, TestServer, type DevClone } from '../helpers/server.ts';
 
 const ZERO = '0'.repeat(40);
@@ -440,21 +441,30 @@ export async function staleLocksTrial(
       const dir = join(trial.gitDir, 'breakglass/reservations', orphanId);
       await mkdir(dir, { recursive: true });
       const slot = join(dir, '0');
+      // The pre-receive that reserved it, killed before it wrote the journal entry: a real
+      // process, alive at first, then gone.
+      const writer = spawn('sleep', ['600'], { stdio: 'ignore' });
       await writeFile(
         slot,
-        JSON.stringify({ entry: '20261129T000000Z-1-abcdefabcdef', at: 0 }) + '\n',
+        JSON.stringify({
+          entry: '20261129T000000Z-1-abcdefabcdef',
+          at: 0,
+          writer: processRef(writer.pid!),
+        }) + '\n',
       );
       await auditFlush(trial.gitDir);
       const keptYoung = existsSync(slot);
-      const old = new Date(Date.now() - 5 * 60_000);
-      await utimes(slot, old, old);
+      await new Promise((res) => {
+        writer.once('exit', res);
+        writer.kill('SIGKILL');
+      });
       await auditFlush(trial.gitDir);
       const released = !existsSync(slot);
       const v = await verify(trial.gitDir, t.events);
       const good = keptYoung && released && exactlyOnce(v);
       ok &&= good;
       details.push(
-        `orphan reservation (journal entry never written): ${keptYoung ? 'kept while young (fail closed)' : 'RELEASED TOO EARLY'}, ${released ? 'released after the 2 min grace' : 'NOT released'}; events ${exactlyOnce(v) ? 'recorded once' : 'NOT recorded once'}`,
+        `orphan reservation (journal entry never written): ${keptYoung ? 'kept while its pre-receive runs (fail closed)' : 'RELEASED TOO EARLY'}, ${released ? 'released once that process was gone' : 'NOT released'}; events ${exactlyOnce(v) ? 'recorded once' : 'NOT recorded once'}`,
       );
     } finally {
       await trial.close();

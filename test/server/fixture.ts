@@ -1,13 +1,16 @@
 // A throwaway server repository (bare, no hooks) and a developer clone, for calling the hook
 // functions directly. Pushed objects are made visible the way git's quarantine does it: the
 // clone's object directory as GIT_ALTERNATE_OBJECT_DIRECTORIES in the hook environment.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { writeEnvelope } from '../../src/git/store.ts';
 import { runPreReceive } from '../../src/server/pre-receive.ts';
 import { flushJournal, type FlushResult } from '../../src/server/post-receive.ts';
+import { runReferenceTransaction } from '../../src/server/reference-transaction.ts';
+import { shimText } from '../../src/server/install.ts';
+import { processRef, type ProcessRef } from '../../src/server/receive-pack.ts';
 import type { Envelope } from '../../src/ticket/dsse.ts';
 import { policyYaml, T0 } from '../helpers/fixtures.ts';
 
@@ -26,6 +29,38 @@ const baseEnv: NodeJS.ProcessEnv = {
   GIT_AUTHOR_DATE: '2026-11-29T03:00:00Z',
   GIT_COMMITTER_DATE: '2026-11-29T03:00:00Z',
 };
+
+/**
+ * A stand-in for git receive-pack: a real process whose end the hooks can observe (E2). The hook
+ * functions take it as `receivePack`, as the installed hooks find the real one in /proc.
+ */
+const fakes = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of fakes) c.kill('SIGKILL');
+});
+
+export class FakeReceivePack {
+  private readonly child: ChildProcess;
+  readonly ref: ProcessRef;
+  constructor() {
+    this.child = spawn('sleep', ['600'], { stdio: 'ignore' });
+    // Never what keeps a test run alive: ended with the test process at the latest.
+    this.child.unref();
+    fakes.add(this.child);
+    const ref = processRef(this.child.pid!);
+    if (!ref) throw new Error('no /proc: receive-pack liveness cannot be tested here');
+    this.ref = ref;
+  }
+  /** The receive-pack process ends (and is reaped, as git's parent would). */
+  end(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve();
+    return new Promise((res) => {
+      this.child.ref(); // waiting for its exit keeps the test alive
+      this.child.once('exit', () => res());
+      this.child.kill('SIGKILL');
+    });
+  }
+}
 
 export interface HookRun {
   code: number;
@@ -169,10 +204,22 @@ export class Fixture {
   /** Runs pre-receive on `<old> <new> <ref>` lines. */
   async pre(
     lines: string[][],
-    o: { env?: NodeJS.ProcessEnv; options?: string[]; now?: number; timeoutMs?: number } = {},
+    o: {
+      env?: NodeJS.ProcessEnv;
+      options?: string[];
+      now?: number;
+      timeoutMs?: number;
+      receivePack?: FakeReceivePack;
+    } = {},
   ): Promise<HookRun> {
     let out = '';
     let err = '';
+    if (o.receivePack) {
+      // pre-receive checks that git will report the outcome (E2) before it arms receive-pack.
+      const hook = path.join(this.server, 'hooks', 'reference-transaction');
+      if (!fs.existsSync(hook))
+        fs.writeFileSync(hook, shimText('reference-transaction'), { mode: 0o755 });
+    }
     const code = await runPreReceive({
       gitDir: this.server,
       env: this.hookEnv(o.env, o.options),
@@ -182,19 +229,46 @@ export class Fixture {
       stderr: { write: (s: string) => (err += s) },
       hostname: 'test-server',
       ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
+      receivePack: o.receivePack?.ref ?? null,
     });
     return { code, out, err, text: out + err };
   }
 
-  flush(now = NOW + 1000, updated: string[][] = [], graceMs?: number): Promise<FlushResult> {
+  flush(
+    now = NOW + 1000,
+    updated: string[][] = [],
+    o: { receivePack?: FakeReceivePack; sweep?: boolean } = {},
+  ): Promise<FlushResult> {
     return flushJournal(this.server, this.env, now, {
       updated: updated.map(([oldSha, newSha, ref]) => ({
         oldSha: oldSha!,
         newSha: newSha!,
         ref: ref!,
       })),
-      ...(graceMs !== undefined ? { graceMs } : {}),
+      receivePack: o.receivePack?.ref ?? null,
+      ...(o.sweep ? { sweep: true } : {}),
     });
+  }
+
+  /** What git's reference-transaction hook does for `rp` around one update; returns the exit code. */
+  async tx(rp: FakeReceivePack, state: string, lines: string[][]): Promise<number> {
+    return runReferenceTransaction({
+      gitDir: this.server,
+      state,
+      stdin: lines.map((l) => l.join(' ') + '\n').join(''),
+      stderr: { write: () => true },
+      receivePack: rp.ref,
+    });
+  }
+
+  /** Moves a ref on the server as receive-pack would, with the hook's prepared/committed calls. */
+  async landVia(rp: FakeReceivePack, oldSha: string, newSha: string, ref: string): Promise<void> {
+    if ((await this.tx(rp, 'prepared', [[oldSha, newSha, ref]])) !== 0) {
+      throw new Error('the reference-transaction hook refused the update');
+    }
+    if (newSha === ZERO) this.sgit('update-ref', '-d', ref);
+    else this.land(newSha, ref);
+    await this.tx(rp, 'committed', [[oldSha, newSha, ref]]);
   }
 
   /** Files under $GIT_DIR/breakglass/<sub>, recursively (relative paths). */

@@ -7,8 +7,8 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { approvedEnvelope, T0 } from '../helpers/fixtures.ts';
 import { formatTicketId } from '../../src/ticket/sign.ts';
-import { runPostReceive, DEFAULT_GRACE_MS } from '../../src/server/post-receive.ts';
-import { Fixture, NOW, ZERO } from './fixture.ts';
+import { runPostReceive } from '../../src/server/post-receive.ts';
+import { FakeReceivePack, Fixture, NOW, ZERO } from './fixture.ts';
 
 const ID = formatTicketId(T0, '7f3a9c');
 const opts = { options: [`breakglass=${ID}`] };
@@ -72,27 +72,103 @@ test('post-receive writes the note and the consumed record; the reservation stay
     assert.match(r.err, /TICKET_USED_UP/);
   }));
 
-test('an accepted push that git did not apply is dropped after the grace period and its use released', () =>
+test('E2: an accepted push that git did not apply is dropped once its receive-pack ended, and its use comes back', () =>
   withFixture(async (f) => {
     await f.serverTicket(ID, approvedEnvelope());
     const old = f.serverRef('refs/heads/main')!;
     const sha = f.commit();
-    assert.equal((await f.pre([[old, sha, 'refs/heads/main']], opts)).code, 0);
-    // Still in flight: kept.
-    const soon = await f.flush(NOW + 1000);
+    const rp = new FakeReceivePack();
+    assert.equal(
+      (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp })).code,
+      0,
+    );
+    // Still in flight (receive-pack runs): kept, however long it takes.
+    const soon = await f.flush(NOW + 3_600_000);
     assert.equal(soon.waiting, 1);
     assert.deepEqual(f.state('reservations'), [`${ID}/0`]);
     assert.equal(f.state('journal/pending').length, 1);
-    // Never landed: dropped and released.
-    const later = await f.flush(NOW + DEFAULT_GRACE_MS + 1000);
+    // Another hook refused the update: receive-pack ends with no transaction at all.
+    await rp.end();
+    const later = await f.flush(NOW + 2000);
     assert.equal(later.dropped.length, 1);
     assert.deepEqual(later.released, [{ ticket: ID, slot: 0 }]);
     assert.deepEqual(f.state('reservations'), []);
     assert.deepEqual(f.state('journal/pending'), []);
+    assert.deepEqual(f.state('armed'), []);
     assert.equal(f.serverRef('refs/notes/breakglass'), null);
     assert.equal(f.serverRef(`refs/breakglass/consumed/${ID}`), null);
     // The ticket can be used again.
     assert.equal((await f.pre([[old, sha, 'refs/heads/main']], opts)).code, 0);
+  }));
+
+test('E2: a transaction git aborted gives the use back in its own post-receive, while receive-pack runs', () =>
+  withFixture(async (f) => {
+    await f.serverTicket(ID, approvedEnvelope());
+    const old = f.serverRef('refs/heads/main')!;
+    const sha = f.commit();
+    const rp = new FakeReceivePack();
+    try {
+      assert.equal(
+        (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp })).code,
+        0,
+      );
+      assert.equal(await f.tx(rp, 'prepared', [[old, sha, 'refs/heads/main']]), 0);
+      assert.equal(await f.tx(rp, 'aborted', [[old, sha, 'refs/heads/main']]), 0);
+      // Another push's flush leaves a running push alone (its own post-receive decides)...
+      assert.equal((await f.flush(NOW + 2000)).dropped.length, 0);
+      // ...and that post-receive (git runs it when another ref of the push landed) drops it.
+      const res = await f.flush(NOW + 2000, [], { receivePack: rp });
+      assert.equal(res.dropped.length, 1);
+      assert.deepEqual(f.state('reservations'), []);
+    } finally {
+      await rp.end();
+    }
+  }));
+
+test('E2: prepared, then receive-pack ended with no outcome: kept pending with its use, reported as uncertain', () =>
+  withFixture(async (f) => {
+    await f.serverTicket(ID, approvedEnvelope());
+    const old = f.serverRef('refs/heads/main')!;
+    const sha = f.commit();
+    const rp = new FakeReceivePack();
+    assert.equal(
+      (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp })).code,
+      0,
+    );
+    assert.equal(await f.tx(rp, 'prepared', [[old, sha, 'refs/heads/main']]), 0);
+    await rp.end();
+    const res = await f.flush(NOW + 2000);
+    assert.equal(res.uncertain.length, 1);
+    assert.deepEqual(res.released, []);
+    assert.deepEqual(f.state('reservations'), [`${ID}/0`]);
+    assert.equal(f.state('journal/pending').length, 1);
+  }));
+
+test('E2: the reference-transaction hook refuses (exit 1) a prepared update it cannot write down', () =>
+  withFixture(async (f) => {
+    await f.serverTicket(ID, approvedEnvelope());
+    const old = f.serverRef('refs/heads/main')!;
+    const sha = f.commit();
+    const rp = new FakeReceivePack();
+    try {
+      assert.equal(
+        (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp })).code,
+        0,
+      );
+      const [name] = fs.readdirSync(path.join(f.server, 'breakglass/journal/tx'));
+      const dir = path.join(f.server, 'breakglass/journal/tx', name!);
+      fs.rmSync(dir, { recursive: true });
+      fs.writeFileSync(dir, 'not a directory');
+      assert.equal(await f.tx(rp, 'prepared', [[old, sha, 'refs/heads/main']]), 1);
+      // Other states never fail the transaction (git ignores their exit code anyway).
+      assert.equal(await f.tx(rp, 'committed', [[old, sha, 'refs/heads/main']]), 0);
+      // An update of a receive-pack nobody armed is none of the hook's business.
+      const other = new FakeReceivePack();
+      assert.equal(await f.tx(other, 'prepared', [[old, sha, 'refs/heads/main']]), 0);
+      await other.end();
+    } finally {
+      await rp.end();
+    }
   }));
 
 test('a sibling update git reports as not applied is dropped at once', () =>
@@ -149,35 +225,62 @@ test('a force push notes the new commit, the replaced tip and the dropped commit
     }
   }));
 
-test('a pending entry left by a crash is finished by the next flush (ref check, no stdin)', () =>
+test("E1/E2: an entry whose post-receive never ran is recorded from git's committed state, even after a rollback", () =>
   withFixture(async (f) => {
     await f.serverTicket(ID, approvedEnvelope());
     const old = f.serverRef('refs/heads/main')!;
     const sha = f.commit();
-    assert.equal((await f.pre([[old, sha, 'refs/heads/main']], opts)).code, 0);
-    f.land(sha, 'refs/heads/main');
-    // Somebody pushed on top before anything was recorded.
-    const next = f.commit();
-    f.land(next, 'refs/heads/main');
-    const res = await f.flush(NOW + 10 * DEFAULT_GRACE_MS);
-    assert.equal(res.recorded.length, 1);
+    const rp = new FakeReceivePack();
+    assert.equal(
+      (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp })).code,
+      0,
+    );
+    await f.landVia(rp, old, sha, 'refs/heads/main');
+    await rp.end(); // post-receive killed, or none (GHES)
+    // The hotfix is rolled back by a force push before anything was recorded.
+    f.land(old, 'refs/heads/main');
+    const res = await f.flush(NOW + 2000);
+    assert.equal(res.recorded.length, 1, 'git committed it: recorded, not judged from the ref');
     assert.match(note(f, sha), new RegExp(`Break-glass-Ticket: ${ID}`));
-    assert.throws(() => note(f, next));
+    assert.deepEqual(f.state('reservations'), [`${ID}/0`]);
+    // The spent single use does not come back.
+    const again = await f.pre([[old, sha, 'refs/heads/main']], opts);
+    assert.notEqual(again.code, 0);
+    assert.match(again.err, /TICKET_USED_UP/);
   }));
 
-test('a reservation whose journal entry was never written is swept after the grace period', () =>
+test('E2: a reservation whose journal entry was never written comes back once its pre-receive is gone', () =>
   withFixture(async (f) => {
     const dir = path.join(f.server, 'breakglass', 'reservations', ID);
     fs.mkdirSync(dir, { recursive: true });
     const file = path.join(dir, '0');
-    fs.writeFileSync(file, JSON.stringify({ entry: '20261129T031300Z-1-abcdef', at: NOW }) + '\n');
-    const t = new Date(NOW);
-    fs.utimesSync(file, t, t);
-    const soon = await f.flush(NOW + 1000);
-    assert.deepEqual(soon.released, []);
-    const later = await f.flush(NOW + DEFAULT_GRACE_MS + 1000);
+    const writer = new FakeReceivePack(); // stands for the pre-receive killed between the steps
+    fs.writeFileSync(
+      file,
+      JSON.stringify({ entry: '20261129T031300Z-1-abcdef', at: NOW, writer: writer.ref }) + '\n',
+    );
+    const alive = await f.flush(NOW + 3_600_000, [], { sweep: true });
+    assert.deepEqual(alive.released, [], 'kept while its writer may still write the entry');
+    await writer.end();
+    // A hook flush does not sweep (no per-push cost); an admin's flush does, and so does the
+    // pre-receive of a push that needs the use.
+    assert.deepEqual((await f.flush(NOW + 2000)).released, []);
+    const later = await f.flush(NOW + 2000, [], { sweep: true });
     assert.deepEqual(later.released, [{ ticket: ID, slot: 0 }]);
     assert.equal(fs.existsSync(file), false);
+  }));
+
+test('E2: a legacy reservation with no provable writer is kept (fail closed)', () =>
+  withFixture(async (f) => {
+    const dir = path.join(f.server, 'breakglass', 'reservations', ID);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(
+      path.join(dir, '0'),
+      JSON.stringify({ entry: '20261129T031300Z-1-abcdef', at: 0 }) + '\n',
+    );
+    const res = await f.flush(NOW + 30 * 86_400_000, [], { sweep: true });
+    assert.deepEqual(res.released, []);
+    assert.deepEqual(f.state('reservations'), [`${ID}/0`]);
   }));
 
 test('concurrent flushes record each of several pushes exactly once', () =>
@@ -233,8 +336,13 @@ async function claimedBy(f: Fixture, pid: number): Promise<{ sha: string; claime
   await f.serverTicket(ID, approvedEnvelope());
   const old = f.serverRef('refs/heads/main')!;
   const sha = f.commit();
-  assert.equal((await f.pre([[old, sha, 'refs/heads/main']], opts)).code, 0);
-  f.land(sha, 'refs/heads/main');
+  const rp = new FakeReceivePack();
+  assert.equal(
+    (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp })).code,
+    0,
+  );
+  await f.landVia(rp, old, sha, 'refs/heads/main');
+  await rp.end();
   const journal = path.join(f.server, 'breakglass', 'journal');
   const [pending] = fs.readdirSync(path.join(journal, 'pending'));
   const hostTag = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);

@@ -83,6 +83,7 @@ test('a valid ticket named with -o lets the push through, reserves the use and j
         oldSha: entry.events[0].oldSha,
         newSha: entry.events[0].newSha,
         actions: entry.events[0].actions,
+        // E5: no commit list in the journal; the recorder computes old..new (E1).
         commits: entry.events[0].commits,
         pusher: entry.events[0].pusher,
         approvers: entry.events[0].approvers.map((a: { principal: string }) => a.principal),
@@ -93,7 +94,7 @@ test('a valid ticket named with -o lets the push through, reserves the use and j
         oldSha: old,
         newSha: sha,
         actions: ['push'],
-        commits: [sha],
+        commits: undefined,
         pusher: 'alice',
         approvers: ['bob'],
       },

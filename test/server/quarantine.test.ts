@@ -19,7 +19,7 @@ function installHook(f: Fixture, which: string): void {
   const file = path.join(f.server, 'hooks', which);
   fs.writeFileSync(
     file,
-    `#!/bin/sh\nexec "${process.execPath}" --import "${tsx}" "${main}" hook ${which}\n`,
+    `#!/bin/sh\n# git-breakglass hook shim (${which}, from source)\nexec "${process.execPath}" --import "${tsx}" "${main}" hook ${which} "$@"\n`,
     { mode: 0o755 },
   );
 }
@@ -38,6 +38,7 @@ test('real push: rejected without a ticket, accepted with one, and recorded by p
   try {
     installHook(f, 'pre-receive');
     installHook(f, 'post-receive');
+    installHook(f, 'reference-transaction');
     f.sgit('config', 'receive.advertisePushOptions', 'true');
     const now = Date.now();
     const id = formatTicketId(now, 'c0ffee');

@@ -229,22 +229,23 @@ const flush = defineCommand({
       allowFail: true,
     });
     if (check.code !== 0) throw new BreakglassError('USAGE', `${dir} is not a Git repository`);
-    const r = await flushJournal(dir, cli.env, now);
+    const r = await flushJournal(dir, cli.env, now, { sweep: true });
     if (argv.json) {
       cli.output.json({
         recorded: r.recorded,
         dropped: r.dropped,
         waiting: r.waiting,
+        uncertain: r.uncertain,
         released: r.released.length,
         errors: r.errors,
       });
     } else {
       for (const line of formatFlush(r)) cli.output.out(line);
       cli.output.out(
-        `${r.recorded.length} event(s) recorded, ${r.dropped.length} dropped (ref did not move), ${r.waiting} still waiting`,
+        `${r.recorded.length} event(s) recorded, ${r.dropped.length} dropped (git did not apply them), ${r.waiting} still waiting, ${r.uncertain.length} uncertain, ${r.released.length} use(s) given back`,
       );
     }
-    if (r.errors.length) process.exitCode = EXIT.denied;
+    if (r.errors.length || r.uncertain.length) process.exitCode = EXIT.denied;
   },
 });
 

@@ -1,8 +1,9 @@
 import { runPostReceive } from '../../server/post-receive.ts';
 import { hookGitDir, runPreReceive } from '../../server/pre-receive.ts';
+import { runReferenceTransaction } from '../../server/reference-transaction.ts';
 import { defineCommand } from '../options.ts';
 
-const HOOKS = ['pre-receive', 'post-receive'] as const;
+const HOOKS = ['pre-receive', 'post-receive', 'reference-transaction'] as const;
 
 /**
  * `bg-sign hook pre-receive|post-receive`: what the hook shims in hooks/ run. Reads git's stdin
@@ -10,15 +11,19 @@ const HOOKS = ['pre-receive', 'post-receive'] as const;
  * (post-receive).
  */
 export default defineCommand({
-  command: 'hook <which>',
+  command: 'hook <which> [state]',
   describe: 'Run a server hook (called by the installed hook shims, not by people)',
   builder: (y) =>
     y
       .positional('which', { choices: HOOKS, demandOption: true, describe: 'which hook' })
+      .positional('state', {
+        type: 'string',
+        describe: "reference-transaction: git's state (prepared, committed, aborted)",
+      })
       .example('$0 hook pre-receive < updates', 'decide a push (in a server repository)')
       .example('$0 hook post-receive < updates', 'record the pending break-glass events'),
   handler: async (argv) => {
-    const which = (argv as unknown as { which: (typeof HOOKS)[number] }).which;
+    const { which, state } = argv as unknown as { which: (typeof HOOKS)[number]; state?: string };
     const common = {
       gitDir: hookGitDir(process.env),
       env: process.env,
@@ -28,7 +33,11 @@ export default defineCommand({
       stderr: process.stderr,
     };
     const code =
-      which === 'pre-receive' ? await runPreReceive(common) : await runPostReceive(common);
+      which === 'pre-receive'
+        ? await runPreReceive(common)
+        : which === 'post-receive'
+          ? await runPostReceive(common)
+          : await runReferenceTransaction({ ...common, state: state ?? '' });
     process.exitCode = code;
     // A git child stuck past the watchdog must not keep the push waiting: leave shortly after.
     setTimeout(() => process.exit(code), 2000).unref();
