@@ -31,6 +31,19 @@ export interface AuditEvent {
   droppedCount?: number;
   /** Violation: what happened, in one sentence. */
   violation?: string;
+  /**
+   * Every ref update of one push that the block names, in order, when there are several (DESIGN
+   * §7: a commit that several refs of one push bring in gets one block for that push). The event's
+   * own `ref`/`oldSha`/`newSha` is one of them. Absent for a block naming one ref.
+   */
+  refs?: RefUpdate[];
+}
+
+/** One ref's update as a note block names it (`Break-glass-Ref` + `Break-glass-Update`). */
+export interface RefUpdate {
+  ref: string;
+  oldSha: string;
+  newSha: string;
 }
 
 export const TRAILER_PREFIX = 'Break-glass-';
@@ -119,15 +132,25 @@ function droppedValue(e: AuditEvent): string {
   return `${total} ${noun}: ${shown.join(', ')}${more > 0 ? `, ... and ${more} more` : ''}`;
 }
 
-/** Formats one event as the DESIGN §7 trailer block (ends with a newline, no blank line). */
+/**
+ * Formats one event as the DESIGN §7 trailer block (ends with a newline, no blank line). With
+ * `e.refs` the block names every ref of the push (a `Ref`/`Update` pair each, in order); the
+ * event's own update must be one of them.
+ */
 export function formatNoteBlock(e: AuditEvent): string {
+  const updates = e.refs && e.refs.length > 0 ? e.refs : [e];
+  if (!updates.some((u) => u.ref === e.ref && u.oldSha === e.oldSha && u.newSha === e.newSha)) {
+    throw new Error('formatNoteBlock: the event ref update is not among its refs');
+  }
   const lines: string[] = [];
   const add = (key: string, value: string) => lines.push(`${key}: ${value}`);
   if (e.kind === 'violation') add(K.violation, escapeValue(e.violation ?? 'unrecorded bypass'));
   if (e.ticketId !== undefined) add(K.ticket, escapeValue(e.ticketId));
   add(K.action, e.actions.map(escapeItem).join(', '));
-  add(K.ref, escapeValue(e.ref));
-  add(K.update, `${escapeValue(e.oldSha)}..${escapeValue(e.newSha)}`);
+  for (const u of updates) {
+    add(K.ref, escapeValue(u.ref));
+    add(K.update, `${escapeValue(u.oldSha)}..${escapeValue(u.newSha)}`);
+  }
   add(K.pusher, escapeValue(e.pusher));
   if (e.requester) add(K.requester, principalKey(e.requester));
   if (e.approvers.length > 0) add(K.approvers, e.approvers.map(principalKey).join(', '));
@@ -189,18 +212,56 @@ function checkTime(text: string, what: string): string | undefined {
   }
 }
 
-function parseBlock(lines: string[]): { event?: AuditEvent; errors: string[] } {
+/**
+ * The block's `Ref`/`Update` pairs. One pair may sit anywhere in the block (as always); several
+ * must each be a `Ref` line directly followed by its `Update` line, and name distinct refs.
+ */
+function refPairs(
+  refLines: { at: number; value: string }[],
+  updateLines: { at: number; value: string }[],
+  errors: string[],
+): { ref: string; update: string }[] {
+  if (refLines.length === 0) errors.push(`${K.ref} missing`);
+  if (updateLines.length === 0) errors.push(`${K.update} missing`);
+  if (refLines.length <= 1 && updateLines.length <= 1) {
+    return [{ ref: refLines[0]?.value ?? '', update: updateLines[0]?.value ?? '' }];
+  }
+  const paired =
+    refLines.length === updateLines.length &&
+    refLines.every((r, i) => updateLines[i]!.at === r.at + 1);
+  if (!paired) {
+    errors.push(`${K.ref} and ${K.update} repeat but not as adjacent pairs`);
+    return [];
+  }
+  const refs = refLines.map((r) => r.value);
+  if (new Set(refs).size !== refs.length) errors.push(`${K.ref} names one ref twice`);
+  return refLines.map((r, i) => ({ ref: r.value, update: updateLines[i]!.value }));
+}
+
+function parseUpdate(update: string, errors: string[]): { oldSha: string; newSha: string } {
+  const u = /^(.*)\.\.(.*)$/.exec(update);
+  if (update !== '' && (!u || !OID.test(u[1]!) || !OID.test(u[2]!))) {
+    errors.push(`${K.update} is not <old>..<new> object ids`);
+  }
+  return { oldSha: u?.[1] ?? '', newSha: u?.[2] ?? '' };
+}
+
+function parseBlock(lines: string[]): { events?: AuditEvent[]; errors: string[] } {
   const errors: string[] = [];
   const fields = new Map<string, string>();
-  for (const line of lines) {
+  const refLines: { at: number; value: string }[] = [];
+  const updateLines: { at: number; value: string }[] = [];
+  lines.forEach((line, at) => {
     const m = TRAILER_LINE.exec(line);
     if (!m) {
       errors.push(`not a trailer line: ${JSON.stringify(line.slice(0, 80))}`);
-      continue;
+      return;
     }
-    if (fields.has(m[1]!)) errors.push(`${m[1]} appears twice`);
+    if (m[1] === K.ref) refLines.push({ at, value: m[2] ?? '' });
+    else if (m[1] === K.update) updateLines.push({ at, value: m[2] ?? '' });
+    else if (fields.has(m[1]!)) errors.push(`${m[1]} appears twice`);
     else fields.set(m[1]!, m[2] ?? '');
-  }
+  });
   const need = (key: string): string => {
     const v = fields.get(key);
     if (v === undefined) errors.push(`${key} missing`);
@@ -211,15 +272,15 @@ function parseBlock(lines: string[]): { event?: AuditEvent; errors: string[] } {
   const ticket = fields.get(K.ticket);
   if (kind === 'breakglass' && ticket === undefined) errors.push(`${K.ticket} missing`);
   const actionText = need(K.action);
-  const ref = need(K.ref);
-  const update = need(K.update);
+  const pairs = refPairs(refLines, updateLines, errors);
   const pusher = need(K.pusher);
   const recorded = need(K.recorded);
+  const updates = pairs.map((p) => ({
+    ref: unescapeValue(p.ref),
+    ...parseUpdate(p.update, errors),
+  }));
+  const first = updates[0] ?? { ref: '', oldSha: '', newSha: '' };
 
-  const u = /^(.*)\.\.(.*)$/.exec(update);
-  if (update !== '' && (!u || !OID.test(u[1]!) || !OID.test(u[2]!))) {
-    errors.push(`${K.update} is not <old>..<new> object ids`);
-  }
   const sp = recorded.indexOf(' ');
   const recordedAt = sp < 0 ? recorded : recorded.slice(0, sp);
   const recordedBy = sp < 0 ? '' : unescapeValue(recorded.slice(sp + 1));
@@ -234,9 +295,9 @@ function parseBlock(lines: string[]): { event?: AuditEvent; errors: string[] } {
     ...(violation !== undefined ? { violation: unescapeValue(violation) } : {}),
     ...(ticket !== undefined ? { ticketId: unescapeValue(ticket) } : {}),
     actions: actionText === '' ? [] : actionText.split(', ').map(unescapeValue),
-    ref: unescapeValue(ref),
-    oldSha: u?.[1] ?? '',
-    newSha: u?.[2] ?? '',
+    ref: first.ref,
+    oldSha: first.oldSha,
+    newSha: first.newSha,
     pusher: unescapeValue(pusher),
     approvers: [],
     recordedAt,
@@ -298,7 +359,11 @@ function parseBlock(lines: string[]): { event?: AuditEvent; errors: string[] } {
       }
     }
   }
-  return errors.length ? { errors } : { event, errors };
+  if (errors.length) return { errors };
+  if (updates.length === 1) return { events: [event], errors };
+  // One event per ref, as one report row per protected-branch update; each keeps the whole list
+  // so formatNoteBlock gives back the block from any of them.
+  return { events: updates.map((u) => ({ ...event, ...u, refs: updates })), errors };
 }
 
 /**
@@ -318,7 +383,7 @@ export function parseNote(text: string): { events: AuditEvent[]; errors: string[
     const lines = block.split('\n');
     if (!lines.some((l) => l.startsWith(TRAILER_PREFIX))) return;
     const r = parseBlock(lines);
-    if (r.event) events.push(r.event);
+    if (r.events) events.push(...r.events);
     for (const e of r.errors) errors.push(`block ${i + 1}: ${e}`);
   });
   return { events, errors };

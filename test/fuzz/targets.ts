@@ -107,6 +107,14 @@ const sampleEvent: AuditEvent = {
   recordedBy: 'pre-receive@git.example.com',
 };
 const sampleNote = formatNoteBlock(sampleEvent);
+// One block naming several refs of one push (Ref/Update pairs repeat).
+const sampleMultiRef = formatNoteBlock({
+  ...sampleEvent,
+  refs: [
+    { ref: sampleEvent.ref, oldSha: sampleEvent.oldSha, newSha: sampleEvent.newSha },
+    { ref: 'refs/heads/release/1', oldSha: 'c'.repeat(40), newSha: sampleEvent.newSha },
+  ],
+});
 
 export interface FuzzTarget {
   readonly name: string;
@@ -224,9 +232,18 @@ export function fuzzTargets(): { name: string; property: fc.IRawProperty<unknown
           fc
             .tuple(fc.nat(sampleNote.length - 1), fc.string({ maxLength: 6 }))
             .map(([at, s]) => sampleNote.slice(0, at) + s + sampleNote.slice(at + 1)),
+          fc
+            .tuple(fc.nat(sampleMultiRef.length - 1), fc.string({ maxLength: 6 }))
+            .map(([at, s]) => sampleMultiRef.slice(0, at) + s + sampleMultiRef.slice(at + 1)),
         ),
         (text) => {
           const slow = parseNote(text);
+          // Whatever a mutated block still parses to formats back to one block with those events.
+          for (const e of slow.events) {
+            const again = parseNote(formatNoteBlock(e));
+            if (again.errors.length > 0) return false;
+            if (!again.events.some((x) => JSON.stringify(x) === JSON.stringify(e))) return false;
+          }
           const fast = parseNoteFast(text);
           return fast === null || JSON.stringify(fast.events) === JSON.stringify(slow.events);
         },
