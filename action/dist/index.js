@@ -50727,13 +50727,19 @@ function droppedValue(e) {
   return `${total} ${noun}: ${shown.join(", ")}${more > 0 ? `, ... and ${more} more` : ""}`;
 }
 function formatNoteBlock(e) {
+  const updates = e.refs && e.refs.length > 0 ? e.refs : [e];
+  if (!updates.some((u) => u.ref === e.ref && u.oldSha === e.oldSha && u.newSha === e.newSha)) {
+    throw new Error("formatNoteBlock: the event ref update is not among its refs");
+  }
   const lines = [];
   const add = (key, value) => lines.push(`${key}: ${value}`);
   if (e.kind === "violation") add(K.violation, escapeValue(e.violation ?? "unrecorded bypass"));
   if (e.ticketId !== void 0) add(K.ticket, escapeValue(e.ticketId));
   add(K.action, e.actions.map(escapeItem).join(", "));
-  add(K.ref, escapeValue(e.ref));
-  add(K.update, `${escapeValue(e.oldSha)}..${escapeValue(e.newSha)}`);
+  for (const u of updates) {
+    add(K.ref, escapeValue(u.ref));
+    add(K.update, `${escapeValue(u.oldSha)}..${escapeValue(u.newSha)}`);
+  }
   add(K.pusher, escapeValue(e.pusher));
   if (e.requester) add(K.requester, principalKey(e.requester));
   if (e.approvers.length > 0) add(K.approvers, e.approvers.map(principalKey).join(", "));
@@ -50779,18 +50785,44 @@ function checkTime(text2, what) {
     return e.message;
   }
 }
+function refPairs(refLines, updateLines, errors) {
+  if (refLines.length === 0) errors.push(`${K.ref} missing`);
+  if (updateLines.length === 0) errors.push(`${K.update} missing`);
+  if (refLines.length <= 1 && updateLines.length <= 1) {
+    return [{ ref: refLines[0]?.value ?? "", update: updateLines[0]?.value ?? "" }];
+  }
+  const paired = refLines.length === updateLines.length && refLines.every((r, i) => updateLines[i].at === r.at + 1);
+  if (!paired) {
+    errors.push(`${K.ref} and ${K.update} repeat but not as adjacent pairs`);
+    return [];
+  }
+  const refs = refLines.map((r) => r.value);
+  if (new Set(refs).size !== refs.length) errors.push(`${K.ref} names one ref twice`);
+  return refLines.map((r, i) => ({ ref: r.value, update: updateLines[i].value }));
+}
+function parseUpdate(update, errors) {
+  const u = /^(.*)\.\.(.*)$/.exec(update);
+  if (update !== "" && (!u || !OID2.test(u[1]) || !OID2.test(u[2]))) {
+    errors.push(`${K.update} is not <old>..<new> object ids`);
+  }
+  return { oldSha: u?.[1] ?? "", newSha: u?.[2] ?? "" };
+}
 function parseBlock(lines) {
   const errors = [];
   const fields = /* @__PURE__ */ new Map();
-  for (const line of lines) {
+  const refLines = [];
+  const updateLines = [];
+  lines.forEach((line, at) => {
     const m = TRAILER_LINE.exec(line);
     if (!m) {
       errors.push(`not a trailer line: ${JSON.stringify(line.slice(0, 80))}`);
-      continue;
+      return;
     }
-    if (fields.has(m[1])) errors.push(`${m[1]} appears twice`);
+    if (m[1] === K.ref) refLines.push({ at, value: m[2] ?? "" });
+    else if (m[1] === K.update) updateLines.push({ at, value: m[2] ?? "" });
+    else if (fields.has(m[1])) errors.push(`${m[1]} appears twice`);
     else fields.set(m[1], m[2] ?? "");
-  }
+  });
   const need = (key) => {
     const v = fields.get(key);
     if (v === void 0) errors.push(`${key} missing`);
@@ -50801,14 +50833,14 @@ function parseBlock(lines) {
   const ticket = fields.get(K.ticket);
   if (kind === "breakglass" && ticket === void 0) errors.push(`${K.ticket} missing`);
   const actionText = need(K.action);
-  const ref = need(K.ref);
-  const update = need(K.update);
+  const pairs = refPairs(refLines, updateLines, errors);
   const pusher = need(K.pusher);
   const recorded = need(K.recorded);
-  const u = /^(.*)\.\.(.*)$/.exec(update);
-  if (update !== "" && (!u || !OID2.test(u[1]) || !OID2.test(u[2]))) {
-    errors.push(`${K.update} is not <old>..<new> object ids`);
-  }
+  const updates = pairs.map((p) => ({
+    ref: unescapeValue(p.ref),
+    ...parseUpdate(p.update, errors)
+  }));
+  const first = updates[0] ?? { ref: "", oldSha: "", newSha: "" };
   const sp = recorded.indexOf(" ");
   const recordedAt = sp < 0 ? recorded : recorded.slice(0, sp);
   const recordedBy = sp < 0 ? "" : unescapeValue(recorded.slice(sp + 1));
@@ -50822,9 +50854,9 @@ function parseBlock(lines) {
     ...violation !== void 0 ? { violation: unescapeValue(violation) } : {},
     ...ticket !== void 0 ? { ticketId: unescapeValue(ticket) } : {},
     actions: actionText === "" ? [] : actionText.split(", ").map(unescapeValue),
-    ref: unescapeValue(ref),
-    oldSha: u?.[1] ?? "",
-    newSha: u?.[2] ?? "",
+    ref: first.ref,
+    oldSha: first.oldSha,
+    newSha: first.newSha,
     pusher: unescapeValue(pusher),
     approvers: [],
     recordedAt,
@@ -50880,7 +50912,9 @@ function parseBlock(lines) {
       }
     }
   }
-  return errors.length ? { errors } : { event, errors };
+  if (errors.length) return { errors };
+  if (updates.length === 1) return { events: [event], errors };
+  return { events: updates.map((u) => ({ ...event, ...u, refs: updates })), errors };
 }
 function parseNote(text2) {
   const events = [];
@@ -50894,7 +50928,7 @@ function parseNote(text2) {
     const lines = block.split("\n");
     if (!lines.some((l) => l.startsWith(TRAILER_PREFIX))) return;
     const r = parseBlock(lines);
-    if (r.event) events.push(r.event);
+    if (r.events) events.push(...r.events);
     for (const e of r.errors) errors.push(`block ${i + 1}: ${e}`);
   });
   return { events, errors };

@@ -44,6 +44,14 @@ export async function classifyUpdates(
       `this push updates ${updates.length} protected refs; at most ${MAX_PROTECTED_UPDATES} per push`,
     );
   }
+  // One push often moves many refs to the same commits (64 release branches to one tip): each
+  // git question is asked once per distinct argument, not once per ref.
+  const memo = new Map<string, Promise<unknown>>();
+  const once = <T>(key: string, f: () => Promise<T>): Promise<T> => {
+    let p = memo.get(key) as Promise<T> | undefined;
+    if (!p) memo.set(key, (p = f()));
+    return p;
+  };
   const result: ClassifiedUpdate[] = [];
   for (const u of updates) {
     const isCreate = ZERO_SHA.test(u.oldSha);
@@ -52,28 +60,38 @@ export async function classifyUpdates(
     let touchesPolicy = false;
     let newCommits: string[] = [];
     if (!isDelete) {
-      newCommits = lines(await gitText(ctx, ['rev-list', u.newSha, '--not', '--all']));
+      newCommits = await once(`new ${u.newSha}`, async () =>
+        lines(await gitText(ctx, ['rev-list', u.newSha, '--not', '--all'])),
+      );
     }
     if (!isCreate && !isDelete) {
-      fastForward = await isAncestor(ctx, u.oldSha, u.newSha);
+      fastForward = await once(`ff ${u.oldSha} ${u.newSha}`, () =>
+        isAncestor(ctx, u.oldSha, u.newSha),
+      );
       // TM6: the net change of the policy directory between the old and the new tip.
-      touchesPolicy =
-        (
-          await gitText(ctx, [
-            'diff-tree',
-            '-r',
-            '--name-only',
-            u.oldSha,
-            u.newSha,
-            '--',
-            POLICY_DIR,
-          ])
-        ).length > 0;
+      touchesPolicy = await once(
+        `policy ${u.oldSha} ${u.newSha}`,
+        async () =>
+          (
+            await gitText(ctx, [
+              'diff-tree',
+              '-r',
+              '--name-only',
+              u.oldSha,
+              u.newSha,
+              '--',
+              POLICY_DIR,
+            ])
+          ).length > 0,
+      );
     } else if (isCreate && newCommits.length > 0) {
       // A new branch changes the policy if any commit it brings in touches `.breakglass/`.
-      touchesPolicy =
-        (await gitText(ctx, ['rev-list', '-1', u.newSha, '--not', '--all', '--', POLICY_DIR]))
-          .length > 0;
+      touchesPolicy = await once(
+        `policy-new ${u.newSha}`,
+        async () =>
+          (await gitText(ctx, ['rev-list', '-1', u.newSha, '--not', '--all', '--', POLICY_DIR]))
+            .length > 0,
+      );
     }
     const update = { ...u, fastForward, touchesPolicy };
     result.push({ ...update, kind: updateKind(update), newCommits });

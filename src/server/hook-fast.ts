@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { fastPreReceive, postReceiveIdle, readHookStdin, type FastResult } from './fast-path.ts';
 import type * as Full from './hook-main.ts';
 
-const HOOKS = ['pre-receive', 'post-receive', 'reference-transaction'];
+const HOOKS = ['pre-receive', 'post-receive'];
 
 function here(): string {
   // The bundle's own directory, symlinks resolved (as Node resolves the main module).
@@ -20,11 +20,8 @@ function here(): string {
 async function main(argv: readonly string[]): Promise<number> {
   const args = argv[0] === 'hook' ? argv.slice(1) : argv;
   const which = args[0] as Full.HookName;
-  const arity = which === 'reference-transaction' ? 2 : 1;
-  if (args.length !== arity || !HOOKS.includes(which)) {
-    process.stderr.write(
-      'usage: bg-hook.cjs hook pre-receive|post-receive|reference-transaction <state>\n',
-    );
+  if (args.length !== 1 || !HOOKS.includes(which)) {
+    process.stderr.write('usage: bg-hook.cjs hook pre-receive|post-receive\n');
     return 2;
   }
   const gitDir = path.resolve(process.env.GIT_DIR ?? '.');
@@ -35,8 +32,6 @@ async function main(argv: readonly string[]): Promise<number> {
     stdin = await readHookStdin();
     fast = await fastPreReceive(gitDir, process.env, stdin, now);
     if (fast.decided) return fast.code;
-  } else if (which === 'reference-transaction') {
-    // The shim starts Node only for an armed receive-pack: straight to the full hook.
   } else {
     // Nothing journalled: the usual push; read git's lines and leave.
     stdin = await readHookStdin();
@@ -50,7 +45,6 @@ async function main(argv: readonly string[]): Promise<number> {
     now,
     ...(stdin ? { stdin } : {}),
     ...(fast && !fast.decided && fast.cacheMiss ? { cacheMiss: fast.cacheMiss } : {}),
-    ...(which === 'reference-transaction' ? { state: args[1] ?? '' } : {}),
   });
 }
 

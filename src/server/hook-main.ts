@@ -16,7 +16,7 @@ import {
   type PolicySource,
 } from './fast-path.ts';
 
-export const HOOKS = ['pre-receive', 'post-receive', 'reference-transaction'] as const;
+export const HOOKS = ['pre-receive', 'post-receive'] as const;
 export type HookName = (typeof HOOKS)[number];
 
 export interface HookRun {
@@ -27,19 +27,13 @@ export interface HookRun {
   readonly stdin?: Buffer;
   /** The fast path's cache was missing or stale: write it after the full hook ran. */
   readonly cacheMiss?: CacheMiss;
-  /** reference-transaction's argument (prepared, committed, aborted). */
-  readonly state?: string;
 }
 
-/**
- * The hook's arguments (`hook <name>` or `<name>`; reference-transaction also takes git's state),
- * or null when they are wrong.
- */
+/** The hook's arguments (`hook <name>` or `<name>`), or null when they are wrong. */
 export function hookName(argv: readonly string[]): HookName | null {
   const args = argv[0] === 'hook' ? argv.slice(1) : argv;
   const which = args[0] as HookName;
-  const arity = which === 'reference-transaction' ? 2 : 1;
-  return args.length === arity && HOOKS.includes(which) ? which : null;
+  return args.length === 1 && HOOKS.includes(which) ? which : null;
 }
 
 /** The hook's repository (as hookGitDir in pre-receive.ts, not imported: it pulls in the hook). */
@@ -78,10 +72,6 @@ export async function runHook(which: HookName, o: HookRun): Promise<number> {
     const { runPostReceive } = await import('./post-receive.ts');
     return runPostReceive(common);
   }
-  if (which === 'reference-transaction') {
-    const { runReferenceTransaction } = await import('./reference-transaction.ts');
-    return runReferenceTransaction({ ...common, state: o.state ?? '' });
-  }
   const { runPreReceive } = await import('./pre-receive.ts');
   const code = await runPreReceive(common);
   if (o.cacheMiss) writeFastPathCache(o.gitDir, o.cacheMiss, await protectedPatterns());
@@ -92,18 +82,12 @@ export async function runHook(which: HookName, o: HookRun): Promise<number> {
 async function main(argv: readonly string[]): Promise<number> {
   const which = hookName(argv);
   if (!which) {
-    process.stderr.write(
-      'usage: bg-hook.js hook pre-receive|post-receive|reference-transaction <state>\n',
-    );
+    process.stderr.write('usage: bg-hook.js hook pre-receive|post-receive\n');
     return 2;
   }
   const gitDir = hookGitDir(process.env);
   const now = Date.now();
   if (which === 'post-receive') return runHook(which, { gitDir, now });
-  if (which === 'reference-transaction') {
-    const state = (argv[0] === 'hook' ? argv[2] : argv[1]) ?? '';
-    return runHook(which, { gitDir, now, state });
-  }
   const stdin = await readHookStdin();
   const fast = await fastPreReceive(gitDir, process.env, stdin, now);
   if (fast.decided) return fast.code;

@@ -32,7 +32,7 @@ export function shimText(
   hook: HookName,
   defaults: { bundle?: string; node?: string } = {},
 ): string {
-  if (hook === 'reference-transaction') return transactionShimText(defaults);
+  if (hook === 'reference-transaction') return transactionShimText();
   const pre = hook === 'pre-receive';
   // pre-receive fails closed (exit 1 rejects the push); post-receive can't undo a push, so it
   // only warns and never reports failure.
@@ -109,16 +109,18 @@ ${pre ? 'exec "$node" "$bundle" hook pre-receive "$@"' : '"$node" "$bundle" hook
  * The reference-transaction shim (E2). git runs it around every ref update in the repository,
  * so before anything else it checks for the file pre-receive writes when it accepts a
  * break-glass push (named after the receive-pack's pid): other updates cost one `test -e` and no
- * process. Failing to run Node in the `prepared` state exits 1, so git refuses the update rather
- * than apply one that nobody wrote down (fail closed); in other states git ignores the exit code.
+ * process. For an armed receive-pack (its start time and boot checked, so a reused pid is not
+ * taken for it) it writes the transaction's state and lines durably under journal/tx/<entry>/,
+ * in plain sh (a few coreutils, no Node: a push of 64 refs runs it 128 times). Failing in the
+ * `prepared` state exits 1, so git refuses an update nobody wrote down (fail closed); in the
+ * other states git ignores the exit code. The node side reads these files (journal.ts).
  */
-function transactionShimText(defaults: { bundle?: string; node?: string }): string {
+function transactionShimText(): string {
   return `#!/bin/sh
 ${SHIM_MARKER} (reference-transaction); installed by "bg-sign install-hooks", safe to re-run.
 # git runs this around every ref update; only a push that git-breakglass let through goes past
-# the armed check below, and runs "node <bundle> hook reference-transaction <state>".
-bundle_default=${shQuote(defaults.bundle ?? '')}
-node_default=${shQuote(defaults.node ?? '')}
+# the armed check below. Its state and update lines are written to
+# $GIT_DIR/breakglass/journal/tx/<entry>/<state>-XXXXXXXX for post-receive and bg-sign audit.
 
 chained="$0${CHAINED_SUFFIX}"
 if [ -x "$chained" ]; then
@@ -135,41 +137,37 @@ if [ -x "$chained" ]; then
   rm -f "$tmp"
 fi
 
-[ -e "\${GIT_DIR:-.}/breakglass/armed/$PPID" ] || exit 0
+state=$1
+state_dir=\${GIT_DIR:-.}/breakglass
+armed=$state_dir/armed/$PPID
+[ -e "$armed" ] || exit 0
 
-die() {
-  echo "git-breakglass: $2" >&2
-  if [ "$1" = prepared ]; then
-    echo "git-breakglass: refusing the break-glass update: it could not be written down (fail closed)" >&2
+fail() {
+  echo "git-breakglass: $1" >&2
+  if [ "$state" = prepared ]; then
+    echo "git-breakglass: refusing this break-glass update: it could not be written down (fail closed)" >&2
     exit 1
   fi
   exit 0
 }
-state=$1
+case $state in prepared|committed|aborted) ;; *) exit 0 ;; esac
 
-bundle=
-node=
-while IFS= read -r line; do
-  case $line in
-    "breakglass.bundle "*) bundle=\${line#breakglass.bundle } ;;
-    "breakglass.node "*) node=\${line#breakglass.node } ;;
-  esac
-done <<EOF
-$(git config --get-regexp '^breakglass\\.(bundle|node)$' 2>/dev/null)
-EOF
-[ -n "$bundle" ] || bundle=$bundle_default
-[ -n "$node" ] || node=$node_default
-[ -n "$node" ] || node=$(command -v node 2>/dev/null) || node=
-[ -n "$bundle" ] && [ -r "$bundle" ] || die "$state" "bundle $bundle is missing or unreadable"
-case $bundle in */bg-sign.js)
-  dir=\${bundle%/*}
-  if [ -r "$dir/bg-hook.js" ]; then
-    if [ -r "$dir/bg-hook.cjs" ]; then bundle=$dir/bg-hook.cjs; else bundle=$dir/bg-hook.js; fi
-  fi ;;
-esac
-[ -n "$node" ] && [ -x "$node" ] || die "$state" "node is missing or not executable"
+# The arming names the entry and the receive-pack by pid, start time and boot.
+read -r entry pid start boot <"$armed" || fail "cannot read $armed"
+read -r now_boot </proc/sys/kernel/random/boot_id 2>/dev/null || now_boot=
+read -r stat </proc/$PPID/stat 2>/dev/null || stat=
+rest=\${stat##*) }
+set -- $rest
+[ $# -ge 20 ] && shift 19
+[ "$pid" = "$PPID" ] && [ "$boot" = "$now_boot" ] && [ "$1" = "$start" ] || exit 0
+case $entry in *[!0-9TZa-f-]*|'') fail "bad entry name in $armed" ;; esac
 
-exec "$node" "$bundle" hook reference-transaction "$@"
+dir=$state_dir/journal/tx/$entry
+tmp=$(mktemp "$dir/.tmp.XXXXXXXX") || fail "cannot write in $dir"
+cat >"$tmp" && sync "$tmp" || { rm -f "$tmp"; fail "cannot write $tmp"; }
+out=$(mktemp "$dir/$state-XXXXXXXX") && mv -f "$tmp" "$out" && sync "$dir" ||
+  { rm -f "$tmp"; fail "cannot write the $state record in $dir"; }
+exit 0
 `;
 }
 

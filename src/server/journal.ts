@@ -6,7 +6,14 @@ import type { UpdateKind } from '../engine/update.ts';
 import { BreakglassError } from '../errors.ts';
 import type { Action } from '../ticket/payload.ts';
 import { TICKET_ID } from '../ticket/payload.ts';
-import { isProcessRef, liveness, selfRef, type Liveness, type ProcessRef } from './receive-pack.ts';
+import {
+  bootId,
+  isProcessRef,
+  liveness,
+  selfRef,
+  type Liveness,
+  type ProcessRef,
+} from './receive-pack.ts';
 
 /**
  * The server's own state under `$GIT_DIR/breakglass/` (pre-receive can't write refs, it runs in
@@ -535,7 +542,8 @@ function armedFile(gitDir: string, pid: number): string {
 /**
  * Arms the reference-transaction hook for this receive-pack: from now on its ref transactions
  * are written down under journal/tx/<entry>/ (the directory is made here, so the hook only adds
- * files to it).
+ * files to it). One line, `<entry> <pid> <start time> <boot id>`, that the sh shim reads with
+ * `read` and checks against /proc, so a later process that reuses the pid is not taken for it.
  */
 export async function arm(gitDir: string, entry: JournalEntry): Promise<void> {
   const rp = entry.receivePack;
@@ -544,9 +552,15 @@ export async function arm(gitDir: string, entry: JournalEntry): Promise<void> {
   await writeDurably(
     path.join(stateDir(gitDir), 'armed'),
     String(rp.pid),
-    JSON.stringify({ entry: entry.name, receivePack: rp }) + '\n',
+    `${entry.name} ${rp.pid} ${rp.start} ${bootId()}\n`,
     journalDir(gitDir, 'tmp'),
   );
+}
+
+function readArmed(text: string): { entry: string; pid: number; start: string } | null {
+  const m = /^(\S+) (\d+) (\d+) (\S+)\n?$/.exec(text);
+  if (!m || !ENTRY_NAME.test(m[1]!) || m[4] !== bootId()) return null;
+  return { entry: m[1]!, pid: Number(m[2]), start: m[3]! };
 }
 
 /** Removes the arming of an entry's receive-pack (if it still names that entry). */
@@ -555,10 +569,11 @@ export async function disarm(gitDir: string, entry: JournalEntry): Promise<void>
   if (!rp) return;
   const file = armedFile(gitDir, rp.pid);
   try {
-    const armed = JSON.parse(await fs.readFile(file, 'utf8')) as { entry?: string };
-    if (armed.entry === entry.name) await fs.rm(file, { force: true });
+    if (readArmed(await fs.readFile(file, 'utf8'))?.entry === entry.name) {
+      await fs.rm(file, { force: true });
+    }
   } catch {
-    /* gone already, or re-armed by a later push that reused the pid */
+    /* gone already */
   }
 }
 
@@ -566,33 +581,11 @@ export async function disarm(gitDir: string, entry: JournalEntry): Promise<void>
 export async function armedEntry(gitDir: string, rp: ProcessRef | null): Promise<string | null> {
   if (!rp) return null;
   try {
-    const armed = JSON.parse(await fs.readFile(armedFile(gitDir, rp.pid), 'utf8')) as {
-      entry?: unknown;
-      receivePack?: unknown;
-    };
-    if (typeof armed.entry !== 'string' || !ENTRY_NAME.test(armed.entry)) return null;
-    return sameProcess(armed.receivePack as ProcessRef, rp) ? armed.entry : null;
+    const armed = readArmed(await fs.readFile(armedFile(gitDir, rp.pid), 'utf8'));
+    return armed && armed.pid === rp.pid && armed.start === rp.start ? armed.entry : null;
   } catch {
     return null;
   }
-}
-
-/** Writes down one ref transaction's state and lines (the reference-transaction hook). */
-export async function writeTxMarker(
-  gitDir: string,
-  entryName: string,
-  state: TxState,
-  lines: readonly string[],
-): Promise<void> {
-  if (!ENTRY_NAME.test(entryName)) throw new BreakglassError('INTERNAL', 'bad entry name');
-  const text = lines.join('\n') + '\n';
-  const h = createHash('sha256').update(text).digest('hex').slice(0, 16);
-  await writeDurably(
-    path.join(journalDir(gitDir, 'tx'), entryName),
-    `${state}-${h}`,
-    text,
-    journalDir(gitDir, 'tmp'),
-  );
 }
 
 /** The updates git reported in each transaction state for an entry, as `updateKey`s. */
@@ -614,7 +607,9 @@ export async function readTxMarkers(
     throw e;
   }
   for (const f of files) {
-    const state = /^(prepared|committed|aborted)-[0-9a-f]{16}$/.exec(f)?.[1] as TxState | undefined;
+    // `<state>-XXXXXXXX` as the shim's mktemp names them; `.tmp.*` are being written.
+    const state = /^(prepared|committed|aborted)-[0-9A-Za-z]{6,16}$/.exec(f)?.[1] as
+      TxState | undefined;
     if (!state) continue;
     for (const line of (await fs.readFile(path.join(dir, f), 'utf8')).split('\n')) {
       const m = /^(\S+) (\S+) (\S+)$/.exec(line);

@@ -70,6 +70,7 @@ async function recordItem(
   ctx: GitContext,
   entry: JournalEntry,
   e: PendingEvent,
+  commitsOf: (e: PendingEvent) => Promise<string[]>,
 ): Promise<RecordItem> {
   const event: AuditEvent = {
     kind: 'breakglass',
@@ -87,7 +88,7 @@ async function recordItem(
     recordedAt: entry.createdAt,
     recordedBy: entry.recordedBy,
   };
-  const commits = e.commits ? [...e.commits] : await broughtIn(ctx, e);
+  const commits = e.commits ? [...e.commits] : [...(await commitsOf(e))];
   if (commits.length > MAX_NOTED_COMMITS) {
     throw new BreakglassError(
       'INPUT_TOO_LARGE',
@@ -114,6 +115,58 @@ async function recordItem(
   // A push of commits the repository already had annotates the new tip.
   if (commits.length === 0 && !ZERO_SHA.test(e.newSha)) commits.push(e.newSha);
   return { event, commits };
+}
+
+/**
+ * E5: a commit that several refs of one push bring in under one ticket gets one note block for
+ * that push, naming every such ref (docs/audit-notes.md), not one block per ref: 64 release
+ * branches moved to the same 25,000 commits make 25,000 notes of one block each. Events merge
+ * when only their ref update differs (a force push's replaced tip and dropped commits are its
+ * own); each distinct set of refs a commit was brought in by is one block.
+ */
+export function mergeRefs(items: readonly RecordItem[]): RecordItem[] {
+  const groups = new Map<string, RecordItem[]>();
+  const out: RecordItem[] = [];
+  for (const it of items) {
+    const e = it.event;
+    if (e.replacedTip !== undefined || e.dropped !== undefined || e.kind !== 'breakglass') {
+      out.push(it);
+      continue;
+    }
+    const key = JSON.stringify({ ...e, ref: '', oldSha: '', newSha: '' });
+    groups.set(key, [...(groups.get(key) ?? []), it]);
+  }
+  for (const group of groups.values()) {
+    if (group.length === 1) {
+      out.push(group[0]!);
+      continue;
+    }
+    // Which of the group's updates brought each commit in (indices, in event order).
+    const by = new Map<string, number[]>();
+    group.forEach((it, i) => {
+      for (const c of it.commits) {
+        const list = by.get(c);
+        if (list) list.push(i);
+        else by.set(c, [i]);
+      }
+    });
+    const sets = new Map<string, { members: number[]; commits: string[] }>();
+    for (const [c, members] of by) {
+      const k = members.join(',');
+      const set = sets.get(k);
+      if (set) set.commits.push(c);
+      else sets.set(k, { members, commits: [c] });
+    }
+    for (const { members, commits } of sets.values()) {
+      const first = group[members[0]!]!.event;
+      const refs = members.map((i) => {
+        const e = group[i]!.event;
+        return { ref: e.ref, oldSha: e.oldSha, newSha: e.newSha };
+      });
+      out.push({ event: refs.length > 1 ? { ...first, refs } : first, commits });
+    }
+  }
+  return out;
 }
 
 function flushed(e: PendingEvent, commits: number): FlushedEvent {
@@ -151,19 +204,27 @@ async function flushEntry(
   const usesRecorded = new Set(entry.usesRecorded ?? []);
 
   if (landed.length) {
-    const items = [];
+    const perEvent: RecordItem[] = [];
+    const ranges = new Map<string, Promise<string[]>>();
+    const commitsOf = (e: PendingEvent) => {
+      const k = `${e.oldSha} ${e.newSha} ${(e.base ?? []).join(' ')}`;
+      let p = ranges.get(k);
+      if (!p) ranges.set(k, (p = broughtIn(ctx, e)));
+      return p;
+    };
+    for (const e of landed) perEvent.push(await recordItem(ctx, entry, e, commitsOf));
     // T13: one push is one use of a ticket, however many refs it covers.
-    for (const e of landed) {
-      const item = await recordItem(ctx, entry, e);
-      items.push({ ...item, use: !usesRecorded.has(e.ticket) });
-      usesRecorded.add(e.ticket);
-    }
+    const items = mergeRefs(perEvent).map((item) => {
+      const use = !usesRecorded.has(item.event.ticketId!);
+      usesRecorded.add(item.event.ticketId!);
+      return { ...item, use };
+    });
     await recordEvents(ctx.gitDir, items, {
       env: ctx.env ?? process.env,
       now,
       onWarning: (m) => result.errors.push(m),
     });
-    items.forEach((it, i) => result.recorded.push(flushed(landed[i]!, it.commits.length)));
+    perEvent.forEach((it, i) => result.recorded.push(flushed(landed[i]!, it.commits.length)));
   }
   // E2: a use is given back only when git committed nothing it authorised in this push.
   const keep: Reservation[] = [];

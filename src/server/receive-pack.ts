@@ -52,15 +52,19 @@ function readStat(pid: number, proc: string): Stat | null {
 
 let bootCache: string | undefined;
 
+/** The kernel's boot id as it is (the reference-transaction shim compares it in sh). */
+export function bootId(proc = PROC): string {
+  try {
+    return fs.readFileSync(path.join(proc, 'sys/kernel/random/boot_id'), 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
 /** This boot on this host (empty when the kernel doesn't say: then nothing is provable). */
 export function bootTag(proc = PROC): string {
   if (proc === PROC && bootCache !== undefined) return bootCache;
-  let id = '';
-  try {
-    id = fs.readFileSync(path.join(proc, 'sys/kernel/random/boot_id'), 'utf8').trim();
-  } catch {
-    /* not Linux, or /proc not mounted */
-  }
+  const id = bootId(proc); // empty when not Linux or /proc is not mounted
   const tag = id
     ? createHash('sha256').update(`${hostname()}\0${id}`).digest('hex').slice(0, 16)
     : '';

@@ -8,7 +8,6 @@ import path from 'node:path';
 import { writeEnvelope } from '../../src/git/store.ts';
 import { runPreReceive } from '../../src/server/pre-receive.ts';
 import { flushJournal, type FlushResult } from '../../src/server/post-receive.ts';
-import { runReferenceTransaction } from '../../src/server/reference-transaction.ts';
 import { shimText } from '../../src/server/install.ts';
 import { processRef, type ProcessRef } from '../../src/server/receive-pack.ts';
 import type { Envelope } from '../../src/ticket/dsse.ts';
@@ -30,27 +29,54 @@ const baseEnv: NodeJS.ProcessEnv = {
   GIT_COMMITTER_DATE: '2026-11-29T03:00:00Z',
 };
 
-/**
- * A stand-in for git receive-pack: a real process whose end the hooks can observe (E2). The hook
- * functions take it as `receivePack`, as the installed hooks find the real one in /proc.
- */
 const fakes = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const c of fakes) c.kill('SIGKILL');
 });
 
+/**
+ * A stand-in for git receive-pack: a real process whose end the hooks can observe (E2), and
+ * whose children are the installed reference-transaction shim, run as git runs it (cwd and
+ * GIT_DIR the repository, the transaction's lines on stdin, the state as argument). The hook
+ * functions take it as `receivePack`, as the installed hooks find the real one in /proc.
+ */
 export class FakeReceivePack {
   private readonly child: ChildProcess;
   readonly ref: ProcessRef;
-  constructor() {
-    this.child = spawn('sleep', ['600'], { stdio: 'ignore' });
+  private seq = 0;
+  constructor(private readonly gitDir?: string) {
+    // Reads "<state> <input file>" lines and runs the hook on each, writing its exit code.
+    const loop =
+      'while read -r state file; do sh ./hooks/reference-transaction "$state" <"$file" 2>"$file.err"; echo $? >"$file.rc.tmp"; mv "$file.rc.tmp" "$file.rc"; done';
+    this.child = spawn('sh', ['-c', loop], {
+      cwd: gitDir ?? os.tmpdir(),
+      env: { PATH: process.env.PATH, GIT_DIR: '.' },
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
     // Never what keeps a test run alive: ended with the test process at the latest.
     this.child.unref();
+    (this.child.stdin as unknown as { unref?: () => void }).unref?.();
     fakes.add(this.child);
     const ref = processRef(this.child.pid!);
     if (!ref) throw new Error('no /proc: receive-pack liveness cannot be tested here');
     this.ref = ref;
   }
+
+  /** Runs the installed reference-transaction hook as this receive-pack's child. */
+  async transaction(state: string, lines: string[][]): Promise<{ code: number; stderr: string }> {
+    if (!this.gitDir) throw new Error('FakeReceivePack made without a repository');
+    const file = path.join(os.tmpdir(), `bg-tx-${process.pid}-${this.child.pid}-${++this.seq}`);
+    fs.writeFileSync(file, lines.map((l) => l.join(' ') + '\n').join(''));
+    this.child.stdin!.write(`${state} ${file}\n`);
+    for (let i = 0; i < 400 && !fs.existsSync(`${file}.rc`); i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    const code = Number(fs.readFileSync(`${file}.rc`, 'utf8'));
+    const stderr = fs.readFileSync(`${file}.err`, 'utf8');
+    for (const f of [file, `${file}.rc`, `${file}.err`]) fs.rmSync(f, { force: true });
+    return { code, stderr };
+  }
+
   /** The receive-pack process ends (and is reaped, as git's parent would). */
   end(): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve();
@@ -214,12 +240,8 @@ export class Fixture {
   ): Promise<HookRun> {
     let out = '';
     let err = '';
-    if (o.receivePack) {
-      // pre-receive checks that git will report the outcome (E2) before it arms receive-pack.
-      const hook = path.join(this.server, 'hooks', 'reference-transaction');
-      if (!fs.existsSync(hook))
-        fs.writeFileSync(hook, shimText('reference-transaction'), { mode: 0o755 });
-    }
+    // pre-receive checks that git will report the outcome (E2) before it arms receive-pack.
+    if (o.receivePack) this.installTransactionHook();
     const code = await runPreReceive({
       gitDir: this.server,
       env: this.hookEnv(o.env, o.options),
@@ -250,15 +272,23 @@ export class Fixture {
     });
   }
 
+  /** A receive-pack stand-in for this server repository. */
+  receivePack(): FakeReceivePack {
+    this.installTransactionHook();
+    return new FakeReceivePack(this.server);
+  }
+
+  /** The real reference-transaction shim in the server's hooks (pre-receive checks for it). */
+  installTransactionHook(): void {
+    const hook = path.join(this.server, 'hooks', 'reference-transaction');
+    if (!fs.existsSync(hook)) {
+      fs.writeFileSync(hook, shimText('reference-transaction'), { mode: 0o755 });
+    }
+  }
+
   /** What git's reference-transaction hook does for `rp` around one update; returns the exit code. */
   async tx(rp: FakeReceivePack, state: string, lines: string[][]): Promise<number> {
-    return runReferenceTransaction({
-      gitDir: this.server,
-      state,
-      stdin: lines.map((l) => l.join(' ') + '\n').join(''),
-      stderr: { write: () => true },
-      receivePack: rp.ref,
-    });
+    return (await rp.transaction(state, lines)).code;
   }
 
   /** Moves a ref on the server as receive-pack would, with the hook's prepared/committed calls. */

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { approvedEnvelope, T0 } from '../helpers/fixtures.ts';
 import { formatTicketId } from '../../src/ticket/sign.ts';
 import { runPostReceive } from '../../src/server/post-receive.ts';
-import { FakeReceivePack, Fixture, NOW, ZERO } from './fixture.ts';
+import { Fixture, NOW, ZERO } from './fixture.ts';
 
 const ID = formatTicketId(T0, '7f3a9c');
 const opts = { options: [`breakglass=${ID}`] };
@@ -77,7 +77,7 @@ test('E2: an accepted push that git did not apply is dropped once its receive-pa
     await f.serverTicket(ID, approvedEnvelope());
     const old = f.serverRef('refs/heads/main')!;
     const sha = f.commit();
-    const rp = new FakeReceivePack();
+    const rp = f.receivePack();
     assert.equal(
       (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp })).code,
       0,
@@ -106,7 +106,7 @@ test('E2: a transaction git aborted gives the use back in its own post-receive, 
     await f.serverTicket(ID, approvedEnvelope());
     const old = f.serverRef('refs/heads/main')!;
     const sha = f.commit();
-    const rp = new FakeReceivePack();
+    const rp = f.receivePack();
     try {
       assert.equal(
         (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp })).code,
@@ -130,7 +130,7 @@ test('E2: prepared, then receive-pack ended with no outcome: kept pending with i
     await f.serverTicket(ID, approvedEnvelope());
     const old = f.serverRef('refs/heads/main')!;
     const sha = f.commit();
-    const rp = new FakeReceivePack();
+    const rp = f.receivePack();
     assert.equal(
       (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp })).code,
       0,
@@ -149,7 +149,7 @@ test('E2: the reference-transaction hook refuses (exit 1) a prepared update it c
     await f.serverTicket(ID, approvedEnvelope());
     const old = f.serverRef('refs/heads/main')!;
     const sha = f.commit();
-    const rp = new FakeReceivePack();
+    const rp = f.receivePack();
     try {
       assert.equal(
         (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp })).code,
@@ -163,7 +163,7 @@ test('E2: the reference-transaction hook refuses (exit 1) a prepared update it c
       // Other states never fail the transaction (git ignores their exit code anyway).
       assert.equal(await f.tx(rp, 'committed', [[old, sha, 'refs/heads/main']]), 0);
       // An update of a receive-pack nobody armed is none of the hook's business.
-      const other = new FakeReceivePack();
+      const other = f.receivePack();
       assert.equal(await f.tx(other, 'prepared', [[old, sha, 'refs/heads/main']]), 0);
       await other.end();
     } finally {
@@ -230,7 +230,7 @@ test("E1/E2: an entry whose post-receive never ran is recorded from git's commit
     await f.serverTicket(ID, approvedEnvelope());
     const old = f.serverRef('refs/heads/main')!;
     const sha = f.commit();
-    const rp = new FakeReceivePack();
+    const rp = f.receivePack();
     assert.equal(
       (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp })).code,
       0,
@@ -254,7 +254,7 @@ test('E2: a reservation whose journal entry was never written comes back once it
     const dir = path.join(f.server, 'breakglass', 'reservations', ID);
     fs.mkdirSync(dir, { recursive: true });
     const file = path.join(dir, '0');
-    const writer = new FakeReceivePack(); // stands for the pre-receive killed between the steps
+    const writer = f.receivePack(); // stands for the pre-receive killed between the steps
     fs.writeFileSync(
       file,
       JSON.stringify({ entry: '20261129T031300Z-1-abcdef', at: NOW, writer: writer.ref }) + '\n',
@@ -336,7 +336,7 @@ async function claimedBy(f: Fixture, pid: number): Promise<{ sha: string; claime
   await f.serverTicket(ID, approvedEnvelope());
   const old = f.serverRef('refs/heads/main')!;
   const sha = f.commit();
-  const rp = new FakeReceivePack();
+  const rp = f.receivePack();
   assert.equal(
     (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp })).code,
     0,

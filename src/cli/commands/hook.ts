@@ -1,9 +1,8 @@
 import { runPostReceive } from '../../server/post-receive.ts';
 import { hookGitDir, runPreReceive } from '../../server/pre-receive.ts';
-import { runReferenceTransaction } from '../../server/reference-transaction.ts';
 import { defineCommand } from '../options.ts';
 
-const HOOKS = ['pre-receive', 'post-receive', 'reference-transaction'] as const;
+const HOOKS = ['pre-receive', 'post-receive'] as const;
 
 /**
  * `bg-sign hook pre-receive|post-receive`: what the hook shims in hooks/ run. Reads git's stdin
@@ -11,19 +10,15 @@ const HOOKS = ['pre-receive', 'post-receive', 'reference-transaction'] as const;
  * (post-receive).
  */
 export default defineCommand({
-  command: 'hook <which> [state]',
+  command: 'hook <which>',
   describe: 'Run a server hook (called by the installed hook shims, not by people)',
   builder: (y) =>
     y
       .positional('which', { choices: HOOKS, demandOption: true, describe: 'which hook' })
-      .positional('state', {
-        type: 'string',
-        describe: "reference-transaction: git's state (prepared, committed, aborted)",
-      })
       .example('$0 hook pre-receive < updates', 'decide a push (in a server repository)')
       .example('$0 hook post-receive < updates', 'record the pending break-glass events'),
   handler: async (argv) => {
-    const { which, state } = argv as unknown as { which: (typeof HOOKS)[number]; state?: string };
+    const which = (argv as unknown as { which: (typeof HOOKS)[number] }).which;
     const common = {
       gitDir: hookGitDir(process.env),
       env: process.env,
@@ -33,11 +28,7 @@ export default defineCommand({
       stderr: process.stderr,
     };
     const code =
-      which === 'pre-receive'
-        ? await runPreReceive(common)
-        : which === 'post-receive'
-          ? await runPostReceive(common)
-          : await runReferenceTransaction({ ...common, state: state ?? '' });
+      which === 'pre-receive' ? await runPreReceive(common) : await runPostReceive(common);
     process.exitCode = code;
     // A git child stuck past the watchdog must not keep the push waiting: leave shortly after.
     setTimeout(() => process.exit(code), 2000).unref();
