@@ -1,7 +1,7 @@
 import type { AuditEvent } from '../audit/note.ts';
 import { ZERO_SHA } from '../engine/update.ts';
 import { BreakglassError } from '../errors.ts';
-import { gitText, runGit, type GitContext } from '../git/git.ts';
+import { gitText, type GitContext } from '../git/git.ts';
 import { recordEvents, type RecordItem } from '../git/record.ts';
 import {
   armedEntry,

@@ -317,7 +317,6 @@ describe('fast path cache (FP1-FP4)', () => {
 
 describe('post-receive: nothing to do (postReceiveIdle)', () => {
   let gitDir: string;
-  const NOW = Date.UTC(2026, 10, 29, 12, 0, 0);
   const put = (rel: string, body = '{}') => {
     fs.mkdirSync(path.dirname(path.join(gitDir, 'breakglass', rel)), { recursive: true });
     fs.writeFileSync(path.join(gitDir, 'breakglass', rel), body);
