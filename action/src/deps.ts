@@ -4,7 +4,7 @@ import { BreakglassError } from '../../src/errors.ts';
 import type { GitContext } from '../../src/git/git.ts';
 import { createGitHubApi, type GitHubApi } from './github.ts';
 
-export type Mode = 'auto' | 'gate' | 'detect' | 'review-check';
+export type Mode = 'auto' | 'gate' | 'detect' | 'review-check' | 'sweep';
 
 /** The action's inputs (action.yml), parsed. */
 export interface Inputs {
@@ -16,6 +16,8 @@ export interface Inputs {
   readonly remote: string;
   /** review-check: fail when an event has waited longer than this for review (a duration text). */
   readonly reviewOlderThan: string;
+  /** gate/detect/sweep: approvals of an older head commit don't count (the ruleset's "dismiss stale approvals"). */
+  readonly dismissStaleApprovals: boolean;
 }
 
 /** The workflow event the job runs for. */
@@ -39,6 +41,9 @@ export interface OutputSink {
   setOutput(name: string, value: string): void;
   info(message: string): void;
   warning(message: string, props?: AnnotationProps): void;
+  notice(message: string, props?: AnnotationProps): void;
+  /** Runs `fn` inside a collapsible log group. */
+  group<T>(name: string, fn: () => Promise<T>): Promise<T>;
   error(message: string, props?: AnnotationProps): void;
   summary(markdown: string): Promise<void>;
   /** Marks the step failed (exit code only: the caller returns right after). */
@@ -59,7 +64,7 @@ export interface Deps {
   readonly recordedBy: string;
 }
 
-const MODES: readonly Mode[] = ['auto', 'gate', 'detect', 'review-check'];
+const MODES: readonly Mode[] = ['auto', 'gate', 'detect', 'review-check', 'sweep'];
 
 function bool(name: string, fallback: boolean): boolean {
   const v = core.getInput(name).trim().toLowerCase();
@@ -91,6 +96,7 @@ export function readInputs(): Inputs {
     notes: bool('notes', true),
     remote: core.getInput('remote').trim() || 'origin',
     reviewOlderThan: core.getInput('review-older-than').trim() || '24h',
+    dismissStaleApprovals: bool('dismiss-stale-approvals', true),
   };
 }
 
@@ -127,6 +133,8 @@ export function realDeps(): Deps {
       setOutput: (n, v) => core.setOutput(n, v),
       info: (m) => core.info(m),
       warning: (m, p) => core.warning(m, p),
+      notice: (m, p) => core.notice(m, p),
+      group: (name, fn) => core.group(name, fn),
       error: (m, p) => core.error(m, p),
       summary: async (md) => {
         if (!process.env.GITHUB_STEP_SUMMARY) return;

@@ -6,7 +6,7 @@ import { load as loadYaml } from 'js-yaml';
 import { after, before, describe, it } from 'node:test';
 import type { Deps, OutputSink } from '../../action/src/deps.ts';
 import type { GitHubApi, ReviewInfo } from '../../action/src/github.ts';
-import { mergeGroupPulls } from '../../action/src/gate.ts';
+import { mergeGroupPull } from '../../action/src/gate.ts';
 import { modeFor, run } from '../../action/src/main.ts';
 import { countApprovals } from '../../action/src/reviews.ts';
 import { namedTicketIds } from '../../action/src/tickets.ts';
@@ -67,16 +67,19 @@ describe('countApprovals', () => {
 });
 
 describe('event parsing', () => {
-  it('finds the pull requests of a merge group', () => {
-    assert.deepEqual(
-      mergeGroupPulls({
+  it('finds the pull request a merge group adds from the queue branch, never from message text', () => {
+    assert.equal(
+      mergeGroupPull({
         head_ref:
           'refs/heads/gh-readonly-queue/main/pr-104-929f8209d40f77f4abc622a499c93a83babdbe64',
         head_commit: { message: 'Fix it (#101)\n\nMerge pull request #102 from x/y' },
-      }).sort(),
-      [101, 102, 104],
+      }),
+      104,
     );
-    assert.deepEqual(mergeGroupPulls({ head_ref: 'refs/heads/other' }), []);
+    assert.equal(
+      mergeGroupPull({ head_ref: 'refs/heads/other', head_commit: { message: 'x (#101)' } }),
+      null,
+    );
   });
   it('reads ticket names from free text, bounded', () => {
     assert.deepEqual(
@@ -112,6 +115,8 @@ describe('run(deps) with injected dependencies', () => {
       setOutput: (n, v) => void (log.outputs[n] = v),
       info: () => {},
       warning: () => {},
+      notice: () => {},
+      group: (_name, fn) => fn(),
       error: (m) => void log.errors.push(m),
       summary: async (md) => void (log.summary += md),
       setFailed: (m) => void log.failed.push(m),
@@ -137,6 +142,7 @@ describe('run(deps) with injected dependencies', () => {
         notes: true,
         remote: 'origin',
         reviewOlderThan: '24h',
+        dismissStaleApprovals: false,
       },
       event: {
         name,
