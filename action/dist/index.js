@@ -53693,18 +53693,18 @@ async function patchIds(deps, shas) {
   }
   return map2;
 }
-async function rebasedFrom(deps, pull, before, pushed) {
+async function rebasedFrom(deps, pull, tip, pushed) {
   const { remote } = deps.inputs;
   if (!OID4.test(pull.headSha)) return [];
   if (!await ensureCommit(deps.git, remote, pull.headSha, `refs/pull/${pull.number}/head`)) {
     return [];
   }
-  const own2 = await revList(deps.git, [pull.headSha, "--not", before], MAX_PR_COMMITS + 1);
+  const own2 = await revList(deps.git, [pull.headSha, "--not", tip], MAX_PR_COMMITS + 1);
   if (own2.total > MAX_PR_COMMITS) return [];
   const prIds = new Set((await patchIds(deps, own2.ids)).values());
   return [...pushed].filter(([, pid]) => prIds.has(pid)).map(([sha]) => sha);
 }
-async function pullsOf(deps, branch, before, firstParents, stopAtMissing) {
+async function pullsOf(deps, branch, tip, firstParents, stopAtMissing) {
   const owner = /* @__PURE__ */ new Map();
   const seen = /* @__PURE__ */ new Set();
   const missing = [];
@@ -53726,7 +53726,7 @@ async function pullsOf(deps, branch, before, firstParents, stopAtMissing) {
     if (!seen.has(pr.number) && firstParents.length > 1) {
       seen.add(pr.number);
       pushedIds ??= await patchIds(deps, firstParents);
-      for (const c of await rebasedFrom(deps, pr, before, pushedIds)) {
+      for (const c of await rebasedFrom(deps, pr, tip, pushedIds)) {
         if (!owner.has(c)) owner.set(c, pr);
       }
     }
@@ -53745,7 +53745,7 @@ async function approversOf(deps, policy, pull) {
 async function classifyMerge(deps, policy, branch, before, after, required2) {
   const firstParents = (await revList(deps.git, ["--first-parent", after, "--not", before], Number.MAX_SAFE_INTEGER)).ids;
   if (firstParents.length === 0) return { how: "direct-push", pulls: [], allReviewed: false };
-  const found = await pullsOf(deps, branch, before, firstParents, true);
+  const found = await pullsOf(deps, branch, after, firstParents, true);
   if (found.missing.length) {
     return { how: "direct-push", pulls: [], allReviewed: false, lookups: found.lookups };
   }
@@ -56092,7 +56092,7 @@ async function runSweep(deps) {
       const open3 = line.filter((c) => !noted.has(c));
       if (open3.length === 0) return;
       const branch = ref.slice("refs/heads/".length);
-      const found = await pullsOf(deps, branch, from, open3, false);
+      const found = await pullsOf(deps, branch, tip, open3, false);
       const approvals = /* @__PURE__ */ new Map();
       const approversFor = async (p) => {
         if (!approvals.has(p.number))

@@ -98,13 +98,14 @@ async function patchIds(deps: Deps, shas: readonly string[]): Promise<Map<string
 
 /**
  * The pushed commits that are a pull request's commits rebased (GitHub's "rebase and merge"
- * writes each PR commit anew): the same patch as one of the PR head's commits not on the branch
- * before the push. One look-up then covers every commit of the PR.
+ * writes each PR commit anew): the same patch as one of the PR head's own commits, those the
+ * branch tip does not contain (the PR's base is on the branch; its rebased originals are not).
+ * One look-up then covers every commit of the PR.
  */
 async function rebasedFrom(
   deps: Deps,
   pull: PullInfo,
-  before: string,
+  tip: string,
   pushed: ReadonlyMap<string, string>,
 ): Promise<string[]> {
   const { remote } = deps.inputs;
@@ -112,7 +113,7 @@ async function rebasedFrom(
   if (!(await ensureCommit(deps.git, remote, pull.headSha, `refs/pull/${pull.number}/head`))) {
     return [];
   }
-  const own = await revList(deps.git, [pull.headSha, '--not', before], MAX_PR_COMMITS + 1);
+  const own = await revList(deps.git, [pull.headSha, '--not', tip], MAX_PR_COMMITS + 1);
   if (own.total > MAX_PR_COMMITS) return [];
   const prIds = new Set((await patchIds(deps, own.ids)).values());
   return [...pushed].filter(([, pid]) => prIds.has(pid)).map(([sha]) => sha);
@@ -128,7 +129,7 @@ async function rebasedFrom(
 export async function pullsOf(
   deps: Deps,
   branch: string,
-  before: string,
+  tip: string,
   firstParents: readonly string[],
   stopAtMissing: boolean,
 ): Promise<{ owner: Map<string, PullInfo>; missing: string[]; lookups: number }> {
@@ -157,7 +158,7 @@ export async function pullsOf(
     if (!seen.has(pr.number) && firstParents.length > 1) {
       seen.add(pr.number);
       pushedIds ??= await patchIds(deps, firstParents);
-      for (const c of await rebasedFrom(deps, pr, before, pushedIds)) {
+      for (const c of await rebasedFrom(deps, pr, tip, pushedIds)) {
         if (!owner.has(c)) owner.set(c, pr);
       }
     }
@@ -188,7 +189,7 @@ async function classifyMerge(
     await revList(deps.git, ['--first-parent', after, '--not', before], Number.MAX_SAFE_INTEGER)
   ).ids;
   if (firstParents.length === 0) return { how: 'direct-push', pulls: [], allReviewed: false };
-  const found = await pullsOf(deps, branch, before, firstParents, true);
+  const found = await pullsOf(deps, branch, after, firstParents, true);
   if (found.missing.length) {
     return { how: 'direct-push', pulls: [], allReviewed: false, lookups: found.lookups };
   }

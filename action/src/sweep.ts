@@ -143,7 +143,7 @@ export async function runSweep(deps: Deps): Promise<Outcome> {
       const open = line.filter((c) => !noted.has(c));
       if (open.length === 0) return;
       const branch = ref.slice('refs/heads/'.length);
-      const found = await pullsOf(deps, branch, from, open, false);
+      const found = await pullsOf(deps, branch, tip, open, false);
       const approvals = new Map<number, string[]>();
       const approversFor = async (p: PullInfo) => {
         if (!approvals.has(p.number))
