@@ -28727,11 +28727,23 @@ function readInputs() {
     dismissStaleApprovals: bool("dismiss-stale-approvals", true)
   };
 }
+function repositoryInput() {
+  const v = getInput("repository").trim();
+  if (!v) return null;
+  const m = /^([A-Za-z0-9][A-Za-z0-9-]{0,38})\/([A-Za-z0-9._-]{1,100})$/.exec(v);
+  if (!m) {
+    throw new BreakglassError(
+      "USAGE",
+      `input repository must be owner/name, got "${v.slice(0, 80)}"`
+    );
+  }
+  return { owner: m[1], repo: m[2] };
+}
 function realDeps() {
   const inputs = readInputs();
   const workspace = process.env.GITHUB_WORKSPACE || process.cwd();
   const serverUrl = process.env.GITHUB_SERVER_URL || "https://github.com";
-  const { owner, repo } = context2.repo;
+  const { owner, repo } = repositoryInput() ?? context2.repo;
   const env = {
     ...process.env,
     GIT_AUTHOR_NAME: process.env.GIT_AUTHOR_NAME || "git-breakglass action",
@@ -28750,7 +28762,7 @@ function realDeps() {
       owner,
       repo,
       actor: context2.actor,
-      runUrl: `${serverUrl}/${owner}/${repo}/actions/runs/${context2.runId}`
+      runUrl: `${serverUrl}/${context2.repo.owner}/${context2.repo.repo}/actions/runs/${context2.runId}`
     },
     git: { cwd: workspace, env },
     github: createGitHubApi(inputs.token, owner, repo),

@@ -100,12 +100,29 @@ export function readInputs(): Inputs {
   };
 }
 
+/**
+ * The `repository` input (`owner/name`): a sweep run from a central repository judges another
+ * one (checked out into the workspace with a token for it). Empty: the workflow's repository.
+ */
+function repositoryInput(): { owner: string; repo: string } | null {
+  const v = core.getInput('repository').trim();
+  if (!v) return null;
+  const m = /^([A-Za-z0-9][A-Za-z0-9-]{0,38})\/([A-Za-z0-9._-]{1,100})$/.exec(v);
+  if (!m) {
+    throw new BreakglassError(
+      'USAGE',
+      `input repository must be owner/name, got "${v.slice(0, 80)}"`,
+    );
+  }
+  return { owner: m[1]!, repo: m[2]! };
+}
+
 /** The real world: runner environment, @actions/core output, GitHub's REST API, git in the workspace. */
 export function realDeps(): Deps {
   const inputs = readInputs();
   const workspace = process.env.GITHUB_WORKSPACE || process.cwd();
   const serverUrl = process.env.GITHUB_SERVER_URL || 'https://github.com';
-  const { owner, repo } = context.repo;
+  const { owner, repo } = repositoryInput() ?? context.repo;
   // Note and use-record commits need an identity; runners have none configured.
   const env = {
     ...process.env,
@@ -125,7 +142,7 @@ export function realDeps(): Deps {
       owner,
       repo,
       actor: context.actor,
-      runUrl: `${serverUrl}/${owner}/${repo}/actions/runs/${context.runId}`,
+      runUrl: `${serverUrl}/${context.repo.owner}/${context.repo.repo}/actions/runs/${context.runId}`,
     },
     git: { cwd: workspace, env },
     github: createGitHubApi(inputs.token, owner, repo),

@@ -221,23 +221,52 @@ describe('run(deps) with injected dependencies', () => {
 });
 
 describe('docs/github.md workflow', () => {
-  it('parses, grants the documented permissions, and every event it lists has a mode', () => {
+  it('parses, grants each job only what its mode needs, and every event it lists has a mode', () => {
     const doc = readFileSync(new URL('../../docs/github.md', import.meta.url), 'utf8');
     const block = /```yaml\n([\s\S]*?)```/.exec(doc);
     assert.ok(block, 'a yaml block');
+    type Job = {
+      if: string;
+      permissions: Record<string, string>;
+      steps: { uses?: string; with?: Record<string, unknown> }[];
+    };
     const wf = loadYaml(block[1]!) as {
       on: Record<string, unknown>;
       permissions: Record<string, string>;
-      jobs: Record<string, { steps: { uses?: string; with?: Record<string, unknown> }[] }>;
+      jobs: Record<string, Job>;
     };
-    assert.deepEqual(wf.permissions, {
+    // Nothing at the top: a job that forgets its own block gets no access.
+    assert.deepEqual(wf.permissions, {});
+    const jobs = wf.jobs;
+    assert.deepEqual(jobs.breakglass!.permissions, { contents: 'read', 'pull-requests': 'read' });
+    assert.deepEqual(jobs.detect!.permissions, {
       contents: 'write',
       'pull-requests': 'read',
       issues: 'write',
     });
+    assert.deepEqual(jobs['review-check']!.permissions, { contents: 'read', issues: 'write' });
+    assert.deepEqual(jobs.sweep!.permissions, {
+      contents: 'write',
+      'pull-requests': 'read',
+      issues: 'write',
+    });
+    // The required check (gate) runs on every pull request event; detect only on push.
+    for (const e of ['pull_request', 'pull_request_review', 'merge_group']) {
+      assert.ok(jobs.breakglass!.if.includes(e), e);
+      assert.equal(modeFor('auto', e), 'gate');
+    }
+    assert.equal(jobs.detect!.if, "github.event_name == 'push'");
+    const sweepStep = jobs.sweep!.steps.find((st) => st.uses?.startsWith('acme/git-breakglass'));
+    assert.equal(sweepStep?.with?.mode, 'sweep');
     for (const event of Object.keys(wf.on)) assert.ok(modeFor('auto', event), event);
-    const steps = Object.values(wf.jobs).flatMap((j) => j.steps);
-    const checkout = steps.find((st) => st.uses?.startsWith('actions/checkout@'));
-    assert.equal(checkout?.with?.['fetch-depth'], 0);
+    for (const j of Object.values(jobs)) {
+      const checkout = j.steps.find((st) => st.uses?.startsWith('actions/checkout@'));
+      assert.equal(checkout?.with?.['fetch-depth'], 0);
+      // Only jobs that push notes keep the checkout's credentials.
+      assert.equal(
+        checkout?.with?.['persist-credentials'] !== false,
+        j.permissions.contents === 'write',
+      );
+    }
   });
 });
