@@ -148,6 +148,24 @@ describe('sweep', () => {
     );
   });
 
+  it('judges another repository named by the repository input (a central sweep)', async () => {
+    const tip = await w.tip();
+    const f = await w.commit(tip, 'src/f.ts', 'f\n', 'unrecorded');
+    await w.pushTo(f, 'refs/heads/main');
+    w.github.on(`GET /repos/acme/other/commits/${f}/pulls`, { status: 200, json: [] });
+    const seen = w.github.requests.length;
+    const r = await w.run('schedule', schedule, {
+      inputs: { mode: 'sweep', repository: 'acme/other' },
+    });
+    assert.equal(r.code, 1, r.stdout);
+    assert.deepEqual(lookups(seen), [`/repos/acme/other/commits/${f}/pulls`]);
+    const bad = await w.run('schedule', schedule, {
+      inputs: { mode: 'sweep', repository: 'acme/other/../x' },
+    });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stdout, /input repository must be owner\/name/);
+  });
+
   it('refuses to sweep on a push event', async () => {
     const r = await w.run('push', {}, { inputs: { mode: 'sweep' } });
     assert.equal(r.code, 1);
