@@ -28674,7 +28674,7 @@ function createGitHubApi(token, owner, repo) {
         }));
       } catch (e) {
         const status = e.status;
-        if (status === 403 || status === 404) return null;
+        if ((status === 403 || status === 404) && !isRateLimit(e)) return null;
         throw apiError("activity", e);
       }
     },
@@ -53830,7 +53830,7 @@ async function runDetect(deps) {
   const created = p.created === true || ZERO_SHA.test(before);
   const deleted = p.deleted === true || ZERO_SHA.test(after);
   const { remote, policyPath } = deps.inputs;
-  await fetchAudit(deps.git, remote);
+  await deps.out.group("git-breakglass: fetch", () => fetchAudit(deps.git, remote));
   let policySha = null;
   if (!created && await ensureCommit(deps.git, remote, before, ref)) policySha = before;
   if (!policySha) {
@@ -55933,7 +55933,7 @@ async function runReviewCheck(deps) {
   const input2 = deps.inputs.reviewOlderThan;
   const olderThanMs = parseDurationAllowZero(input2, "input review-older-than");
   const now = deps.now();
-  await fetchAudit(deps.git, deps.inputs.remote);
+  await deps.out.group("git-breakglass: fetch", () => fetchAudit(deps.git, deps.inputs.remote));
   const branch = await defaultBranch(deps);
   const tip = await fetchTip(deps.git, deps.inputs.remote, branch);
   if (!tip) {
@@ -56050,6 +56050,21 @@ async function adoption(deps, tip) {
   const all = out.split("\n").filter(Boolean);
   return all[all.length - 1] ?? null;
 }
+async function normalPush(deps, policy, rule, activity, commit) {
+  for (const a of activity) {
+    if (a.type !== "push" || !a.actor) continue;
+    const who = principalForLogin(policy, a.actor)?.name;
+    if (!who || !rule.pushers.includes(who)) continue;
+    if (!await ensureCommit(deps.git, deps.inputs.remote, a.after)) continue;
+    if (!await ensureCommit(deps.git, deps.inputs.remote, a.before)) continue;
+    if (!await isAncestor(deps.git, a.before, a.after)) continue;
+    if (!await isAncestor(deps.git, commit, a.after)) continue;
+    if (await isAncestor(deps.git, commit, a.before)) continue;
+    const control = await changedControlFiles(deps.git, a.before, a.after, deps.inputs.policyPath);
+    if (control.length === 0) return true;
+  }
+  return false;
+}
 async function runSweep(deps) {
   const { remote } = deps.inputs;
   const def = defaultBranchOf(deps);
@@ -56111,10 +56126,15 @@ async function runSweep(deps) {
           approvals.set(p.number, await approversOf(deps, bp.policy, p));
         return approvals.get(p.number);
       };
+      let activity;
       for (const c of [...open3].reverse()) {
         const parent = await gitText(deps.git, ["rev-parse", `${c}^1`]).catch(() => "") || c;
         const pr = found.owner.get(c);
         if (!pr) {
+          activity ??= await deps.github.listActivity(ref) ?? [];
+          if (rule.pushers.length && await normalPush(deps, bp.policy, rule, activity, c)) {
+            continue;
+          }
           findings.push({
             ref,
             commit: c,

@@ -295,7 +295,7 @@ export async function runDetect(deps: Deps): Promise<Outcome> {
   const created = p.created === true || ZERO_SHA.test(before);
   const deleted = p.deleted === true || ZERO_SHA.test(after);
   const { remote, policyPath } = deps.inputs;
-  await fetchAudit(deps.git, remote);
+  await deps.out.group('git-breakglass: fetch', () => fetchAudit(deps.git, remote));
 
   // DESIGN §5: the policy as it was on the branch before this push (never the pushed commits).
   let policySha: string | null = null;

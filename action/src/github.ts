@@ -259,8 +259,9 @@ export function createGitHubApi(token: string, owner: string, repo: string): Git
         }));
       } catch (e) {
         const status = (e as { status?: unknown }).status;
-        // The activity API is a cross-check only: not every token or plan may read it.
-        if (status === 403 || status === 404) return null;
+        // The activity API is a cross-check only: not every token or plan may read it. A rate
+        // limit is not a missing permission: it fails like any other call.
+        if ((status === 403 || status === 404) && !isRateLimit(e)) return null;
         throw apiError('activity', e);
       }
     },

@@ -3,11 +3,17 @@ import { BreakglassError } from '../../src/errors.ts';
 import { gitText, runGit } from '../../src/git/git.ts';
 import type { RecordItem } from '../../src/git/record.ts';
 import { REFS } from '../../src/git/store.ts';
-import { protectionFor } from '../../src/policy/policy.ts';
+import {
+  principalForLogin,
+  protectionFor,
+  type Policy,
+  type ProtectedRule,
+} from '../../src/policy/policy.ts';
 import { formatTime } from '../../src/ticket/time.ts';
 import type { Deps } from './deps.ts';
 import { approversOf, pullsOf } from './detect.ts';
-import type { PullInfo } from './github.ts';
+import { changedControlFiles } from './control.ts';
+import type { ActivityInfo, PullInfo } from './github.ts';
 import { defaultBranchOf, policyForBranch } from './policy.ts';
 import { recordAndPush } from './record.ts';
 import {
@@ -71,6 +77,34 @@ async function adoption(deps: Deps, tip: string): Promise<string | null> {
   ]);
   const all = out.split('\n').filter(Boolean);
   return all[all.length - 1] ?? null;
+}
+
+/**
+ * True when the activity API shows the commit arrived in a plain fast-forward push by a principal
+ * the rule lists as a normal pusher, changing no control file: the engine's normal path, for
+ * which the detector writes no note. (The API keeps recent entries only; older such commits are
+ * reported.)
+ */
+async function normalPush(
+  deps: Deps,
+  policy: Policy,
+  rule: ProtectedRule,
+  activity: readonly ActivityInfo[],
+  commit: string,
+): Promise<boolean> {
+  for (const a of activity) {
+    if (a.type !== 'push' || !a.actor) continue;
+    const who = principalForLogin(policy, a.actor)?.name;
+    if (!who || !rule.pushers.includes(who)) continue;
+    if (!(await ensureCommit(deps.git, deps.inputs.remote, a.after))) continue;
+    if (!(await ensureCommit(deps.git, deps.inputs.remote, a.before))) continue;
+    if (!(await isAncestor(deps.git, a.before, a.after))) continue;
+    if (!(await isAncestor(deps.git, commit, a.after))) continue;
+    if (await isAncestor(deps.git, commit, a.before)) continue;
+    const control = await changedControlFiles(deps.git, a.before, a.after, deps.inputs.policyPath);
+    if (control.length === 0) return true;
+  }
+  return false;
 }
 
 /**
@@ -150,11 +184,16 @@ export async function runSweep(deps: Deps): Promise<Outcome> {
           approvals.set(p.number, await approversOf(deps, bp.policy, p));
         return approvals.get(p.number)!;
       };
+      let activity: readonly ActivityInfo[] | null | undefined;
       // Oldest first, as people read history.
       for (const c of [...open].reverse()) {
         const parent = (await gitText(deps.git, ['rev-parse', `${c}^1`]).catch(() => '')) || c;
         const pr = found.owner.get(c);
         if (!pr) {
+          activity ??= (await deps.github.listActivity(ref)) ?? [];
+          if (rule.pushers.length && (await normalPush(deps, bp.policy, rule, activity, c))) {
+            continue;
+          }
           findings.push({
             ref,
             commit: c,

@@ -148,6 +148,34 @@ describe('sweep', () => {
     );
   });
 
+  it("does not report a listed pusher's fast-forward the activity API shows (the normal path)", async () => {
+    const tip = await w.tip();
+    const bot = await w.commit(tip, 'src/bot.ts', 'bot\n', 'bump version');
+    await w.pushTo(bot, 'refs/heads/main');
+    const act = fixture<Payload[]>('activity.json');
+    Object.assign(act[0]!, { before: tip, after: bot, activity_type: 'push' });
+    act[0]!.actor.login = 'merge-bot';
+    w.github.on('GET /repos/acme/api/activity', { status: 200, json: act });
+    w.github.on(`GET /repos/acme/api/commits/${bot}/pulls`, { status: 200, json: [] });
+    const r = await w.run('schedule', schedule, { inputs: { mode: 'sweep' } });
+    assert.equal(r.code, 0, r.stdout);
+    assert.equal(await w.note(bot), undefined);
+
+    // The same push by someone who is not a listed pusher is a finding.
+    const next = await w.commit(bot, 'src/bot.ts', 'bot 2\n', 'bump again');
+    await w.pushTo(next, 'refs/heads/main');
+    Object.assign(act[0]!, { before: bot, after: next });
+    act[0]!.actor.login = 'alice';
+    w.github.on(`GET /repos/acme/api/commits/${next}/pulls`, { status: 200, json: [] });
+    const r2 = await w.run('schedule', schedule, { inputs: { mode: 'sweep' } });
+    assert.equal(r2.code, 1, r2.stdout);
+    assert.match(
+      r2.stdout,
+      new RegExp(`Commit ${next.slice(0, 12)} on refs/heads/main: no merged`),
+    );
+    w.github.on('GET /repos/acme/api/activity', { status: 404, json: { message: 'Not Found' } });
+  });
+
   it('judges another repository named by the repository input (a central sweep)', async () => {
     const tip = await w.tip();
     const f = await w.commit(tip, 'src/f.ts', 'f\n', 'unrecorded');
