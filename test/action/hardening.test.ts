@@ -388,6 +388,17 @@ describe('9. stale approvals, unprotected bases, summaries and log groups', () =
     );
   });
 
+  it('pull_request_target runs the gate (documented: it reads the head only as git objects)', async () => {
+    const head = await pullHead(93, 'src/target.ts');
+    w.github.on('GET /repos/acme/api/pulls/93/reviews', { status: 200, json: [] });
+    const r = await w.run('pull_request_target', opened(93, head));
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(
+      r.stdout,
+      /::error title=Break-glass check failed::#93 has 0 of 1 required approval/,
+    );
+  });
+
   it('an error run writes the job summary too, and logs in groups', async () => {
     const head = await pullHead(92, 'src/err.ts');
     w.github.on('GET /repos/acme/api/pulls/92/reviews', {
