@@ -52306,7 +52306,8 @@ function requestCommand(policy, ref, actions, commit, reason) {
     "bg-sign request",
     `--ref ${q(ref.replace(/^refs\/heads\//, ""))}`,
     ...actions.map((a) => `--action ${a}`),
-    `--commit ${commit}`,
+    // A deletion has no new commit to pin.
+    ...commit ? [`--commit ${commit}`] : [],
     `--ttl ${formatDuration(ttl)}`,
     `--reason ${q(reason)}`,
     "--push"
@@ -53995,7 +53996,7 @@ async function runDetect(deps) {
   }[cls.how];
   const kindText = ended ? "merged-after-ticket-ended" : cls.how;
   const howText = ended ? `merged ${prNote} after ticket ${ended.id} ended (${ended.why})` : how;
-  const why = ended ? `ticket ${ended.id} ${ended.why}` : `${explain(d, named)}; to cover such a change: ${requestCommand(policy, ref, d.actions, after, `covers ${short(after)} on ${branch}`)}`;
+  const why = ended ? `ticket ${ended.id} ${ended.why}` : `${explain(d, named)}; to cover such a change: ${requestCommand(policy, ref, d.actions, deleted ? null : after, `covers ${short(deleted ? before : after)} on ${branch}`)}`;
   let event;
   let ticketInfo;
   if (d.path === "breakglass") {

@@ -492,7 +492,7 @@ export async function runDetect(deps: Deps): Promise<Outcome> {
   const howText = ended ? `merged ${prNote} after ticket ${ended.id} ended (${ended.why})` : how;
   const why = ended
     ? `ticket ${ended.id} ${ended.why}`
-    : `${explain(d, named)}; to cover such a change: ${requestCommand(policy, ref, d.actions, after, `covers ${short(after)} on ${branch}`)}`;
+    : `${explain(d, named)}; to cover such a change: ${requestCommand(policy, ref, d.actions, deleted ? null : after, `covers ${short(deleted ? before : after)} on ${branch}`)}`;
 
   let event: AuditEvent;
   let ticketInfo: VerifiedTicket | undefined;

@@ -54,7 +54,7 @@ export function requestCommand(
   policy: Policy,
   ref: string,
   actions: readonly string[],
-  commit: string,
+  commit: string | null,
   reason: string,
 ): string {
   const ttl = Math.min(DEFAULT_TTL_MS, policy.tickets.maxTtlMs);
@@ -62,7 +62,8 @@ export function requestCommand(
     'bg-sign request',
     `--ref ${q(ref.replace(/^refs\/heads\//, ''))}`,
     ...actions.map((a) => `--action ${a}`),
-    `--commit ${commit}`,
+    // A deletion has no new commit to pin.
+    ...(commit ? [`--commit ${commit}`] : []),
     `--ttl ${formatDuration(ttl)}`,
     `--reason ${q(reason)}`,
     '--push',

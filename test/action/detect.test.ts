@@ -281,6 +281,11 @@ describe('detector', () => {
     });
     assert.equal(del.code, 1, del.stdout);
     assert.match(del.stdout, /Unticketed delete on refs\/heads\/release\/1/);
+    // The request command for a deletion pins no commit.
+    assert.match(
+      del.stdout,
+      /bg-sign request --ref release\/1 --action delete --ttl 30m --reason '[^']+' --push/,
+    );
     assert.match((await w.note(tip)) ?? '', /^Break-glass-Action: delete$/m);
 
     const x = await w.commit(tip, 'src/rel.ts', 'r\n');
