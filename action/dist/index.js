@@ -53883,6 +53883,9 @@ async function runDetect(deps) {
   };
   if (cls.how === "direct-push") {
     cls = await classifyMerge(deps, policy, branch, before, after, rule.requiredApprovals);
+    deps.out.info(
+      `${cls.how === "pr-merge" ? `pull request(s) ${cls.pulls.map((x) => `#${x.pull.number}`).join(", ")}` : "no merged pull request"} found in ${cls.lookups ?? 0} commit look-up(s)`
+    );
   }
   const update = {
     ref,
@@ -56028,6 +56031,7 @@ async function runReviewCheck(deps) {
 var SWEEP_PREFIX = "refs/breakglass-sweep/";
 var MAX_ANNOTATIONS2 = 50;
 var MAX_ISSUE_ROWS2 = 100;
+var MAX_LISTED = 1e3;
 function short2(sha) {
   return sha.slice(0, 12);
 }
@@ -56208,7 +56212,12 @@ async function runSweep(deps) {
       deps.out.warning(`could not open an issue: ${e.message}`);
     }
   }
-  const rows = findings.slice(0, 1e3).map((f) => ({
+  if (findings.length > MAX_LISTED) {
+    checked.push(
+      `${findings.length - MAX_LISTED} more finding(s) are not listed here; each has its note (git log --notes=breakglass).`
+    );
+  }
+  const rows = findings.slice(0, MAX_LISTED).map((f) => ({
     ref: f.ref,
     commits: short2(f.commit),
     actor: "",
@@ -56225,7 +56234,7 @@ async function runSweep(deps) {
   return {
     decision: findings.length ? "violation" : "normal",
     ticket: "",
-    events: findings,
+    events: findings.slice(0, MAX_LISTED),
     rows,
     notes: checked,
     problems,

@@ -361,6 +361,9 @@ export async function runDetect(deps: Deps): Promise<Outcome> {
   };
   if (cls.how === 'direct-push') {
     cls = await classifyMerge(deps, policy, branch, before, after, rule.requiredApprovals);
+    deps.out.info(
+      `${cls.how === 'pr-merge' ? `pull request(s) ${cls.pulls.map((x) => `#${x.pull.number}`).join(', ')}` : 'no merged pull request'} found in ${cls.lookups ?? 0} commit look-up(s)`,
+    );
   }
   const update: RefUpdate = {
     ref,

@@ -34,6 +34,9 @@ export const SWEEP_PREFIX = 'refs/breakglass-sweep/';
 
 const MAX_ANNOTATIONS = 50;
 const MAX_ISSUE_ROWS = 100;
+// The summary table and the `events` output (GitHub caps a step output at 1 MiB): the first
+// findings; the notes hold them all.
+const MAX_LISTED = 1000;
 
 /** One commit on a protected branch that nothing accounts for. */
 export interface SweepFinding {
@@ -272,7 +275,12 @@ export async function runSweep(deps: Deps): Promise<Outcome> {
       deps.out.warning(`could not open an issue: ${(e as Error).message}`);
     }
   }
-  const rows: SummaryRow[] = findings.slice(0, 1000).map((f) => ({
+  if (findings.length > MAX_LISTED) {
+    checked.push(
+      `${findings.length - MAX_LISTED} more finding(s) are not listed here; each has its note (git log --notes=breakglass).`,
+    );
+  }
+  const rows: SummaryRow[] = findings.slice(0, MAX_LISTED).map((f) => ({
     ref: f.ref,
     commits: short(f.commit),
     actor: '',
@@ -289,7 +297,7 @@ export async function runSweep(deps: Deps): Promise<Outcome> {
   return {
     decision: findings.length ? 'violation' : 'normal',
     ticket: '',
-    events: findings,
+    events: findings.slice(0, MAX_LISTED),
     rows,
     notes: checked,
     problems,

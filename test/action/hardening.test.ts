@@ -188,6 +188,7 @@ describe('3. reviewed rebase merges of many commits', () => {
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.equal(r.outputs.decision, 'normal');
     assert.match(r.stdout, /reviewed merge of #40 \(1\/1 approvals\)/);
+    assert.match(r.stdout, /pull request\(s\) #40 found in 1 commit look-up\(s\)/);
     // The other 24 commits are matched to #40 by patch id (their look-ups would 404 here).
     const lookups = w.github.requests
       .slice(seen)
