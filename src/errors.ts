@@ -56,6 +56,7 @@ export const ERROR_CODES = [
   // GitHub Action
   'GITHUB_API',
   'GITHUB_PERMISSION',
+  'GITHUB_RATE_LIMIT',
   // audit evidence
   'AUDIT_RECORD_INVALID',
   // server: an update through a symbolic ref whose target is protected or guarded (TM9)

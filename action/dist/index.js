@@ -1388,7 +1388,7 @@ var require_util = __commonJS({
       }
       obj2[kListeners] = null;
     }
-    function errorRequest(client, request2, err) {
+    function errorRequest2(client, request2, err) {
       try {
         request2.onError(err);
         assert2(request2.aborted);
@@ -1439,7 +1439,7 @@ var require_util = __commonJS({
       bufferToLowerCasedHeaderName,
       addListener,
       removeAllListeners,
-      errorRequest,
+      errorRequest: errorRequest2,
       parseRawHeaders,
       parseHeaders,
       parseKeepAliveTimeout,
@@ -2522,7 +2522,7 @@ var require_connect = __commonJS({
     var util = require_util();
     var { InvalidArgumentError, ConnectTimeoutError } = require_errors();
     var timers = require_timers();
-    function noop3() {
+    function noop4() {
     }
     var tls;
     var SessionCache;
@@ -2647,7 +2647,7 @@ var require_connect = __commonJS({
     }
     var setupConnectTimeout = process.platform === "win32" ? (socketWeakRef, opts) => {
       if (!opts.timeout) {
-        return noop3;
+        return noop4;
       }
       let s1 = null;
       let s2 = null;
@@ -2663,7 +2663,7 @@ var require_connect = __commonJS({
       };
     } : (socketWeakRef, opts) => {
       if (!opts.timeout) {
-        return noop3;
+        return noop4;
       }
       let s1 = null;
       const fastTimer = timers.setFastTimeout(() => {
@@ -5454,7 +5454,7 @@ var require_body = __commonJS({
       random = (max) => Math.floor(Math.random(max));
     }
     var textEncoder = new TextEncoder();
-    function noop3() {
+    function noop4() {
     }
     var hasFinalizationRegistry = globalThis.FinalizationRegistry && process.version.indexOf("v18") !== 0;
     var streamRegistry;
@@ -5462,7 +5462,7 @@ var require_body = __commonJS({
       streamRegistry = new FinalizationRegistry((weakRef) => {
         const stream = weakRef.deref();
         if (stream && !stream.locked && !isDisturbed(stream) && !isErrored(stream)) {
-          stream.cancel("Response object has been garbage collected").catch(noop3);
+          stream.cancel("Response object has been garbage collected").catch(noop4);
         }
       });
     }
@@ -7684,7 +7684,7 @@ var require_client = __commonJS({
     var connectH2 = require_client_h2();
     var deprecatedInterceptorWarned = false;
     var kClosedResolve = /* @__PURE__ */ Symbol("kClosedResolve");
-    var noop3 = () => {
+    var noop4 = () => {
     };
     function getPipelining(client) {
       return client[kPipelining] ?? client[kHTTPContext]?.defaultPipelining ?? 1;
@@ -7976,14 +7976,14 @@ var require_client = __commonJS({
           });
         });
         if (client.destroyed) {
-          util.destroy(socket.on("error", noop3), new ClientDestroyedError());
+          util.destroy(socket.on("error", noop4), new ClientDestroyedError());
           return;
         }
         assert2(socket);
         try {
           client[kHTTPContext] = socket.alpnProtocol === "h2" ? await connectH2(client, socket) : await connectH1(client, socket);
         } catch (err) {
-          socket.destroy().on("error", noop3);
+          socket.destroy().on("error", noop4);
           throw err;
         }
         client[kConnecting] = false;
@@ -8727,7 +8727,7 @@ var require_proxy_agent = __commonJS({
     function defaultFactory(origin, opts) {
       return new Pool(origin, opts);
     }
-    var noop3 = () => {
+    var noop4 = () => {
     };
     function defaultAgentFactory(origin, opts) {
       if (opts.connections === 1) {
@@ -8844,7 +8844,7 @@ var require_proxy_agent = __commonJS({
                 servername: this[kProxyTls]?.servername || proxyHostname
               });
               if (statusCode !== 200) {
-                socket.on("error", noop3).destroy();
+                socket.on("error", noop4).destroy();
                 callback(new RequestAbortedError(`Proxy response (${statusCode}) !== 200 when HTTP Tunneling`));
               }
               if (opts2.protocol !== "https:") {
@@ -9425,14 +9425,14 @@ var require_retry_agent = __commonJS({
         this.#options = options;
       }
       dispatch(opts, handler2) {
-        const retry = new RetryHandler({
+        const retry2 = new RetryHandler({
           ...opts,
           retryOptions: this.#options
         }, {
           dispatch: this.#agent.dispatch.bind(this.#agent),
           handler: handler2
         });
-        return this.#agent.dispatch(opts, retry);
+        return this.#agent.dispatch(opts, retry2);
       }
       close() {
         return this.#agent.close();
@@ -9460,7 +9460,7 @@ var require_readable = __commonJS({
     var kAbort = /* @__PURE__ */ Symbol("kAbort");
     var kContentType = /* @__PURE__ */ Symbol("kContentType");
     var kContentLength = /* @__PURE__ */ Symbol("kContentLength");
-    var noop3 = () => {
+    var noop4 = () => {
     };
     var BodyReadable = class extends Readable {
       constructor({
@@ -9592,7 +9592,7 @@ var require_readable = __commonJS({
             } else {
               resolve2(null);
             }
-          }).on("error", noop3).on("data", function(chunk) {
+          }).on("error", noop4).on("data", function(chunk) {
             limit -= chunk.length;
             if (limit <= 0) {
               this.destroy();
@@ -12913,15 +12913,15 @@ var require_request2 = __commonJS({
           signal = input2[kSignal];
         }
         const origin = environmentSettingsObject.settingsObject.origin;
-        let window = "client";
+        let window2 = "client";
         if (request2.window?.constructor?.name === "EnvironmentSettingsObject" && sameOrigin(request2.window, origin)) {
-          window = request2.window;
+          window2 = request2.window;
         }
         if (init.window != null) {
-          throw new TypeError(`'window' option '${window}' must be null`);
+          throw new TypeError(`'window' option '${window2}' must be null`);
         }
         if ("window" in init) {
-          window = "no-window";
+          window2 = "no-window";
         }
         request2 = makeRequest({
           // URL request’s URL.
@@ -12936,7 +12936,7 @@ var require_request2 = __commonJS({
           // client This’s relevant settings object.
           client: environmentSettingsObject.settingsObject,
           // window window.
-          window,
+          window: window2,
           // priority request’s priority.
           priority: request2.priority,
           // origin request’s origin. The propagation of the origin is only significant for navigation requests
@@ -19276,7 +19276,7 @@ var require_lib = __commonJS({
         return result;
       };
     })();
-    var __awaiter3 = exports && exports.__awaiter || function(thisArg, _arguments, P, generator) {
+    var __awaiter4 = exports && exports.__awaiter || function(thisArg, _arguments, P, generator) {
       function adopt(value) {
         return value instanceof P ? value : new P(function(resolve2) {
           resolve2(value);
@@ -19384,8 +19384,8 @@ var require_lib = __commonJS({
         this.message = message;
       }
       readBody() {
-        return __awaiter3(this, void 0, void 0, function* () {
-          return new Promise((resolve2) => __awaiter3(this, void 0, void 0, function* () {
+        return __awaiter4(this, void 0, void 0, function* () {
+          return new Promise((resolve2) => __awaiter4(this, void 0, void 0, function* () {
             let output2 = Buffer.alloc(0);
             this.message.on("data", (chunk) => {
               output2 = Buffer.concat([output2, chunk]);
@@ -19397,8 +19397,8 @@ var require_lib = __commonJS({
         });
       }
       readBodyBuffer() {
-        return __awaiter3(this, void 0, void 0, function* () {
-          return new Promise((resolve2) => __awaiter3(this, void 0, void 0, function* () {
+        return __awaiter4(this, void 0, void 0, function* () {
+          return new Promise((resolve2) => __awaiter4(this, void 0, void 0, function* () {
             const chunks = [];
             this.message.on("data", (chunk) => {
               chunks.push(chunk);
@@ -19454,42 +19454,42 @@ var require_lib = __commonJS({
         }
       }
       options(requestUrl, additionalHeaders) {
-        return __awaiter3(this, void 0, void 0, function* () {
+        return __awaiter4(this, void 0, void 0, function* () {
           return this.request("OPTIONS", requestUrl, null, additionalHeaders || {});
         });
       }
       get(requestUrl, additionalHeaders) {
-        return __awaiter3(this, void 0, void 0, function* () {
+        return __awaiter4(this, void 0, void 0, function* () {
           return this.request("GET", requestUrl, null, additionalHeaders || {});
         });
       }
       del(requestUrl, additionalHeaders) {
-        return __awaiter3(this, void 0, void 0, function* () {
+        return __awaiter4(this, void 0, void 0, function* () {
           return this.request("DELETE", requestUrl, null, additionalHeaders || {});
         });
       }
       post(requestUrl, data, additionalHeaders) {
-        return __awaiter3(this, void 0, void 0, function* () {
+        return __awaiter4(this, void 0, void 0, function* () {
           return this.request("POST", requestUrl, data, additionalHeaders || {});
         });
       }
       patch(requestUrl, data, additionalHeaders) {
-        return __awaiter3(this, void 0, void 0, function* () {
+        return __awaiter4(this, void 0, void 0, function* () {
           return this.request("PATCH", requestUrl, data, additionalHeaders || {});
         });
       }
       put(requestUrl, data, additionalHeaders) {
-        return __awaiter3(this, void 0, void 0, function* () {
+        return __awaiter4(this, void 0, void 0, function* () {
           return this.request("PUT", requestUrl, data, additionalHeaders || {});
         });
       }
       head(requestUrl, additionalHeaders) {
-        return __awaiter3(this, void 0, void 0, function* () {
+        return __awaiter4(this, void 0, void 0, function* () {
           return this.request("HEAD", requestUrl, null, additionalHeaders || {});
         });
       }
       sendStream(verb, requestUrl, stream, additionalHeaders) {
-        return __awaiter3(this, void 0, void 0, function* () {
+        return __awaiter4(this, void 0, void 0, function* () {
           return this.request(verb, requestUrl, stream, additionalHeaders);
         });
       }
@@ -19498,14 +19498,14 @@ var require_lib = __commonJS({
        * Be aware that not found returns a null.  Other errors (4xx, 5xx) reject the promise
        */
       getJson(requestUrl_1) {
-        return __awaiter3(this, arguments, void 0, function* (requestUrl, additionalHeaders = {}) {
+        return __awaiter4(this, arguments, void 0, function* (requestUrl, additionalHeaders = {}) {
           additionalHeaders[Headers2.Accept] = this._getExistingOrDefaultHeader(additionalHeaders, Headers2.Accept, MediaTypes2.ApplicationJson);
           const res = yield this.get(requestUrl, additionalHeaders);
           return this._processResponse(res, this.requestOptions);
         });
       }
       postJson(requestUrl_1, obj_1) {
-        return __awaiter3(this, arguments, void 0, function* (requestUrl, obj2, additionalHeaders = {}) {
+        return __awaiter4(this, arguments, void 0, function* (requestUrl, obj2, additionalHeaders = {}) {
           const data = JSON.stringify(obj2, null, 2);
           additionalHeaders[Headers2.Accept] = this._getExistingOrDefaultHeader(additionalHeaders, Headers2.Accept, MediaTypes2.ApplicationJson);
           additionalHeaders[Headers2.ContentType] = this._getExistingOrDefaultContentTypeHeader(additionalHeaders, MediaTypes2.ApplicationJson);
@@ -19514,7 +19514,7 @@ var require_lib = __commonJS({
         });
       }
       putJson(requestUrl_1, obj_1) {
-        return __awaiter3(this, arguments, void 0, function* (requestUrl, obj2, additionalHeaders = {}) {
+        return __awaiter4(this, arguments, void 0, function* (requestUrl, obj2, additionalHeaders = {}) {
           const data = JSON.stringify(obj2, null, 2);
           additionalHeaders[Headers2.Accept] = this._getExistingOrDefaultHeader(additionalHeaders, Headers2.Accept, MediaTypes2.ApplicationJson);
           additionalHeaders[Headers2.ContentType] = this._getExistingOrDefaultContentTypeHeader(additionalHeaders, MediaTypes2.ApplicationJson);
@@ -19523,7 +19523,7 @@ var require_lib = __commonJS({
         });
       }
       patchJson(requestUrl_1, obj_1) {
-        return __awaiter3(this, arguments, void 0, function* (requestUrl, obj2, additionalHeaders = {}) {
+        return __awaiter4(this, arguments, void 0, function* (requestUrl, obj2, additionalHeaders = {}) {
           const data = JSON.stringify(obj2, null, 2);
           additionalHeaders[Headers2.Accept] = this._getExistingOrDefaultHeader(additionalHeaders, Headers2.Accept, MediaTypes2.ApplicationJson);
           additionalHeaders[Headers2.ContentType] = this._getExistingOrDefaultContentTypeHeader(additionalHeaders, MediaTypes2.ApplicationJson);
@@ -19537,7 +19537,7 @@ var require_lib = __commonJS({
        * Prefer get, del, post and patch
        */
       request(verb, requestUrl, data, headers) {
-        return __awaiter3(this, void 0, void 0, function* () {
+        return __awaiter4(this, void 0, void 0, function* () {
           if (this._disposed) {
             throw new Error("Client has already been disposed.");
           }
@@ -19611,7 +19611,7 @@ var require_lib = __commonJS({
        * @param data
        */
       requestRaw(info2, data) {
-        return __awaiter3(this, void 0, void 0, function* () {
+        return __awaiter4(this, void 0, void 0, function* () {
           return new Promise((resolve2, reject) => {
             function callbackForResult(err, res) {
               if (err) {
@@ -19860,15 +19860,15 @@ var require_lib = __commonJS({
         return baseUserAgent;
       }
       _performExponentialBackoff(retryNumber) {
-        return __awaiter3(this, void 0, void 0, function* () {
+        return __awaiter4(this, void 0, void 0, function* () {
           retryNumber = Math.min(ExponentialBackoffCeiling, retryNumber);
           const ms = ExponentialBackoffTimeSlice * Math.pow(2, retryNumber);
           return new Promise((resolve2) => setTimeout(() => resolve2(), ms));
         });
       }
       _processResponse(res, options) {
-        return __awaiter3(this, void 0, void 0, function* () {
-          return new Promise((resolve2, reject) => __awaiter3(this, void 0, void 0, function* () {
+        return __awaiter4(this, void 0, void 0, function* () {
+          return new Promise((resolve2, reject) => __awaiter4(this, void 0, void 0, function* () {
             const statusCode = res.message.statusCode || 0;
             const response = {
               statusCode,
@@ -19923,6 +19923,1325 @@ var require_lib = __commonJS({
     };
     exports.HttpClient = HttpClient3;
     var lowercaseKeys2 = (obj2) => Object.keys(obj2).reduce((c, k) => (c[k.toLowerCase()] = obj2[k], c), {});
+  }
+});
+
+// node_modules/bottleneck/light.js
+var require_light = __commonJS({
+  "node_modules/bottleneck/light.js"(exports, module) {
+    (function(global2, factory) {
+      typeof exports === "object" && typeof module !== "undefined" ? module.exports = factory() : typeof define === "function" && define.amd ? define(factory) : global2.Bottleneck = factory();
+    })(exports, (function() {
+      "use strict";
+      var commonjsGlobal = typeof globalThis !== "undefined" ? globalThis : typeof window !== "undefined" ? window : typeof global !== "undefined" ? global : typeof self !== "undefined" ? self : {};
+      function getCjsExportFromNamespace(n) {
+        return n && n["default"] || n;
+      }
+      var load = function(received, defaults2, onto = {}) {
+        var k, ref, v;
+        for (k in defaults2) {
+          v = defaults2[k];
+          onto[k] = (ref = received[k]) != null ? ref : v;
+        }
+        return onto;
+      };
+      var overwrite = function(received, defaults2, onto = {}) {
+        var k, v;
+        for (k in received) {
+          v = received[k];
+          if (defaults2[k] !== void 0) {
+            onto[k] = v;
+          }
+        }
+        return onto;
+      };
+      var parser = {
+        load,
+        overwrite
+      };
+      var DLList;
+      DLList = class DLList {
+        constructor(incr, decr) {
+          this.incr = incr;
+          this.decr = decr;
+          this._first = null;
+          this._last = null;
+          this.length = 0;
+        }
+        push(value) {
+          var node2;
+          this.length++;
+          if (typeof this.incr === "function") {
+            this.incr();
+          }
+          node2 = {
+            value,
+            prev: this._last,
+            next: null
+          };
+          if (this._last != null) {
+            this._last.next = node2;
+            this._last = node2;
+          } else {
+            this._first = this._last = node2;
+          }
+          return void 0;
+        }
+        shift() {
+          var value;
+          if (this._first == null) {
+            return;
+          } else {
+            this.length--;
+            if (typeof this.decr === "function") {
+              this.decr();
+            }
+          }
+          value = this._first.value;
+          if ((this._first = this._first.next) != null) {
+            this._first.prev = null;
+          } else {
+            this._last = null;
+          }
+          return value;
+        }
+        first() {
+          if (this._first != null) {
+            return this._first.value;
+          }
+        }
+        getArray() {
+          var node2, ref, results;
+          node2 = this._first;
+          results = [];
+          while (node2 != null) {
+            results.push((ref = node2, node2 = node2.next, ref.value));
+          }
+          return results;
+        }
+        forEachShift(cb) {
+          var node2;
+          node2 = this.shift();
+          while (node2 != null) {
+            cb(node2), node2 = this.shift();
+          }
+          return void 0;
+        }
+        debug() {
+          var node2, ref, ref1, ref2, results;
+          node2 = this._first;
+          results = [];
+          while (node2 != null) {
+            results.push((ref = node2, node2 = node2.next, {
+              value: ref.value,
+              prev: (ref1 = ref.prev) != null ? ref1.value : void 0,
+              next: (ref2 = ref.next) != null ? ref2.value : void 0
+            }));
+          }
+          return results;
+        }
+      };
+      var DLList_1 = DLList;
+      var Events;
+      Events = class Events {
+        constructor(instance) {
+          this.instance = instance;
+          this._events = {};
+          if (this.instance.on != null || this.instance.once != null || this.instance.removeAllListeners != null) {
+            throw new Error("An Emitter already exists for this object");
+          }
+          this.instance.on = (name3, cb) => {
+            return this._addListener(name3, "many", cb);
+          };
+          this.instance.once = (name3, cb) => {
+            return this._addListener(name3, "once", cb);
+          };
+          this.instance.removeAllListeners = (name3 = null) => {
+            if (name3 != null) {
+              return delete this._events[name3];
+            } else {
+              return this._events = {};
+            }
+          };
+        }
+        _addListener(name3, status, cb) {
+          var base;
+          if ((base = this._events)[name3] == null) {
+            base[name3] = [];
+          }
+          this._events[name3].push({ cb, status });
+          return this.instance;
+        }
+        listenerCount(name3) {
+          if (this._events[name3] != null) {
+            return this._events[name3].length;
+          } else {
+            return 0;
+          }
+        }
+        async trigger(name3, ...args) {
+          var e, promises3;
+          try {
+            if (name3 !== "debug") {
+              this.trigger("debug", `Event triggered: ${name3}`, args);
+            }
+            if (this._events[name3] == null) {
+              return;
+            }
+            this._events[name3] = this._events[name3].filter(function(listener) {
+              return listener.status !== "none";
+            });
+            promises3 = this._events[name3].map(async (listener) => {
+              var e2, returned;
+              if (listener.status === "none") {
+                return;
+              }
+              if (listener.status === "once") {
+                listener.status = "none";
+              }
+              try {
+                returned = typeof listener.cb === "function" ? listener.cb(...args) : void 0;
+                if (typeof (returned != null ? returned.then : void 0) === "function") {
+                  return await returned;
+                } else {
+                  return returned;
+                }
+              } catch (error63) {
+                e2 = error63;
+                {
+                  this.trigger("error", e2);
+                }
+                return null;
+              }
+            });
+            return (await Promise.all(promises3)).find(function(x) {
+              return x != null;
+            });
+          } catch (error63) {
+            e = error63;
+            {
+              this.trigger("error", e);
+            }
+            return null;
+          }
+        }
+      };
+      var Events_1 = Events;
+      var DLList$1, Events$1, Queues;
+      DLList$1 = DLList_1;
+      Events$1 = Events_1;
+      Queues = class Queues {
+        constructor(num_priorities) {
+          var i;
+          this.Events = new Events$1(this);
+          this._length = 0;
+          this._lists = (function() {
+            var j, ref, results;
+            results = [];
+            for (i = j = 1, ref = num_priorities; 1 <= ref ? j <= ref : j >= ref; i = 1 <= ref ? ++j : --j) {
+              results.push(new DLList$1((() => {
+                return this.incr();
+              }), (() => {
+                return this.decr();
+              })));
+            }
+            return results;
+          }).call(this);
+        }
+        incr() {
+          if (this._length++ === 0) {
+            return this.Events.trigger("leftzero");
+          }
+        }
+        decr() {
+          if (--this._length === 0) {
+            return this.Events.trigger("zero");
+          }
+        }
+        push(job) {
+          return this._lists[job.options.priority].push(job);
+        }
+        queued(priority) {
+          if (priority != null) {
+            return this._lists[priority].length;
+          } else {
+            return this._length;
+          }
+        }
+        shiftAll(fn) {
+          return this._lists.forEach(function(list) {
+            return list.forEachShift(fn);
+          });
+        }
+        getFirst(arr = this._lists) {
+          var j, len, list;
+          for (j = 0, len = arr.length; j < len; j++) {
+            list = arr[j];
+            if (list.length > 0) {
+              return list;
+            }
+          }
+          return [];
+        }
+        shiftLastFrom(priority) {
+          return this.getFirst(this._lists.slice(priority).reverse()).shift();
+        }
+      };
+      var Queues_1 = Queues;
+      var BottleneckError;
+      BottleneckError = class BottleneckError extends Error {
+      };
+      var BottleneckError_1 = BottleneckError;
+      var BottleneckError$1, DEFAULT_PRIORITY, Job, NUM_PRIORITIES, parser$1;
+      NUM_PRIORITIES = 10;
+      DEFAULT_PRIORITY = 5;
+      parser$1 = parser;
+      BottleneckError$1 = BottleneckError_1;
+      Job = class Job {
+        constructor(task, args, options, jobDefaults, rejectOnDrop, Events2, _states, Promise2) {
+          this.task = task;
+          this.args = args;
+          this.rejectOnDrop = rejectOnDrop;
+          this.Events = Events2;
+          this._states = _states;
+          this.Promise = Promise2;
+          this.options = parser$1.load(options, jobDefaults);
+          this.options.priority = this._sanitizePriority(this.options.priority);
+          if (this.options.id === jobDefaults.id) {
+            this.options.id = `${this.options.id}-${this._randomIndex()}`;
+          }
+          this.promise = new this.Promise((_resolve, _reject) => {
+            this._resolve = _resolve;
+            this._reject = _reject;
+          });
+          this.retryCount = 0;
+        }
+        _sanitizePriority(priority) {
+          var sProperty;
+          sProperty = ~~priority !== priority ? DEFAULT_PRIORITY : priority;
+          if (sProperty < 0) {
+            return 0;
+          } else if (sProperty > NUM_PRIORITIES - 1) {
+            return NUM_PRIORITIES - 1;
+          } else {
+            return sProperty;
+          }
+        }
+        _randomIndex() {
+          return Math.random().toString(36).slice(2);
+        }
+        doDrop({ error: error63, message = "This job has been dropped by Bottleneck" } = {}) {
+          if (this._states.remove(this.options.id)) {
+            if (this.rejectOnDrop) {
+              this._reject(error63 != null ? error63 : new BottleneckError$1(message));
+            }
+            this.Events.trigger("dropped", { args: this.args, options: this.options, task: this.task, promise: this.promise });
+            return true;
+          } else {
+            return false;
+          }
+        }
+        _assertStatus(expected) {
+          var status;
+          status = this._states.jobStatus(this.options.id);
+          if (!(status === expected || expected === "DONE" && status === null)) {
+            throw new BottleneckError$1(`Invalid job status ${status}, expected ${expected}. Please open an issue at https://github.com/SGrondin/bottleneck/issues`);
+          }
+        }
+        doReceive() {
+          this._states.start(this.options.id);
+          return this.Events.trigger("received", { args: this.args, options: this.options });
+        }
+        doQueue(reachedHWM, blocked) {
+          this._assertStatus("RECEIVED");
+          this._states.next(this.options.id);
+          return this.Events.trigger("queued", { args: this.args, options: this.options, reachedHWM, blocked });
+        }
+        doRun() {
+          if (this.retryCount === 0) {
+            this._assertStatus("QUEUED");
+            this._states.next(this.options.id);
+          } else {
+            this._assertStatus("EXECUTING");
+          }
+          return this.Events.trigger("scheduled", { args: this.args, options: this.options });
+        }
+        async doExecute(chained, clearGlobalState, run2, free) {
+          var error63, eventInfo, passed;
+          if (this.retryCount === 0) {
+            this._assertStatus("RUNNING");
+            this._states.next(this.options.id);
+          } else {
+            this._assertStatus("EXECUTING");
+          }
+          eventInfo = { args: this.args, options: this.options, retryCount: this.retryCount };
+          this.Events.trigger("executing", eventInfo);
+          try {
+            passed = await (chained != null ? chained.schedule(this.options, this.task, ...this.args) : this.task(...this.args));
+            if (clearGlobalState()) {
+              this.doDone(eventInfo);
+              await free(this.options, eventInfo);
+              this._assertStatus("DONE");
+              return this._resolve(passed);
+            }
+          } catch (error1) {
+            error63 = error1;
+            return this._onFailure(error63, eventInfo, clearGlobalState, run2, free);
+          }
+        }
+        doExpire(clearGlobalState, run2, free) {
+          var error63, eventInfo;
+          if (this._states.jobStatus(this.options.id === "RUNNING")) {
+            this._states.next(this.options.id);
+          }
+          this._assertStatus("EXECUTING");
+          eventInfo = { args: this.args, options: this.options, retryCount: this.retryCount };
+          error63 = new BottleneckError$1(`This job timed out after ${this.options.expiration} ms.`);
+          return this._onFailure(error63, eventInfo, clearGlobalState, run2, free);
+        }
+        async _onFailure(error63, eventInfo, clearGlobalState, run2, free) {
+          var retry2, retryAfter;
+          if (clearGlobalState()) {
+            retry2 = await this.Events.trigger("failed", error63, eventInfo);
+            if (retry2 != null) {
+              retryAfter = ~~retry2;
+              this.Events.trigger("retry", `Retrying ${this.options.id} after ${retryAfter} ms`, eventInfo);
+              this.retryCount++;
+              return run2(retryAfter);
+            } else {
+              this.doDone(eventInfo);
+              await free(this.options, eventInfo);
+              this._assertStatus("DONE");
+              return this._reject(error63);
+            }
+          }
+        }
+        doDone(eventInfo) {
+          this._assertStatus("EXECUTING");
+          this._states.next(this.options.id);
+          return this.Events.trigger("done", eventInfo);
+        }
+      };
+      var Job_1 = Job;
+      var BottleneckError$2, LocalDatastore, parser$2;
+      parser$2 = parser;
+      BottleneckError$2 = BottleneckError_1;
+      LocalDatastore = class LocalDatastore {
+        constructor(instance, storeOptions, storeInstanceOptions) {
+          this.instance = instance;
+          this.storeOptions = storeOptions;
+          this.clientId = this.instance._randomIndex();
+          parser$2.load(storeInstanceOptions, storeInstanceOptions, this);
+          this._nextRequest = this._lastReservoirRefresh = this._lastReservoirIncrease = Date.now();
+          this._running = 0;
+          this._done = 0;
+          this._unblockTime = 0;
+          this.ready = this.Promise.resolve();
+          this.clients = {};
+          this._startHeartbeat();
+        }
+        _startHeartbeat() {
+          var base;
+          if (this.heartbeat == null && (this.storeOptions.reservoirRefreshInterval != null && this.storeOptions.reservoirRefreshAmount != null || this.storeOptions.reservoirIncreaseInterval != null && this.storeOptions.reservoirIncreaseAmount != null)) {
+            return typeof (base = this.heartbeat = setInterval(() => {
+              var amount, incr, maximum, now, reservoir;
+              now = Date.now();
+              if (this.storeOptions.reservoirRefreshInterval != null && now >= this._lastReservoirRefresh + this.storeOptions.reservoirRefreshInterval) {
+                this._lastReservoirRefresh = now;
+                this.storeOptions.reservoir = this.storeOptions.reservoirRefreshAmount;
+                this.instance._drainAll(this.computeCapacity());
+              }
+              if (this.storeOptions.reservoirIncreaseInterval != null && now >= this._lastReservoirIncrease + this.storeOptions.reservoirIncreaseInterval) {
+                ({
+                  reservoirIncreaseAmount: amount,
+                  reservoirIncreaseMaximum: maximum,
+                  reservoir
+                } = this.storeOptions);
+                this._lastReservoirIncrease = now;
+                incr = maximum != null ? Math.min(amount, maximum - reservoir) : amount;
+                if (incr > 0) {
+                  this.storeOptions.reservoir += incr;
+                  return this.instance._drainAll(this.computeCapacity());
+                }
+              }
+            }, this.heartbeatInterval)).unref === "function" ? base.unref() : void 0;
+          } else {
+            return clearInterval(this.heartbeat);
+          }
+        }
+        async __publish__(message) {
+          await this.yieldLoop();
+          return this.instance.Events.trigger("message", message.toString());
+        }
+        async __disconnect__(flush) {
+          await this.yieldLoop();
+          clearInterval(this.heartbeat);
+          return this.Promise.resolve();
+        }
+        yieldLoop(t = 0) {
+          return new this.Promise(function(resolve2, reject) {
+            return setTimeout(resolve2, t);
+          });
+        }
+        computePenalty() {
+          var ref;
+          return (ref = this.storeOptions.penalty) != null ? ref : 15 * this.storeOptions.minTime || 5e3;
+        }
+        async __updateSettings__(options) {
+          await this.yieldLoop();
+          parser$2.overwrite(options, options, this.storeOptions);
+          this._startHeartbeat();
+          this.instance._drainAll(this.computeCapacity());
+          return true;
+        }
+        async __running__() {
+          await this.yieldLoop();
+          return this._running;
+        }
+        async __queued__() {
+          await this.yieldLoop();
+          return this.instance.queued();
+        }
+        async __done__() {
+          await this.yieldLoop();
+          return this._done;
+        }
+        async __groupCheck__(time4) {
+          await this.yieldLoop();
+          return this._nextRequest + this.timeout < time4;
+        }
+        computeCapacity() {
+          var maxConcurrent, reservoir;
+          ({ maxConcurrent, reservoir } = this.storeOptions);
+          if (maxConcurrent != null && reservoir != null) {
+            return Math.min(maxConcurrent - this._running, reservoir);
+          } else if (maxConcurrent != null) {
+            return maxConcurrent - this._running;
+          } else if (reservoir != null) {
+            return reservoir;
+          } else {
+            return null;
+          }
+        }
+        conditionsCheck(weight) {
+          var capacity;
+          capacity = this.computeCapacity();
+          return capacity == null || weight <= capacity;
+        }
+        async __incrementReservoir__(incr) {
+          var reservoir;
+          await this.yieldLoop();
+          reservoir = this.storeOptions.reservoir += incr;
+          this.instance._drainAll(this.computeCapacity());
+          return reservoir;
+        }
+        async __currentReservoir__() {
+          await this.yieldLoop();
+          return this.storeOptions.reservoir;
+        }
+        isBlocked(now) {
+          return this._unblockTime >= now;
+        }
+        check(weight, now) {
+          return this.conditionsCheck(weight) && this._nextRequest - now <= 0;
+        }
+        async __check__(weight) {
+          var now;
+          await this.yieldLoop();
+          now = Date.now();
+          return this.check(weight, now);
+        }
+        async __register__(index, weight, expiration) {
+          var now, wait;
+          await this.yieldLoop();
+          now = Date.now();
+          if (this.conditionsCheck(weight)) {
+            this._running += weight;
+            if (this.storeOptions.reservoir != null) {
+              this.storeOptions.reservoir -= weight;
+            }
+            wait = Math.max(this._nextRequest - now, 0);
+            this._nextRequest = now + wait + this.storeOptions.minTime;
+            return {
+              success: true,
+              wait,
+              reservoir: this.storeOptions.reservoir
+            };
+          } else {
+            return {
+              success: false
+            };
+          }
+        }
+        strategyIsBlock() {
+          return this.storeOptions.strategy === 3;
+        }
+        async __submit__(queueLength, weight) {
+          var blocked, now, reachedHWM;
+          await this.yieldLoop();
+          if (this.storeOptions.maxConcurrent != null && weight > this.storeOptions.maxConcurrent) {
+            throw new BottleneckError$2(`Impossible to add a job having a weight of ${weight} to a limiter having a maxConcurrent setting of ${this.storeOptions.maxConcurrent}`);
+          }
+          now = Date.now();
+          reachedHWM = this.storeOptions.highWater != null && queueLength === this.storeOptions.highWater && !this.check(weight, now);
+          blocked = this.strategyIsBlock() && (reachedHWM || this.isBlocked(now));
+          if (blocked) {
+            this._unblockTime = now + this.computePenalty();
+            this._nextRequest = this._unblockTime + this.storeOptions.minTime;
+            this.instance._dropAllQueued();
+          }
+          return {
+            reachedHWM,
+            blocked,
+            strategy: this.storeOptions.strategy
+          };
+        }
+        async __free__(index, weight) {
+          await this.yieldLoop();
+          this._running -= weight;
+          this._done += weight;
+          this.instance._drainAll(this.computeCapacity());
+          return {
+            running: this._running
+          };
+        }
+      };
+      var LocalDatastore_1 = LocalDatastore;
+      var BottleneckError$3, States;
+      BottleneckError$3 = BottleneckError_1;
+      States = class States {
+        constructor(status1) {
+          this.status = status1;
+          this._jobs = {};
+          this.counts = this.status.map(function() {
+            return 0;
+          });
+        }
+        next(id) {
+          var current, next;
+          current = this._jobs[id];
+          next = current + 1;
+          if (current != null && next < this.status.length) {
+            this.counts[current]--;
+            this.counts[next]++;
+            return this._jobs[id]++;
+          } else if (current != null) {
+            this.counts[current]--;
+            return delete this._jobs[id];
+          }
+        }
+        start(id) {
+          var initial;
+          initial = 0;
+          this._jobs[id] = initial;
+          return this.counts[initial]++;
+        }
+        remove(id) {
+          var current;
+          current = this._jobs[id];
+          if (current != null) {
+            this.counts[current]--;
+            delete this._jobs[id];
+          }
+          return current != null;
+        }
+        jobStatus(id) {
+          var ref;
+          return (ref = this.status[this._jobs[id]]) != null ? ref : null;
+        }
+        statusJobs(status) {
+          var k, pos, ref, results, v;
+          if (status != null) {
+            pos = this.status.indexOf(status);
+            if (pos < 0) {
+              throw new BottleneckError$3(`status must be one of ${this.status.join(", ")}`);
+            }
+            ref = this._jobs;
+            results = [];
+            for (k in ref) {
+              v = ref[k];
+              if (v === pos) {
+                results.push(k);
+              }
+            }
+            return results;
+          } else {
+            return Object.keys(this._jobs);
+          }
+        }
+        statusCounts() {
+          return this.counts.reduce(((acc, v, i) => {
+            acc[this.status[i]] = v;
+            return acc;
+          }), {});
+        }
+      };
+      var States_1 = States;
+      var DLList$2, Sync;
+      DLList$2 = DLList_1;
+      Sync = class Sync {
+        constructor(name3, Promise2) {
+          this.schedule = this.schedule.bind(this);
+          this.name = name3;
+          this.Promise = Promise2;
+          this._running = 0;
+          this._queue = new DLList$2();
+        }
+        isEmpty() {
+          return this._queue.length === 0;
+        }
+        async _tryToRun() {
+          var args, cb, error63, reject, resolve2, returned, task;
+          if (this._running < 1 && this._queue.length > 0) {
+            this._running++;
+            ({ task, args, resolve: resolve2, reject } = this._queue.shift());
+            cb = await (async function() {
+              try {
+                returned = await task(...args);
+                return function() {
+                  return resolve2(returned);
+                };
+              } catch (error1) {
+                error63 = error1;
+                return function() {
+                  return reject(error63);
+                };
+              }
+            })();
+            this._running--;
+            this._tryToRun();
+            return cb();
+          }
+        }
+        schedule(task, ...args) {
+          var promise2, reject, resolve2;
+          resolve2 = reject = null;
+          promise2 = new this.Promise(function(_resolve, _reject) {
+            resolve2 = _resolve;
+            return reject = _reject;
+          });
+          this._queue.push({ task, args, resolve: resolve2, reject });
+          this._tryToRun();
+          return promise2;
+        }
+      };
+      var Sync_1 = Sync;
+      var version2 = "2.19.5";
+      var version$1 = {
+        version: version2
+      };
+      var version$2 = /* @__PURE__ */ Object.freeze({
+        version: version2,
+        default: version$1
+      });
+      var require$$2 = () => console.log("You must import the full version of Bottleneck in order to use this feature.");
+      var require$$3 = () => console.log("You must import the full version of Bottleneck in order to use this feature.");
+      var require$$4 = () => console.log("You must import the full version of Bottleneck in order to use this feature.");
+      var Events$2, Group, IORedisConnection$1, RedisConnection$1, Scripts$1, parser$3;
+      parser$3 = parser;
+      Events$2 = Events_1;
+      RedisConnection$1 = require$$2;
+      IORedisConnection$1 = require$$3;
+      Scripts$1 = require$$4;
+      Group = (function() {
+        class Group2 {
+          constructor(limiterOptions = {}) {
+            this.deleteKey = this.deleteKey.bind(this);
+            this.limiterOptions = limiterOptions;
+            parser$3.load(this.limiterOptions, this.defaults, this);
+            this.Events = new Events$2(this);
+            this.instances = {};
+            this.Bottleneck = Bottleneck_1;
+            this._startAutoCleanup();
+            this.sharedConnection = this.connection != null;
+            if (this.connection == null) {
+              if (this.limiterOptions.datastore === "redis") {
+                this.connection = new RedisConnection$1(Object.assign({}, this.limiterOptions, { Events: this.Events }));
+              } else if (this.limiterOptions.datastore === "ioredis") {
+                this.connection = new IORedisConnection$1(Object.assign({}, this.limiterOptions, { Events: this.Events }));
+              }
+            }
+          }
+          key(key = "") {
+            var ref;
+            return (ref = this.instances[key]) != null ? ref : (() => {
+              var limiter;
+              limiter = this.instances[key] = new this.Bottleneck(Object.assign(this.limiterOptions, {
+                id: `${this.id}-${key}`,
+                timeout: this.timeout,
+                connection: this.connection
+              }));
+              this.Events.trigger("created", limiter, key);
+              return limiter;
+            })();
+          }
+          async deleteKey(key = "") {
+            var deleted, instance;
+            instance = this.instances[key];
+            if (this.connection) {
+              deleted = await this.connection.__runCommand__(["del", ...Scripts$1.allKeys(`${this.id}-${key}`)]);
+            }
+            if (instance != null) {
+              delete this.instances[key];
+              await instance.disconnect();
+            }
+            return instance != null || deleted > 0;
+          }
+          limiters() {
+            var k, ref, results, v;
+            ref = this.instances;
+            results = [];
+            for (k in ref) {
+              v = ref[k];
+              results.push({
+                key: k,
+                limiter: v
+              });
+            }
+            return results;
+          }
+          keys() {
+            return Object.keys(this.instances);
+          }
+          async clusterKeys() {
+            var cursor, end, found, i, k, keys, len, next, start;
+            if (this.connection == null) {
+              return this.Promise.resolve(this.keys());
+            }
+            keys = [];
+            cursor = null;
+            start = `b_${this.id}-`.length;
+            end = "_settings".length;
+            while (cursor !== 0) {
+              [next, found] = await this.connection.__runCommand__(["scan", cursor != null ? cursor : 0, "match", `b_${this.id}-*_settings`, "count", 1e4]);
+              cursor = ~~next;
+              for (i = 0, len = found.length; i < len; i++) {
+                k = found[i];
+                keys.push(k.slice(start, -end));
+              }
+            }
+            return keys;
+          }
+          _startAutoCleanup() {
+            var base;
+            clearInterval(this.interval);
+            return typeof (base = this.interval = setInterval(async () => {
+              var e, k, ref, results, time4, v;
+              time4 = Date.now();
+              ref = this.instances;
+              results = [];
+              for (k in ref) {
+                v = ref[k];
+                try {
+                  if (await v._store.__groupCheck__(time4)) {
+                    results.push(this.deleteKey(k));
+                  } else {
+                    results.push(void 0);
+                  }
+                } catch (error63) {
+                  e = error63;
+                  results.push(v.Events.trigger("error", e));
+                }
+              }
+              return results;
+            }, this.timeout / 2)).unref === "function" ? base.unref() : void 0;
+          }
+          updateSettings(options = {}) {
+            parser$3.overwrite(options, this.defaults, this);
+            parser$3.overwrite(options, options, this.limiterOptions);
+            if (options.timeout != null) {
+              return this._startAutoCleanup();
+            }
+          }
+          disconnect(flush = true) {
+            var ref;
+            if (!this.sharedConnection) {
+              return (ref = this.connection) != null ? ref.disconnect(flush) : void 0;
+            }
+          }
+        }
+        Group2.prototype.defaults = {
+          timeout: 1e3 * 60 * 5,
+          connection: null,
+          Promise,
+          id: "group-key"
+        };
+        return Group2;
+      }).call(commonjsGlobal);
+      var Group_1 = Group;
+      var Batcher, Events$3, parser$4;
+      parser$4 = parser;
+      Events$3 = Events_1;
+      Batcher = (function() {
+        class Batcher2 {
+          constructor(options = {}) {
+            this.options = options;
+            parser$4.load(this.options, this.defaults, this);
+            this.Events = new Events$3(this);
+            this._arr = [];
+            this._resetPromise();
+            this._lastFlush = Date.now();
+          }
+          _resetPromise() {
+            return this._promise = new this.Promise((res, rej) => {
+              return this._resolve = res;
+            });
+          }
+          _flush() {
+            clearTimeout(this._timeout);
+            this._lastFlush = Date.now();
+            this._resolve();
+            this.Events.trigger("batch", this._arr);
+            this._arr = [];
+            return this._resetPromise();
+          }
+          add(data) {
+            var ret;
+            this._arr.push(data);
+            ret = this._promise;
+            if (this._arr.length === this.maxSize) {
+              this._flush();
+            } else if (this.maxTime != null && this._arr.length === 1) {
+              this._timeout = setTimeout(() => {
+                return this._flush();
+              }, this.maxTime);
+            }
+            return ret;
+          }
+        }
+        Batcher2.prototype.defaults = {
+          maxTime: null,
+          maxSize: null,
+          Promise
+        };
+        return Batcher2;
+      }).call(commonjsGlobal);
+      var Batcher_1 = Batcher;
+      var require$$4$1 = () => console.log("You must import the full version of Bottleneck in order to use this feature.");
+      var require$$8 = getCjsExportFromNamespace(version$2);
+      var Bottleneck2, DEFAULT_PRIORITY$1, Events$4, Job$1, LocalDatastore$1, NUM_PRIORITIES$1, Queues$1, RedisDatastore$1, States$1, Sync$1, parser$5, splice = [].splice;
+      NUM_PRIORITIES$1 = 10;
+      DEFAULT_PRIORITY$1 = 5;
+      parser$5 = parser;
+      Queues$1 = Queues_1;
+      Job$1 = Job_1;
+      LocalDatastore$1 = LocalDatastore_1;
+      RedisDatastore$1 = require$$4$1;
+      Events$4 = Events_1;
+      States$1 = States_1;
+      Sync$1 = Sync_1;
+      Bottleneck2 = (function() {
+        class Bottleneck3 {
+          constructor(options = {}, ...invalid3) {
+            var storeInstanceOptions, storeOptions;
+            this._addToQueue = this._addToQueue.bind(this);
+            this._validateOptions(options, invalid3);
+            parser$5.load(options, this.instanceDefaults, this);
+            this._queues = new Queues$1(NUM_PRIORITIES$1);
+            this._scheduled = {};
+            this._states = new States$1(["RECEIVED", "QUEUED", "RUNNING", "EXECUTING"].concat(this.trackDoneStatus ? ["DONE"] : []));
+            this._limiter = null;
+            this.Events = new Events$4(this);
+            this._submitLock = new Sync$1("submit", this.Promise);
+            this._registerLock = new Sync$1("register", this.Promise);
+            storeOptions = parser$5.load(options, this.storeDefaults, {});
+            this._store = (function() {
+              if (this.datastore === "redis" || this.datastore === "ioredis" || this.connection != null) {
+                storeInstanceOptions = parser$5.load(options, this.redisStoreDefaults, {});
+                return new RedisDatastore$1(this, storeOptions, storeInstanceOptions);
+              } else if (this.datastore === "local") {
+                storeInstanceOptions = parser$5.load(options, this.localStoreDefaults, {});
+                return new LocalDatastore$1(this, storeOptions, storeInstanceOptions);
+              } else {
+                throw new Bottleneck3.prototype.BottleneckError(`Invalid datastore type: ${this.datastore}`);
+              }
+            }).call(this);
+            this._queues.on("leftzero", () => {
+              var ref;
+              return (ref = this._store.heartbeat) != null ? typeof ref.ref === "function" ? ref.ref() : void 0 : void 0;
+            });
+            this._queues.on("zero", () => {
+              var ref;
+              return (ref = this._store.heartbeat) != null ? typeof ref.unref === "function" ? ref.unref() : void 0 : void 0;
+            });
+          }
+          _validateOptions(options, invalid3) {
+            if (!(options != null && typeof options === "object" && invalid3.length === 0)) {
+              throw new Bottleneck3.prototype.BottleneckError("Bottleneck v2 takes a single object argument. Refer to https://github.com/SGrondin/bottleneck#upgrading-to-v2 if you're upgrading from Bottleneck v1.");
+            }
+          }
+          ready() {
+            return this._store.ready;
+          }
+          clients() {
+            return this._store.clients;
+          }
+          channel() {
+            return `b_${this.id}`;
+          }
+          channel_client() {
+            return `b_${this.id}_${this._store.clientId}`;
+          }
+          publish(message) {
+            return this._store.__publish__(message);
+          }
+          disconnect(flush = true) {
+            return this._store.__disconnect__(flush);
+          }
+          chain(_limiter) {
+            this._limiter = _limiter;
+            return this;
+          }
+          queued(priority) {
+            return this._queues.queued(priority);
+          }
+          clusterQueued() {
+            return this._store.__queued__();
+          }
+          empty() {
+            return this.queued() === 0 && this._submitLock.isEmpty();
+          }
+          running() {
+            return this._store.__running__();
+          }
+          done() {
+            return this._store.__done__();
+          }
+          jobStatus(id) {
+            return this._states.jobStatus(id);
+          }
+          jobs(status) {
+            return this._states.statusJobs(status);
+          }
+          counts() {
+            return this._states.statusCounts();
+          }
+          _randomIndex() {
+            return Math.random().toString(36).slice(2);
+          }
+          check(weight = 1) {
+            return this._store.__check__(weight);
+          }
+          _clearGlobalState(index) {
+            if (this._scheduled[index] != null) {
+              clearTimeout(this._scheduled[index].expiration);
+              delete this._scheduled[index];
+              return true;
+            } else {
+              return false;
+            }
+          }
+          async _free(index, job, options, eventInfo) {
+            var e, running;
+            try {
+              ({ running } = await this._store.__free__(index, options.weight));
+              this.Events.trigger("debug", `Freed ${options.id}`, eventInfo);
+              if (running === 0 && this.empty()) {
+                return this.Events.trigger("idle");
+              }
+            } catch (error1) {
+              e = error1;
+              return this.Events.trigger("error", e);
+            }
+          }
+          _run(index, job, wait) {
+            var clearGlobalState, free, run2;
+            job.doRun();
+            clearGlobalState = this._clearGlobalState.bind(this, index);
+            run2 = this._run.bind(this, index, job);
+            free = this._free.bind(this, index, job);
+            return this._scheduled[index] = {
+              timeout: setTimeout(() => {
+                return job.doExecute(this._limiter, clearGlobalState, run2, free);
+              }, wait),
+              expiration: job.options.expiration != null ? setTimeout(function() {
+                return job.doExpire(clearGlobalState, run2, free);
+              }, wait + job.options.expiration) : void 0,
+              job
+            };
+          }
+          _drainOne(capacity) {
+            return this._registerLock.schedule(() => {
+              var args, index, next, options, queue;
+              if (this.queued() === 0) {
+                return this.Promise.resolve(null);
+              }
+              queue = this._queues.getFirst();
+              ({ options, args } = next = queue.first());
+              if (capacity != null && options.weight > capacity) {
+                return this.Promise.resolve(null);
+              }
+              this.Events.trigger("debug", `Draining ${options.id}`, { args, options });
+              index = this._randomIndex();
+              return this._store.__register__(index, options.weight, options.expiration).then(({ success: success2, wait, reservoir }) => {
+                var empty;
+                this.Events.trigger("debug", `Drained ${options.id}`, { success: success2, args, options });
+                if (success2) {
+                  queue.shift();
+                  empty = this.empty();
+                  if (empty) {
+                    this.Events.trigger("empty");
+                  }
+                  if (reservoir === 0) {
+                    this.Events.trigger("depleted", empty);
+                  }
+                  this._run(index, next, wait);
+                  return this.Promise.resolve(options.weight);
+                } else {
+                  return this.Promise.resolve(null);
+                }
+              });
+            });
+          }
+          _drainAll(capacity, total = 0) {
+            return this._drainOne(capacity).then((drained) => {
+              var newCapacity;
+              if (drained != null) {
+                newCapacity = capacity != null ? capacity - drained : capacity;
+                return this._drainAll(newCapacity, total + drained);
+              } else {
+                return this.Promise.resolve(total);
+              }
+            }).catch((e) => {
+              return this.Events.trigger("error", e);
+            });
+          }
+          _dropAllQueued(message) {
+            return this._queues.shiftAll(function(job) {
+              return job.doDrop({ message });
+            });
+          }
+          stop(options = {}) {
+            var done, waitForExecuting;
+            options = parser$5.load(options, this.stopDefaults);
+            waitForExecuting = (at) => {
+              var finished;
+              finished = () => {
+                var counts;
+                counts = this._states.counts;
+                return counts[0] + counts[1] + counts[2] + counts[3] === at;
+              };
+              return new this.Promise((resolve2, reject) => {
+                if (finished()) {
+                  return resolve2();
+                } else {
+                  return this.on("done", () => {
+                    if (finished()) {
+                      this.removeAllListeners("done");
+                      return resolve2();
+                    }
+                  });
+                }
+              });
+            };
+            done = options.dropWaitingJobs ? (this._run = function(index, next) {
+              return next.doDrop({
+                message: options.dropErrorMessage
+              });
+            }, this._drainOne = () => {
+              return this.Promise.resolve(null);
+            }, this._registerLock.schedule(() => {
+              return this._submitLock.schedule(() => {
+                var k, ref, v;
+                ref = this._scheduled;
+                for (k in ref) {
+                  v = ref[k];
+                  if (this.jobStatus(v.job.options.id) === "RUNNING") {
+                    clearTimeout(v.timeout);
+                    clearTimeout(v.expiration);
+                    v.job.doDrop({
+                      message: options.dropErrorMessage
+                    });
+                  }
+                }
+                this._dropAllQueued(options.dropErrorMessage);
+                return waitForExecuting(0);
+              });
+            })) : this.schedule({
+              priority: NUM_PRIORITIES$1 - 1,
+              weight: 0
+            }, () => {
+              return waitForExecuting(1);
+            });
+            this._receive = function(job) {
+              return job._reject(new Bottleneck3.prototype.BottleneckError(options.enqueueErrorMessage));
+            };
+            this.stop = () => {
+              return this.Promise.reject(new Bottleneck3.prototype.BottleneckError("stop() has already been called"));
+            };
+            return done;
+          }
+          async _addToQueue(job) {
+            var args, blocked, error63, options, reachedHWM, shifted, strategy;
+            ({ args, options } = job);
+            try {
+              ({ reachedHWM, blocked, strategy } = await this._store.__submit__(this.queued(), options.weight));
+            } catch (error1) {
+              error63 = error1;
+              this.Events.trigger("debug", `Could not queue ${options.id}`, { args, options, error: error63 });
+              job.doDrop({ error: error63 });
+              return false;
+            }
+            if (blocked) {
+              job.doDrop();
+              return true;
+            } else if (reachedHWM) {
+              shifted = strategy === Bottleneck3.prototype.strategy.LEAK ? this._queues.shiftLastFrom(options.priority) : strategy === Bottleneck3.prototype.strategy.OVERFLOW_PRIORITY ? this._queues.shiftLastFrom(options.priority + 1) : strategy === Bottleneck3.prototype.strategy.OVERFLOW ? job : void 0;
+              if (shifted != null) {
+                shifted.doDrop();
+              }
+              if (shifted == null || strategy === Bottleneck3.prototype.strategy.OVERFLOW) {
+                if (shifted == null) {
+                  job.doDrop();
+                }
+                return reachedHWM;
+              }
+            }
+            job.doQueue(reachedHWM, blocked);
+            this._queues.push(job);
+            await this._drainAll();
+            return reachedHWM;
+          }
+          _receive(job) {
+            if (this._states.jobStatus(job.options.id) != null) {
+              job._reject(new Bottleneck3.prototype.BottleneckError(`A job with the same id already exists (id=${job.options.id})`));
+              return false;
+            } else {
+              job.doReceive();
+              return this._submitLock.schedule(this._addToQueue, job);
+            }
+          }
+          submit(...args) {
+            var cb, fn, job, options, ref, ref1, task;
+            if (typeof args[0] === "function") {
+              ref = args, [fn, ...args] = ref, [cb] = splice.call(args, -1);
+              options = parser$5.load({}, this.jobDefaults);
+            } else {
+              ref1 = args, [options, fn, ...args] = ref1, [cb] = splice.call(args, -1);
+              options = parser$5.load(options, this.jobDefaults);
+            }
+            task = (...args2) => {
+              return new this.Promise(function(resolve2, reject) {
+                return fn(...args2, function(...args3) {
+                  return (args3[0] != null ? reject : resolve2)(args3);
+                });
+              });
+            };
+            job = new Job$1(task, args, options, this.jobDefaults, this.rejectOnDrop, this.Events, this._states, this.Promise);
+            job.promise.then(function(args2) {
+              return typeof cb === "function" ? cb(...args2) : void 0;
+            }).catch(function(args2) {
+              if (Array.isArray(args2)) {
+                return typeof cb === "function" ? cb(...args2) : void 0;
+              } else {
+                return typeof cb === "function" ? cb(args2) : void 0;
+              }
+            });
+            return this._receive(job);
+          }
+          schedule(...args) {
+            var job, options, task;
+            if (typeof args[0] === "function") {
+              [task, ...args] = args;
+              options = {};
+            } else {
+              [options, task, ...args] = args;
+            }
+            job = new Job$1(task, args, options, this.jobDefaults, this.rejectOnDrop, this.Events, this._states, this.Promise);
+            this._receive(job);
+            return job.promise;
+          }
+          wrap(fn) {
+            var schedule, wrapped;
+            schedule = this.schedule.bind(this);
+            wrapped = function(...args) {
+              return schedule(fn.bind(this), ...args);
+            };
+            wrapped.withOptions = function(options, ...args) {
+              return schedule(options, fn, ...args);
+            };
+            return wrapped;
+          }
+          async updateSettings(options = {}) {
+            await this._store.__updateSettings__(parser$5.overwrite(options, this.storeDefaults));
+            parser$5.overwrite(options, this.instanceDefaults, this);
+            return this;
+          }
+          currentReservoir() {
+            return this._store.__currentReservoir__();
+          }
+          incrementReservoir(incr = 0) {
+            return this._store.__incrementReservoir__(incr);
+          }
+        }
+        Bottleneck3.default = Bottleneck3;
+        Bottleneck3.Events = Events$4;
+        Bottleneck3.version = Bottleneck3.prototype.version = require$$8.version;
+        Bottleneck3.strategy = Bottleneck3.prototype.strategy = {
+          LEAK: 1,
+          OVERFLOW: 2,
+          OVERFLOW_PRIORITY: 4,
+          BLOCK: 3
+        };
+        Bottleneck3.BottleneckError = Bottleneck3.prototype.BottleneckError = BottleneckError_1;
+        Bottleneck3.Group = Bottleneck3.prototype.Group = Group_1;
+        Bottleneck3.RedisConnection = Bottleneck3.prototype.RedisConnection = require$$2;
+        Bottleneck3.IORedisConnection = Bottleneck3.prototype.IORedisConnection = require$$3;
+        Bottleneck3.Batcher = Bottleneck3.prototype.Batcher = Batcher_1;
+        Bottleneck3.prototype.jobDefaults = {
+          priority: DEFAULT_PRIORITY$1,
+          weight: 1,
+          expiration: null,
+          id: "<no-id>"
+        };
+        Bottleneck3.prototype.storeDefaults = {
+          maxConcurrent: null,
+          minTime: 0,
+          highWater: null,
+          strategy: Bottleneck3.prototype.strategy.LEAK,
+          penalty: null,
+          reservoir: null,
+          reservoirRefreshInterval: null,
+          reservoirRefreshAmount: null,
+          reservoirIncreaseInterval: null,
+          reservoirIncreaseAmount: null,
+          reservoirIncreaseMaximum: null
+        };
+        Bottleneck3.prototype.localStoreDefaults = {
+          Promise,
+          timeout: null,
+          heartbeatInterval: 250
+        };
+        Bottleneck3.prototype.redisStoreDefaults = {
+          Promise,
+          timeout: null,
+          heartbeatInterval: 5e3,
+          clientTimeout: 1e4,
+          Redis: null,
+          clientOptions: {},
+          clusterNodes: null,
+          clearDatastore: false,
+          connection: null
+        };
+        Bottleneck3.prototype.instanceDefaults = {
+          datastore: "local",
+          connection: null,
+          id: "<no-id>",
+          rejectOnDrop: true,
+          trackDoneStatus: false,
+          Promise
+        };
+        Bottleneck3.prototype.stopDefaults = {
+          enqueueErrorMessage: "This limiter has been stopped and cannot accept new jobs.",
+          dropWaitingJobs: true,
+          dropErrorMessage: "This limiter has been stopped."
+        };
+        return Bottleneck3;
+      }).call(commonjsGlobal);
+      var Bottleneck_1 = Bottleneck2;
+      var lib = Bottleneck_1;
+      return lib;
+    }));
   }
 });
 
@@ -20662,12 +21981,12 @@ var require_nacl_fast = __commonJS({
         }
         o[0] += c - 1 + 37 * (c - 1);
       }
-      function sel25519(p, q, b) {
+      function sel25519(p, q2, b) {
         var t, c = ~(b - 1);
         for (var i = 0; i < 16; i++) {
-          t = c & (p[i] ^ q[i]);
+          t = c & (p[i] ^ q2[i]);
           p[i] ^= t;
-          q[i] ^= t;
+          q2[i] ^= t;
         }
       }
       function pack25519(o, n) {
@@ -21144,7 +22463,7 @@ var require_nacl_fast = __commonJS({
         }
         for (a = 0; a < 16; a++) o[a] = c[a];
       }
-      function crypto_scalarmult(q, n, p) {
+      function crypto_scalarmult(q2, n, p) {
         var z2 = new Uint8Array(32);
         var x = new Float64Array(80), r, i;
         var a = gf(), b = gf(), c = gf(), d = gf(), e = gf(), f = gf();
@@ -21192,11 +22511,11 @@ var require_nacl_fast = __commonJS({
         var x16 = x.subarray(16);
         inv25519(x32, x32);
         M(x16, x16, x32);
-        pack25519(q, x16);
+        pack25519(q2, x16);
         return 0;
       }
-      function crypto_scalarmult_base(q, n) {
-        return crypto_scalarmult(q, n, _9);
+      function crypto_scalarmult_base(q2, n) {
+        return crypto_scalarmult(q2, n, _9);
       }
       function crypto_box_keypair(y, x) {
         randombytes(x, 32);
@@ -21707,17 +23026,17 @@ var require_nacl_fast = __commonJS({
         for (i = 0; i < 8; i++) ts64(out, 8 * i, hh[i], hl[i]);
         return 0;
       }
-      function add(p, q) {
+      function add(p, q2) {
         var a = gf(), b = gf(), c = gf(), d = gf(), e = gf(), f = gf(), g = gf(), h = gf(), t = gf();
         Z(a, p[1], p[0]);
-        Z(t, q[1], q[0]);
+        Z(t, q2[1], q2[0]);
         M(a, a, t);
         A(b, p[0], p[1]);
-        A(t, q[0], q[1]);
+        A(t, q2[0], q2[1]);
         M(b, b, t);
-        M(c, p[3], q[3]);
+        M(c, p[3], q2[3]);
         M(c, c, D2);
-        M(d, p[2], q[2]);
+        M(d, p[2], q2[2]);
         A(d, d, d);
         Z(e, b, a);
         Z(f, d, c);
@@ -21728,10 +23047,10 @@ var require_nacl_fast = __commonJS({
         M(p[2], g, f);
         M(p[3], e, h);
       }
-      function cswap(p, q, b) {
+      function cswap(p, q2, b) {
         var i;
         for (i = 0; i < 4; i++) {
-          sel25519(p[i], q[i], b);
+          sel25519(p[i], q2[i], b);
         }
       }
       function pack(r, p) {
@@ -21742,7 +23061,7 @@ var require_nacl_fast = __commonJS({
         pack25519(r, ty);
         r[31] ^= par25519(tx) << 7;
       }
-      function scalarmult(p, q, s) {
+      function scalarmult(p, q2, s) {
         var b, i;
         set25519(p[0], gf0);
         set25519(p[1], gf1);
@@ -21750,19 +23069,19 @@ var require_nacl_fast = __commonJS({
         set25519(p[3], gf0);
         for (i = 255; i >= 0; --i) {
           b = s[i / 8 | 0] >> (i & 7) & 1;
-          cswap(p, q, b);
-          add(q, p);
+          cswap(p, q2, b);
+          add(q2, p);
           add(p, p);
-          cswap(p, q, b);
+          cswap(p, q2, b);
         }
       }
       function scalarbase(p, s) {
-        var q = [gf(), gf(), gf(), gf()];
-        set25519(q[0], X);
-        set25519(q[1], Y);
-        set25519(q[2], gf1);
-        M(q[3], X, Y);
-        scalarmult(p, q, s);
+        var q2 = [gf(), gf(), gf(), gf()];
+        set25519(q2[0], X);
+        set25519(q2[1], Y);
+        set25519(q2[2], gf1);
+        M(q2[3], X, Y);
+        scalarmult(p, q2, s);
       }
       function crypto_sign_keypair(pk, sk, seeded) {
         var d = new Uint8Array(64);
@@ -21868,16 +23187,16 @@ var require_nacl_fast = __commonJS({
       function crypto_sign_open(m, sm, n, pk) {
         var i;
         var t = new Uint8Array(32), h = new Uint8Array(64);
-        var p = [gf(), gf(), gf(), gf()], q = [gf(), gf(), gf(), gf()];
+        var p = [gf(), gf(), gf(), gf()], q2 = [gf(), gf(), gf(), gf()];
         if (n < 64) return -1;
-        if (unpackneg(q, pk)) return -1;
+        if (unpackneg(q2, pk)) return -1;
         for (i = 0; i < n; i++) m[i] = sm[i];
         for (i = 0; i < 32; i++) m[i + 32] = pk[i];
         crypto_hash(h, m, n);
         reduce(h);
-        scalarmult(p, q, h);
-        scalarbase(q, sm.subarray(32));
-        add(p, q);
+        scalarmult(p, q2, h);
+        scalarbase(q2, sm.subarray(32));
+        add(p, q2);
         pack(t, p);
         n -= 64;
         if (crypto_verify_32(sm, 0, t, 0)) {
@@ -21992,16 +23311,16 @@ var require_nacl_fast = __commonJS({
         checkArrayTypes(n, p);
         if (n.length !== crypto_scalarmult_SCALARBYTES) throw new Error("bad n size");
         if (p.length !== crypto_scalarmult_BYTES) throw new Error("bad p size");
-        var q = new Uint8Array(crypto_scalarmult_BYTES);
-        crypto_scalarmult(q, n, p);
-        return q;
+        var q2 = new Uint8Array(crypto_scalarmult_BYTES);
+        crypto_scalarmult(q2, n, p);
+        return q2;
       };
       nacl2.scalarMult.base = function(n) {
         checkArrayTypes(n);
         if (n.length !== crypto_scalarmult_SCALARBYTES) throw new Error("bad n size");
-        var q = new Uint8Array(crypto_scalarmult_BYTES);
-        crypto_scalarmult_base(q, n);
-        return q;
+        var q2 = new Uint8Array(crypto_scalarmult_BYTES);
+        crypto_scalarmult_base(q2, n);
+        return q2;
       };
       nacl2.scalarMult.scalarLength = crypto_scalarmult_SCALARBYTES;
       nacl2.scalarMult.groupElementLength = crypto_scalarmult_BYTES;
@@ -22195,6 +23514,9 @@ function toCommandProperties(annotationProperties) {
 function issueCommand(command, properties, message) {
   const cmd = new Command(command, properties, message);
   process.stdout.write(cmd.toString() + os.EOL);
+}
+function issue(name3, message = "") {
+  issueCommand(name3, {}, message);
 }
 var CMD_STRING = "::";
 var Command = class {
@@ -22624,6 +23946,33 @@ var platform = os3.platform();
 var arch = os3.arch();
 
 // node_modules/@actions/core/lib/core.js
+var __awaiter2 = function(thisArg, _arguments, P, generator) {
+  function adopt(value) {
+    return value instanceof P ? value : new P(function(resolve2) {
+      resolve2(value);
+    });
+  }
+  return new (P || (P = Promise))(function(resolve2, reject) {
+    function fulfilled(value) {
+      try {
+        step(generator.next(value));
+      } catch (e) {
+        reject(e);
+      }
+    }
+    function rejected(value) {
+      try {
+        step(generator["throw"](value));
+      } catch (e) {
+        reject(e);
+      }
+    }
+    function step(result) {
+      result.done ? resolve2(result.value) : adopt(result.value).then(fulfilled, rejected);
+    }
+    step((generator = generator.apply(thisArg, _arguments || [])).next());
+  });
+};
 var ExitCode;
 (function(ExitCode2) {
   ExitCode2[ExitCode2["Success"] = 0] = "Success";
@@ -22660,8 +24009,29 @@ function error(message, properties = {}) {
 function warning(message, properties = {}) {
   issueCommand("warning", toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
+function notice(message, properties = {}) {
+  issueCommand("notice", toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
 function info(message) {
   process.stdout.write(message + os4.EOL);
+}
+function startGroup(name3) {
+  issue("group", name3);
+}
+function endGroup() {
+  issue("endgroup");
+}
+function group(name3, fn) {
+  return __awaiter2(this, void 0, void 0, function* () {
+    startGroup(name3);
+    let result;
+    try {
+      result = yield fn();
+    } finally {
+      endGroup();
+    }
+    return result;
+  });
 }
 
 // node_modules/@actions/github/lib/context.js
@@ -22718,7 +24088,7 @@ var Context = class {
 // node_modules/@actions/github/lib/internal/utils.js
 var httpClient = __toESM(require_lib(), 1);
 var import_undici2 = __toESM(require_undici(), 1);
-var __awaiter2 = function(thisArg, _arguments, P, generator) {
+var __awaiter3 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
     return value instanceof P ? value : new P(function(resolve2) {
       resolve2(value);
@@ -22763,7 +24133,7 @@ function getProxyAgentDispatcher(destinationUrl) {
 }
 function getProxyFetch(destinationUrl) {
   const httpDispatcher = getProxyAgentDispatcher(destinationUrl);
-  const proxyFetch = (url2, opts) => __awaiter2(this, void 0, void 0, function* () {
+  const proxyFetch = (url2, opts) => __awaiter3(this, void 0, void 0, function* () {
     return (0, import_undici2.fetch)(url2, Object.assign(Object.assign({}, opts), { dispatcher: httpDispatcher }));
   });
   return proxyFetch;
@@ -26829,6 +28199,310 @@ function getOctokit(token, options, ...additionalPlugins) {
   return new GitHubWithPlugins(getOctokitOptions(token, options));
 }
 
+// node_modules/@octokit/plugin-retry/dist-bundle/index.js
+var import_light = __toESM(require_light(), 1);
+var VERSION7 = "0.0.0-development";
+function isRequestError(error63) {
+  return error63.request !== void 0;
+}
+async function errorRequest(state, octokit, error63, options) {
+  if (!isRequestError(error63) || !error63?.request.request) {
+    throw error63;
+  }
+  if (error63.status >= 400 && !state.doNotRetry.includes(error63.status)) {
+    const retries = options.request.retries != null ? options.request.retries : state.retries;
+    const retryAfter = Math.pow((options.request.retryCount || 0) + 1, 2);
+    throw octokit.retry.retryRequest(error63, retries, retryAfter);
+  }
+  throw error63;
+}
+async function wrapRequest(state, octokit, request2, options) {
+  const limiter = new import_light.default();
+  limiter.on("failed", function(error63, info2) {
+    const maxRetries = ~~error63.request.request?.retries;
+    const after = ~~error63.request.request?.retryAfter;
+    options.request.retryCount = info2.retryCount + 1;
+    if (maxRetries > info2.retryCount) {
+      return after * state.retryAfterBaseValue;
+    }
+  });
+  return limiter.schedule(
+    requestWithGraphqlErrorHandling.bind(null, state, octokit, request2),
+    options
+  );
+}
+async function requestWithGraphqlErrorHandling(state, octokit, request2, options) {
+  const response = await request2(options);
+  if (response.data && response.data.errors && response.data.errors.length > 0 && /Something went wrong while executing your query/.test(
+    response.data.errors[0].message
+  )) {
+    const error63 = new RequestError(response.data.errors[0].message, 500, {
+      request: options,
+      response
+    });
+    return errorRequest(state, octokit, error63, options);
+  }
+  return response;
+}
+function retry(octokit, octokitOptions) {
+  const state = Object.assign(
+    {
+      enabled: true,
+      retryAfterBaseValue: 1e3,
+      doNotRetry: [400, 401, 403, 404, 410, 422, 451],
+      retries: 3
+    },
+    octokitOptions.retry
+  );
+  const retryPlugin = {
+    retry: {
+      retryRequest: (error63, retries, retryAfter) => {
+        error63.request.request = Object.assign({}, error63.request.request, {
+          retries,
+          retryAfter
+        });
+        return error63;
+      }
+    }
+  };
+  if (state.enabled) {
+    octokit.hook.error("request", errorRequest.bind(null, state, retryPlugin));
+    octokit.hook.wrap("request", wrapRequest.bind(null, state, retryPlugin));
+  }
+  return retryPlugin;
+}
+retry.VERSION = VERSION7;
+
+// node_modules/@octokit/plugin-throttling/dist-bundle/index.js
+var import_light2 = __toESM(require_light(), 1);
+var VERSION8 = "0.0.0-development";
+var noop3 = () => Promise.resolve();
+function wrapRequest2(state, request2, options) {
+  return state.retryLimiter.schedule(doRequest, state, request2, options);
+}
+async function doRequest(state, request2, options) {
+  const { pathname } = new URL(options.url, "http://github.test");
+  const isAuth = isAuthRequest(options.method, pathname);
+  const isWrite = !isAuth && options.method !== "GET" && options.method !== "HEAD";
+  const isSearch = options.method === "GET" && pathname.startsWith("/search/");
+  const isGraphQL = pathname.startsWith("/graphql");
+  const retryCount = ~~request2.retryCount;
+  const jobOptions = retryCount > 0 ? { priority: 0, weight: 0 } : {};
+  if (state.clustering) {
+    jobOptions.expiration = 1e3 * 60;
+  }
+  if (isWrite || isGraphQL) {
+    await state.write.key(state.id).schedule(jobOptions, noop3);
+  }
+  if (isWrite && state.triggersNotification(pathname)) {
+    await state.notifications.key(state.id).schedule(jobOptions, noop3);
+  }
+  if (isSearch) {
+    await state.search.key(state.id).schedule(jobOptions, noop3);
+  }
+  const req = (isAuth ? state.auth : state.global).key(state.id).schedule(jobOptions, request2, options);
+  if (isGraphQL) {
+    const res = await req;
+    if (res.data.errors != null && res.data.errors.some((error63) => error63.type === "RATE_LIMITED")) {
+      const error63 = Object.assign(new Error("GraphQL Rate Limit Exceeded"), {
+        response: res,
+        data: res.data
+      });
+      throw error63;
+    }
+  }
+  return req;
+}
+function isAuthRequest(method, pathname) {
+  return method === "PATCH" && // https://docs.github.com/en/rest/apps/apps?apiVersion=2022-11-28#create-a-scoped-access-token
+  /^\/applications\/[^/]+\/token\/scoped$/.test(pathname) || method === "POST" && // https://docs.github.com/en/rest/apps/oauth-applications?apiVersion=2022-11-28#reset-a-token
+  (/^\/applications\/[^/]+\/token$/.test(pathname) || // https://docs.github.com/en/rest/apps/apps?apiVersion=2022-11-28#create-an-installation-access-token-for-an-app
+  /^\/app\/installations\/[^/]+\/access_tokens$/.test(pathname) || // https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/authorizing-oauth-apps
+  pathname === "/login/oauth/access_token");
+}
+var triggers_notification_paths_default = [
+  "/orgs/{org}/invitations",
+  "/orgs/{org}/invitations/{invitation_id}",
+  "/orgs/{org}/teams/{team_slug}/discussions",
+  "/orgs/{org}/teams/{team_slug}/discussions/{discussion_number}/comments",
+  "/repos/{owner}/{repo}/collaborators/{username}",
+  "/repos/{owner}/{repo}/commits/{commit_sha}/comments",
+  "/repos/{owner}/{repo}/issues",
+  "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+  "/repos/{owner}/{repo}/issues/{issue_number}/sub_issue",
+  "/repos/{owner}/{repo}/issues/{issue_number}/sub_issues/priority",
+  "/repos/{owner}/{repo}/pulls",
+  "/repos/{owner}/{repo}/pulls/{pull_number}/comments",
+  "/repos/{owner}/{repo}/pulls/{pull_number}/comments/{comment_id}/replies",
+  "/repos/{owner}/{repo}/pulls/{pull_number}/merge",
+  "/repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers",
+  "/repos/{owner}/{repo}/pulls/{pull_number}/reviews",
+  "/repos/{owner}/{repo}/releases",
+  "/teams/{team_id}/discussions",
+  "/teams/{team_id}/discussions/{discussion_number}/comments"
+];
+function routeMatcher(paths) {
+  const regexes = paths.map(
+    (path2) => path2.split("/").map((c) => c.startsWith("{") ? "(?:.+?)" : c).join("/")
+  );
+  const regex2 = `^(?:${regexes.map((r) => `(?:${r})`).join("|")})[^/]*$`;
+  return new RegExp(regex2, "i");
+}
+var regex = routeMatcher(triggers_notification_paths_default);
+var triggersNotification = regex.test.bind(regex);
+var groups = {};
+var createGroups = function(Bottleneck2, common) {
+  groups.global = new Bottleneck2.Group({
+    id: "octokit-global",
+    maxConcurrent: 10,
+    ...common
+  });
+  groups.auth = new Bottleneck2.Group({
+    id: "octokit-auth",
+    maxConcurrent: 1,
+    ...common
+  });
+  groups.search = new Bottleneck2.Group({
+    id: "octokit-search",
+    maxConcurrent: 1,
+    minTime: 2e3,
+    ...common
+  });
+  groups.write = new Bottleneck2.Group({
+    id: "octokit-write",
+    maxConcurrent: 1,
+    minTime: 1e3,
+    ...common
+  });
+  groups.notifications = new Bottleneck2.Group({
+    id: "octokit-notifications",
+    maxConcurrent: 1,
+    minTime: 3e3,
+    ...common
+  });
+};
+function throttling(octokit, octokitOptions) {
+  const {
+    enabled = true,
+    Bottleneck: Bottleneck2 = import_light2.default,
+    id = "no-id",
+    timeout: timeout2 = 1e3 * 60 * 2,
+    // Redis TTL: 2 minutes
+    connection
+  } = octokitOptions.throttle || {};
+  if (!enabled) {
+    return {};
+  }
+  const common = { timeout: timeout2 };
+  if (typeof connection !== "undefined") {
+    common.connection = connection;
+  }
+  const state = Object.assign(
+    {
+      clustering: connection != null,
+      triggersNotification,
+      fallbackSecondaryRateRetryAfter: 60,
+      retryAfterBaseValue: 1e3,
+      id
+    },
+    octokitOptions.throttle
+  );
+  if (typeof state.onSecondaryRateLimit !== "function" || typeof state.onRateLimit !== "function") {
+    throw new Error(`octokit/plugin-throttling error:
+        You must pass the onSecondaryRateLimit and onRateLimit error handlers.
+        See https://octokit.github.io/rest.js/#throttling
+
+        const octokit = new Octokit({
+          throttle: {
+            onSecondaryRateLimit: (retryAfter, options) => {/* ... */},
+            onRateLimit: (retryAfter, options) => {/* ... */}
+          }
+        })
+    `);
+  }
+  let initialized = false;
+  const initializeBottleneck = () => {
+    if (initialized) {
+      return;
+    }
+    initialized = true;
+    if (groups.global == null) {
+      createGroups(Bottleneck2, common);
+    }
+    state.global = state.global ?? groups.global;
+    state.auth = state.auth ?? groups.auth;
+    state.search = state.search ?? groups.search;
+    state.write = state.write ?? groups.write;
+    state.notifications = state.notifications ?? groups.notifications;
+    state.retryLimiter = state.retryLimiter ?? new Bottleneck2();
+    const events = {};
+    const emitter = new Bottleneck2.Events(events);
+    events.on("secondary-limit", state.onSecondaryRateLimit);
+    events.on("rate-limit", state.onRateLimit);
+    events.on(
+      "error",
+      (e) => octokit.log.warn("Error in throttling-plugin limit handler", e)
+    );
+    state.retryLimiter.on("failed", async function(error63, info2) {
+      const [state2, request2, options] = info2.args;
+      const { pathname } = new URL(options.url, "http://github.test");
+      const shouldRetryGraphQL = pathname.startsWith("/graphql") && error63.status !== 401;
+      if (!(shouldRetryGraphQL || error63.status === 403 || error63.status === 429)) {
+        return;
+      }
+      const retryCount = ~~request2.retryCount;
+      request2.retryCount = retryCount;
+      options.request.retryCount = retryCount;
+      const { wantRetry, retryAfter = 0 } = await (async function() {
+        if (/\bsecondary rate\b/i.test(error63.message)) {
+          const retryAfter2 = Number(error63.response.headers["retry-after"]) || state2.fallbackSecondaryRateRetryAfter;
+          const wantRetry2 = await emitter.trigger(
+            "secondary-limit",
+            retryAfter2,
+            options,
+            octokit,
+            retryCount
+          );
+          return { wantRetry: wantRetry2, retryAfter: retryAfter2 };
+        }
+        if (error63.response.headers != null && error63.response.headers["x-ratelimit-remaining"] === "0" || (error63.response.data?.errors ?? []).some(
+          (error210) => error210.type === "RATE_LIMITED"
+        )) {
+          const rateLimitReset = new Date(
+            ~~error63.response.headers["x-ratelimit-reset"] * 1e3
+          ).getTime();
+          const retryAfter2 = Math.max(
+            // Add one second so we retry _after_ the reset time
+            // https://docs.github.com/en/rest/overview/resources-in-the-rest-api?apiVersion=2022-11-28#exceeding-the-rate-limit
+            Math.ceil((rateLimitReset - Date.now()) / 1e3) + 1,
+            0
+          );
+          const wantRetry2 = await emitter.trigger(
+            "rate-limit",
+            retryAfter2,
+            options,
+            octokit,
+            retryCount
+          );
+          return { wantRetry: wantRetry2, retryAfter: retryAfter2 };
+        }
+        return {};
+      })();
+      if (wantRetry) {
+        request2.retryCount++;
+        return retryAfter * state2.retryAfterBaseValue;
+      }
+    });
+  };
+  octokit.hook.wrap("request", (request2, options) => {
+    initializeBottleneck();
+    return wrapRequest2(state, request2, options);
+  });
+  return {};
+}
+throttling.VERSION = VERSION8;
+throttling.triggersNotification = triggersNotification;
+
 // action/src/github.ts
 var PERMISSION = {
   reviews: "pull-requests: read",
@@ -26871,10 +28545,29 @@ function toReview(r) {
     submittedAt: typeof r.submitted_at === "string" ? r.submitted_at : null
   };
 }
+function isRateLimit(e) {
+  const { status, response, message } = e;
+  if (status === 429) return true;
+  if (status !== 403) return false;
+  return response?.headers?.["x-ratelimit-remaining"] === "0" || typeof message === "string" && /rate limit/i.test(message);
+}
 function apiError(what, e) {
   const status = e.status;
   const raw = e instanceof Error ? e.message : String(e);
   const message = /aborted|TimeoutError/i.test(raw) ? `no answer within ${API_TIMEOUT_MS / 1e3} s` : raw;
+  if (isRateLimit(e)) {
+    const reset = Number(
+      e.response?.headers?.["x-ratelimit-reset"]
+    );
+    return new BreakglassError(
+      "GITHUB_RATE_LIMIT",
+      `GitHub API ${what}: ${String(status)} rate limit exceeded${Number.isFinite(reset) && reset > 0 ? ` until ${new Date(reset * 1e3).toISOString()}` : ""}: ${message.slice(0, 200)}`,
+      {
+        hint: "the check fails closed; re-run the job after the limit resets (the token is fine)",
+        cause: e
+      }
+    );
+  }
   if (status === 401) {
     return new BreakglassError(
       "GITHUB_API",
@@ -26898,8 +28591,19 @@ function apiError(what, e) {
     { hint: "the check fails closed; re-run the job when GitHub is healthy", cause: e }
   );
 }
+var MAX_RATE_LIMIT_WAIT_S = 120;
+var MAX_RATE_LIMIT_RETRIES = 2;
 function createGitHubApi(token, owner, repo) {
-  const octokit = getOctokit(token, { request: { retries: 0 } });
+  const onLimit = (after, _options, _octokit, count) => count < MAX_RATE_LIMIT_RETRIES && after <= MAX_RATE_LIMIT_WAIT_S;
+  const octokit = getOctokit(
+    token,
+    {
+      retry: { doNotRetry: [400, 401, 403, 404, 410, 422, 451] },
+      throttle: { onRateLimit: onLimit, onSecondaryRateLimit: onLimit }
+    },
+    retry,
+    throttling
+  );
   const call = async (what, fn) => {
     try {
       return await fn();
@@ -26965,11 +28669,12 @@ function createGitHubApi(token, owner, repo) {
           after: str(a.after),
           ref: str(a.ref),
           type: str(a.activity_type),
-          actor: login(a.actor)
+          actor: login(a.actor),
+          timestamp: typeof a.timestamp === "string" ? a.timestamp : null
         }));
       } catch (e) {
         const status = e.status;
-        if (status === 403 || status === 404) return null;
+        if ((status === 403 || status === 404) && !isRateLimit(e)) return null;
         throw apiError("activity", e);
       }
     },
@@ -26990,7 +28695,7 @@ function createGitHubApi(token, owner, repo) {
 }
 
 // action/src/deps.ts
-var MODES = ["auto", "gate", "detect", "review-check"];
+var MODES = ["auto", "gate", "detect", "review-check", "sweep"];
 function bool(name3, fallback) {
   const v = getInput(name3).trim().toLowerCase();
   if (v === "") return fallback;
@@ -27018,14 +28723,27 @@ function readInputs() {
     openIssue: bool("open-issue", false),
     notes: bool("notes", true),
     remote: getInput("remote").trim() || "origin",
-    reviewOlderThan: getInput("review-older-than").trim() || "24h"
+    reviewOlderThan: getInput("review-older-than").trim() || "24h",
+    dismissStaleApprovals: bool("dismiss-stale-approvals", true)
   };
+}
+function repositoryInput() {
+  const v = getInput("repository").trim();
+  if (!v) return null;
+  const m = /^([A-Za-z0-9][A-Za-z0-9-]{0,38})\/([A-Za-z0-9._-]{1,100})$/.exec(v);
+  if (!m) {
+    throw new BreakglassError(
+      "USAGE",
+      `input repository must be owner/name, got "${v.slice(0, 80)}"`
+    );
+  }
+  return { owner: m[1], repo: m[2] };
 }
 function realDeps() {
   const inputs = readInputs();
   const workspace = process.env.GITHUB_WORKSPACE || process.cwd();
   const serverUrl = process.env.GITHUB_SERVER_URL || "https://github.com";
-  const { owner, repo } = context2.repo;
+  const { owner, repo } = repositoryInput() ?? context2.repo;
   const env = {
     ...process.env,
     GIT_AUTHOR_NAME: process.env.GIT_AUTHOR_NAME || "git-breakglass action",
@@ -27044,7 +28762,7 @@ function realDeps() {
       owner,
       repo,
       actor: context2.actor,
-      runUrl: `${serverUrl}/${owner}/${repo}/actions/runs/${context2.runId}`
+      runUrl: `${serverUrl}/${context2.repo.owner}/${context2.repo.repo}/actions/runs/${context2.runId}`
     },
     git: { cwd: workspace, env },
     github: createGitHubApi(inputs.token, owner, repo),
@@ -27052,6 +28770,8 @@ function realDeps() {
       setOutput: (n, v) => setOutput(n, v),
       info: (m) => info(m),
       warning: (m, p) => warning(m, p),
+      notice: (m, p) => notice(m, p),
+      group: (name3, fn) => group(name3, fn),
       error: (m, p) => error(m, p),
       summary: async (md) => {
         if (!process.env.GITHUB_STEP_SUMMARY) return;
@@ -27089,10 +28809,10 @@ function compileRefPattern(input2, field = "ref") {
   }
   const source = normalizeRefPattern(input2);
   const segments = source.split("/");
-  let regex = "^";
+  let regex2 = "^";
   segments.forEach((seg, i) => {
     if (seg === "**") {
-      regex += i === segments.length - 1 ? "(?:/[^/]+)+" : "(?:/[^/]+)*";
+      regex2 += i === segments.length - 1 ? "(?:/[^/]+)+" : "(?:/[^/]+)*";
       return;
     }
     if (seg.includes("**")) {
@@ -27105,14 +28825,14 @@ function compileRefPattern(input2, field = "ref") {
     if (probe.length === 0 || probe.startsWith(".") || probe.endsWith(".lock") || FORBIDDEN.test(probe)) {
       throw new BreakglassError("REF_INVALID", `${field}: "${input2}" is not a valid ref pattern`);
     }
-    if (i > 0) regex += "/";
-    regex += seg.split("*").map((lit) => lit.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join("[^/]*");
+    if (i > 0) regex2 += "/";
+    regex2 += seg.split("*").map((lit) => lit.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join("[^/]*");
   });
-  regex += "$";
+  regex2 += "$";
   if (!isValidRefName(source.replace(/\*+/g, "x"))) {
     throw new BreakglassError("REF_INVALID", `${field}: "${input2}" is not a valid ref pattern`);
   }
-  return { source, regex: new RegExp(regex) };
+  return { source, regex: new RegExp(regex2) };
 }
 function segmentMatches(glob, text2) {
   let g = 0;
@@ -29196,8 +30916,8 @@ function anchor(source) {
 var date = /* @__PURE__ */ anchor(dateSource);
 function timeSource(args) {
   const hhmm = `(?:[01]\\d|2[0-3]):[0-5]\\d`;
-  const regex = typeof args.precision === "number" ? args.precision === -1 ? `${hhmm}` : args.precision === 0 ? `${hhmm}:[0-5]\\d` : `${hhmm}:[0-5]\\d\\.\\d{${args.precision}}` : args.seconds ? `${hhmm}:[0-5]\\d(?:\\.\\d+)?` : `${hhmm}(?::[0-5]\\d(?:\\.\\d+)?)?`;
-  return regex;
+  const regex2 = typeof args.precision === "number" ? args.precision === -1 ? `${hhmm}` : args.precision === 0 ? `${hhmm}:[0-5]\\d` : `${hhmm}:[0-5]\\d\\.\\d{${args.precision}}` : args.seconds ? `${hhmm}:[0-5]\\d(?:\\.\\d+)?` : `${hhmm}(?::[0-5]\\d(?:\\.\\d+)?)?`;
+  return regex2;
 }
 function time(args) {
   return new RegExp(`^${timeSource(args)}$`);
@@ -29212,8 +30932,8 @@ function datetime(args) {
 }
 var anyString = /^[\s\S]{0,}$/;
 var string = (params) => {
-  const regex = params ? `[\\s\\S]{${params?.minimum ?? 0},${params?.maximum ?? ""}}` : `[\\s\\S]*`;
-  return new RegExp(`^${regex}$`);
+  const regex2 = params ? `[\\s\\S]{${params?.minimum ?? 0},${params?.maximum ?? ""}}` : `[\\s\\S]*`;
+  return new RegExp(`^${regex2}$`);
 };
 var bigint = /^-?\d+n?$/;
 var integer = /^-?\d+$/;
@@ -43431,9 +45151,9 @@ var stringProcessor = (schema, ctx, _json, _params) => {
       json2.pattern = patternList[0].source;
     else if (patternList.length > 1) {
       json2.allOf = [
-        ...patternList.map((regex) => ({
+        ...patternList.map((regex2) => ({
           ...ctx.target === "draft-07" || ctx.target === "draft-04" || ctx.target === "openapi-3.0" ? { type: "string" } : {},
-          pattern: regex.source
+          pattern: regex2.source
         }))
       ];
     }
@@ -44948,10 +46668,10 @@ function currencyCode2(_params) {
 function hash(alg, params) {
   const enc = params?.enc ?? "hex";
   const format = `${alg}_${enc}`;
-  const regex = regexes_exports[format];
-  if (!regex)
+  const regex2 = regexes_exports[format];
+  if (!regex2)
     throw new Error(`Unrecognized hash format: ${format}`);
-  return _stringFormat(ZodCustomStringFormat, format, regex, params);
+  return _stringFormat(ZodCustomStringFormat, format, regex2, params);
 }
 var ZodNumber = /* @__PURE__ */ $constructor(
   "ZodNumber",
@@ -46461,7 +48181,7 @@ function convertBaseSchema(schema, ctx) {
             for (const key of Object.keys(payload.value)) {
               if (propertyKeys.includes(key))
                 continue;
-              if (patterns.some((regex) => regex.test(key)))
+              if (patterns.some((regex2) => regex2.test(key)))
                 continue;
               unrecognized.push(key);
             }
@@ -47333,7 +49053,7 @@ var CatFileBatch = class {
     });
     const fail2 = (e) => {
       this.failed = e;
-      for (const q of this.queue.splice(0)) q.reject(e);
+      for (const q2 of this.queue.splice(0)) q2.reject(e);
     };
     this.child.on(
       "error",
@@ -50531,6 +52251,69 @@ function decidePush(input2) {
   };
 }
 
+// action/src/control.ts
+var MAX_NAMED = 5;
+function controlPathspecs(policyPath) {
+  const dir = policyPath.includes("/") ? policyPath.slice(0, policyPath.lastIndexOf("/") + 1) : policyPath;
+  return [
+    `:(literal)${dir.replace(/^\.\//, "")}`,
+    ":(literal).breakglass/",
+    ":(glob).github/workflows/**",
+    ":(glob)**/action.yml",
+    ":(glob)**/action.yaml",
+    ":(literal)CODEOWNERS",
+    ":(literal).github/CODEOWNERS",
+    ":(literal)docs/CODEOWNERS"
+  ];
+}
+async function changedControlFiles(git, from, to, policyPath, mergeBase = false) {
+  const out = await gitText(git, [
+    "diff",
+    "--name-only",
+    "--no-renames",
+    ...mergeBase ? [`${from}...${to}`] : [from, to],
+    "--",
+    ...controlPathspecs(policyPath)
+  ]);
+  return out.split("\n").filter(Boolean);
+}
+function nameFiles(files) {
+  const shown = files.slice(0, MAX_NAMED).join(", ");
+  return files.length > MAX_NAMED ? `${shown} (+${files.length - MAX_NAMED} more)` : shown;
+}
+
+// action/src/explain.ts
+var MAX_SHOWN = 3;
+var DEFAULT_TTL_MS = 30 * 6e4;
+function closestTickets(rejected) {
+  const ranked = [...rejected].sort(
+    (a, b) => Number(!a.named) - Number(!b.named) || a.failures.length - b.failures.length || Number(a.id === null) - Number(b.id === null) || (b.id ?? "").localeCompare(a.id ?? "")
+  );
+  const lines = ranked.slice(0, MAX_SHOWN).map(
+    (r) => `${r.id ? `ticket ${r.id}` : "no ticket"}: ${r.failures.map((f) => `${f.message} [${f.code}, ${f.rule}]`).join("; ")}`
+  );
+  if (ranked.length > MAX_SHOWN) {
+    lines.push(`${ranked.length - MAX_SHOWN} other ticket(s) considered fail on more rules`);
+  }
+  return lines;
+}
+function q(s) {
+  return /^[\w./:@-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+function requestCommand(policy, ref, actions, commit, reason) {
+  const ttl = Math.min(DEFAULT_TTL_MS, policy.tickets.maxTtlMs);
+  return [
+    "bg-sign request",
+    `--ref ${q(ref.replace(/^refs\/heads\//, ""))}`,
+    ...actions.map((a) => `--action ${a}`),
+    // A deletion has no new commit to pin.
+    ...commit ? [`--commit ${commit}`] : [],
+    `--ttl ${formatDuration(ttl)}`,
+    `--reason ${q(reason)}`,
+    "--push"
+  ].join(" ");
+}
+
 // action/src/remote.ts
 import path from "node:path";
 var MAX_POLICY_BYTES2 = 256 * 1024;
@@ -50663,6 +52446,34 @@ async function loadPolicyAt(deps, commit) {
     );
   }
   return policy;
+}
+async function policyForBranch(deps, ref) {
+  const { remote, policyPath } = deps.inputs;
+  const tip = await fetchTip(deps.git, remote, ref);
+  if (!tip) {
+    throw new BreakglassError("GIT_FAILED", `cannot fetch ${ref} from ${remote}`);
+  }
+  const def = defaultBranchOf(deps);
+  const at = async (sha, where) => ({
+    policy: await loadPolicyAt(deps, sha),
+    sha,
+    tip,
+    source: `${policyPath} at ${where} (${sha.slice(0, 12)})`
+  });
+  if (!def || def === ref || await hasFile(deps, tip, policyPath)) return at(tip, ref);
+  const defTip = await fetchTip(deps.git, remote, def);
+  if (!defTip) return at(tip, ref);
+  return at(defTip, def);
+}
+function defaultBranchOf(deps) {
+  const repo = deps.event.payload.repository;
+  return typeof repo?.default_branch === "string" && repo.default_branch ? `refs/heads/${repo.default_branch}` : null;
+}
+async function hasFile(deps, commit, file2) {
+  const r = await runGit(deps.git, ["cat-file", "-e", `${commit}:${file2.replace(/^\.\//, "")}`], {
+    allowFail: true
+  });
+  return r.code === 0;
 }
 
 // src/audit/note.ts
@@ -50881,9 +52692,9 @@ function parseBlock(lines) {
   if (reason !== void 0) event.reason = unescapeValue(reason);
   const incident = fields.get(K.incident);
   if (incident !== void 0) event.incident = unescapeValue(incident);
-  const window = fields.get(K.window);
-  if (window !== void 0) {
-    const parts = window.split("/");
+  const window2 = fields.get(K.window);
+  if (window2 !== void 0) {
+    const parts = window2.split("/");
     const bad = parts.length !== 2 ? `${K.window} is not <start>/<end>` : checkTime(parts[0], `${K.window} start`) ?? checkTime(parts[1], `${K.window} end`);
     if (bad) errors.push(bad);
     else event.window = { notBefore: parts[0], expiresAt: parts[1] };
@@ -51078,14 +52889,14 @@ function parseNoteFast(text2, take, cache) {
     }
     const reason = key(K.reason) ? cut(vs, ve) : void 0;
     const incident = key(K.incident) ? name3(vs, ve) : void 0;
-    let window;
+    let window2;
     if (key(K.window)) {
       const slash = text2.indexOf("/", vs);
       if (slash < 0 || slash >= ve) return null;
       const again = text2.indexOf("/", slash + 1);
       if (again >= 0 && again < ve) return null;
       if (!plainTimeOk(text2, vs, slash) || !plainTimeOk(text2, slash + 1, ve)) return null;
-      window = { notBefore: cut(vs, slash), expiresAt: cut(slash + 1, ve) };
+      window2 = { notBefore: cut(vs, slash), expiresAt: cut(slash + 1, ve) };
     }
     let replacedTip;
     if (key(K.replaced)) {
@@ -51135,7 +52946,7 @@ function parseNoteFast(text2, take, cache) {
     if (requester) event.requester = requester;
     if (reason !== void 0) event.reason = reason;
     if (incident !== void 0) event.incident = incident;
-    if (window) event.window = window;
+    if (window2) event.window = window2;
     if (replacedTip !== void 0) event.replacedTip = replacedTip;
     events.push(event);
     if (pos < n) {
@@ -51657,7 +53468,7 @@ async function recordAndPush(deps, items) {
 // action/src/reviews.ts
 var DECISIVE = /* @__PURE__ */ new Set(["APPROVED", "CHANGES_REQUESTED", "DISMISSED"]);
 var MEMBER = /* @__PURE__ */ new Set(["OWNER", "MEMBER", "COLLABORATOR"]);
-function countApprovals(reviews, author, policy) {
+function countApprovals(reviews, author, policy, head) {
   const latest = /* @__PURE__ */ new Map();
   const ordered = [...reviews].sort(
     (a, b) => (a.submittedAt ?? "").localeCompare(b.submittedAt ?? "") || a.id - b.id
@@ -51667,6 +53478,7 @@ function countApprovals(reviews, author, policy) {
     latest.set(r.login, r);
   }
   const approvers = /* @__PURE__ */ new Set();
+  const stale = /* @__PURE__ */ new Set();
   const changesRequested = [];
   const authorPrincipal = principalForLogin(policy, author)?.name;
   for (const [login3, r] of latest) {
@@ -51674,9 +53486,15 @@ function countApprovals(reviews, author, policy) {
     if (r.state !== "APPROVED" || !MEMBER.has(r.authorAssociation)) continue;
     const person = principalForLogin(policy, login3)?.name ?? `@${login3}`;
     if (authorPrincipal !== void 0 && person === authorPrincipal) continue;
-    approvers.add(person);
+    if (head !== void 0 && r.commitId !== head) stale.add(person);
+    else approvers.add(person);
   }
-  return { approvers: [...approvers].sort(), changesRequested: changesRequested.sort() };
+  for (const p of approvers) stale.delete(p);
+  return {
+    approvers: [...approvers].sort(),
+    changesRequested: changesRequested.sort(),
+    stale: [...stale].sort()
+  };
 }
 
 // src/ticket/verify.ts
@@ -51782,12 +53600,12 @@ function verifyRevocation(envelope, ticket, policy) {
 // action/src/tickets.ts
 var DAY = 864e5;
 var MAX_EXAMINED = 500;
-var MAX_NAMED = 10;
+var MAX_NAMED2 = 10;
 function namedTicketIds(text2) {
   const ids = /* @__PURE__ */ new Set();
   const re = /\b(?:break-?glass(?:-ticket)?)\s*[:=]\s*(\d{8}T\d{6}Z-[0-9a-f]{6,32})\b/gi;
   for (const m of text2.slice(0, 65536).matchAll(re)) {
-    if (ids.size >= MAX_NAMED) break;
+    if (ids.size >= MAX_NAMED2) break;
     ids.add(m[1]);
   }
   return [...ids];
@@ -51797,13 +53615,13 @@ function idTime(id) {
   if (!m) return NaN;
   return Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]);
 }
-function inScope(t, q) {
+function inScope(t, q2) {
   const s = t.payload.scope;
-  if (q.action && !s.actions.includes(q.action)) return false;
-  return s.refs.some((r) => refMatches(compileRefPattern(r), q.ref));
+  if (q2.action && !s.actions.includes(q2.action)) return false;
+  return s.refs.some((r) => refMatches(compileRefPattern(r), q2.ref));
 }
-async function loadCandidates(ctx, policy, now, q) {
-  const named = new Set(q.named.filter((id) => TICKET_ID.test(id)));
+async function loadCandidates(ctx, policy, now, q2) {
+  const named = new Set(q2.named.filter((id) => TICKET_ID.test(id)));
   const entries = await listRefs(ctx, "tickets");
   const revoked = new Map((await listRefs(ctx, "revoked")).map((e) => [e.id, e.sha]));
   const byId = new Map(entries.map((e) => [e.id, e]));
@@ -51843,7 +53661,7 @@ async function loadCandidates(ctx, policy, now, q) {
           }
           return;
         }
-        if (!isNamed && !inScope(ticket, q)) return;
+        if (!isNamed && !inScope(ticket, q2)) return;
         let isRevoked = false;
         const rsha = revoked.get(id);
         if (rsha) {
@@ -51881,7 +53699,8 @@ async function loadCandidates(ctx, policy, now, q) {
 
 // action/src/detect.ts
 var OID4 = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
-var MAX_PR_LOOKUPS = 20;
+var MAX_PR_COMMITS = 1e4;
+var MAX_FUTURE_MS = 5 * 6e4;
 var MAX_ANNOTATED = 1e4;
 var MAX_DROPPED = 50;
 function short(sha) {
@@ -51907,42 +53726,116 @@ async function pullNamedBy(deps, sha, branch) {
   }
   return void 0;
 }
-async function classifyMerge(deps, policy, branch, before, after, required2) {
-  const firstParents = await revList(
+async function patchIds(deps, shas) {
+  const log = await runGit(
     deps.git,
-    ["--first-parent", after, "--not", before],
-    MAX_PR_LOOKUPS + 1
+    ["log", "-p", "--no-color", "--format=commit %H", "--no-walk=unsorted", "--stdin"],
+    { input: shas.join("\n") + "\n" }
   );
-  if (firstParents.total === 0 || firstParents.total > MAX_PR_LOOKUPS) {
-    return { how: "direct-push", pulls: [], allReviewed: false };
+  const r = await runGit(deps.git, ["patch-id", "--stable"], { input: log.stdout });
+  const map2 = /* @__PURE__ */ new Map();
+  for (const line of r.stdout.toString("utf8").split("\n")) {
+    const [pid, sha] = line.split(" ");
+    if (pid && sha) map2.set(sha, pid);
   }
-  const pulls = /* @__PURE__ */ new Map();
-  for (const sha of firstParents.ids) {
+  return map2;
+}
+async function rebasedFrom(deps, pull, tip, pushed) {
+  const { remote } = deps.inputs;
+  if (!OID4.test(pull.headSha)) return [];
+  if (!await ensureCommit(deps.git, remote, pull.headSha, `refs/pull/${pull.number}/head`)) {
+    return [];
+  }
+  const own2 = await revList(deps.git, [pull.headSha, "--not", tip], MAX_PR_COMMITS + 1);
+  if (own2.total > MAX_PR_COMMITS) return [];
+  const prIds = new Set((await patchIds(deps, own2.ids)).values());
+  return [...pushed].filter(([, pid]) => prIds.has(pid)).map(([sha]) => sha);
+}
+async function pullsOf(deps, branch, tip, firstParents, stopAtMissing) {
+  const owner = /* @__PURE__ */ new Map();
+  const seen = /* @__PURE__ */ new Set();
+  const missing = [];
+  let pushedIds;
+  let lookups = 0;
+  for (const sha of firstParents) {
+    if (owner.has(sha)) continue;
+    lookups++;
     const merged = (await deps.github.pullsForCommit(sha)).filter(
       (p) => p.mergedAt !== null && p.baseRef === branch
     );
     const pr = merged.find((p) => p.mergeCommitSha === sha) ?? merged[0] ?? await pullNamedBy(deps, sha, branch);
-    if (!pr) return { how: "direct-push", pulls: [], allReviewed: false };
-    pulls.set(pr.number, pr);
+    if (!pr) {
+      missing.push(sha);
+      if (stopAtMissing) break;
+      continue;
+    }
+    owner.set(sha, pr);
+    if (!seen.has(pr.number) && firstParents.length > 1) {
+      seen.add(pr.number);
+      pushedIds ??= await patchIds(deps, firstParents);
+      for (const c of await rebasedFrom(deps, pr, tip, pushedIds)) {
+        if (!owner.has(c)) owner.set(c, pr);
+      }
+    }
   }
+  return { owner, missing, lookups };
+}
+async function approversOf(deps, policy, pull) {
+  const count = countApprovals(
+    await deps.github.listReviews(pull.number),
+    pull.author,
+    policy,
+    deps.inputs.dismissStaleApprovals ? pull.headSha : void 0
+  );
+  return [...count.approvers];
+}
+async function classifyMerge(deps, policy, branch, before, after, required2) {
+  const firstParents = (await revList(deps.git, ["--first-parent", after, "--not", before], Number.MAX_SAFE_INTEGER)).ids;
+  if (firstParents.length === 0) return { how: "direct-push", pulls: [], allReviewed: false };
+  const found = await pullsOf(deps, branch, after, firstParents, true);
+  if (found.missing.length) {
+    return { how: "direct-push", pulls: [], allReviewed: false, lookups: found.lookups };
+  }
+  const pulls = new Map([...found.owner.values()].map((p) => [p.number, p]));
   const judged = [];
   for (const pull of pulls.values()) {
-    const count = countApprovals(await deps.github.listReviews(pull.number), pull.author, policy);
-    judged.push({ pull, approvers: count.approvers });
+    judged.push({ pull, approvers: await approversOf(deps, policy, pull) });
   }
   return {
     how: "pr-merge",
     pulls: judged,
-    allReviewed: judged.every((j) => j.approvers.length >= required2)
+    allReviewed: judged.every((j) => j.approvers.length >= required2),
+    lookups: found.lookups
   };
+}
+function receivedAt(deps, cls, activityTime) {
+  const now = deps.now();
+  const ok = (t2) => Number.isFinite(t2) && t2 > 0 && t2 <= now + MAX_FUTURE_MS;
+  if (cls.how === "pr-merge") {
+    const times = cls.pulls.map((x) => Date.parse(x.pull.mergedAt ?? ""));
+    if (times.length && times.every(ok)) return { at: Math.max(...times), source: "merged_at" };
+  }
+  if (activityTime !== null && ok(Date.parse(activityTime))) {
+    return { at: Date.parse(activityTime), source: "activity timestamp" };
+  }
+  const repo = deps.event.payload.repository;
+  const pushed = repo?.pushed_at;
+  const t = typeof pushed === "number" ? pushed * 1e3 : typeof pushed === "string" ? Date.parse(pushed) : NaN;
+  if (ok(t)) return { at: t, source: "repository.pushed_at" };
+  deps.out.warning("the event says not when GitHub received the push; judging it at the job clock");
+  return { at: now, source: "job clock" };
 }
 function signerKey(t, principal2) {
   const s = t.signers.find((x) => x.principal === principal2);
   return { principal: principal2, keyid: s?.keyid ?? "unknown" };
 }
-function explain(d) {
-  return d.rejections.map(
-    (r) => `${r.ticketId ? `ticket ${r.ticketId}` : "no ticket"}: ${r.failures.map((f) => `${f.message} [${f.code}]`).join("; ")}`
+function explain(d, named) {
+  return closestTickets(
+    d.rejections.map((r) => ({
+      id: r.ticketId,
+      failures: r.failures,
+      named: r.ticketId !== null && named.includes(r.ticketId)
+    }))
   ).join(" | ");
 }
 async function alreadyUsedHere(deps, id, ref, before, after) {
@@ -51972,7 +53865,7 @@ async function runDetect(deps) {
   const created = p.created === true || ZERO_SHA.test(before);
   const deleted = p.deleted === true || ZERO_SHA.test(after);
   const { remote, policyPath } = deps.inputs;
-  await fetchAudit(deps.git, remote);
+  await deps.out.group("git-breakglass: fetch", () => fetchAudit(deps.git, remote));
   let policySha = null;
   if (!created && await ensureCommit(deps.git, remote, before, ref)) policySha = before;
   if (!policySha) {
@@ -52015,8 +53908,7 @@ async function runDetect(deps) {
   if (!created && !deleted) {
     fastForward = p.forced !== true && entry?.type !== "force_push" && await ensureCommit(deps.git, remote, before) && await isAncestor(deps.git, before, after);
   }
-  const dir = policyPath.includes("/") ? policyPath.slice(0, policyPath.lastIndexOf("/") + 1) : policyPath;
-  const touchesPolicy2 = !deleted && (await gitText(deps.git, ["diff", "--name-only", policySha, after, "--", dir, ".breakglass/"])).trim() !== "";
+  const touchesPolicy = !deleted && (await changedControlFiles(deps.git, policySha, after, policyPath)).length > 0;
   const branch = ref.replace(/^refs\/heads\//, "");
   let cls = {
     how: created ? "create" : deleted ? "delete" : fastForward ? "direct-push" : "force-push",
@@ -52025,22 +53917,27 @@ async function runDetect(deps) {
   };
   if (cls.how === "direct-push") {
     cls = await classifyMerge(deps, policy, branch, before, after, rule.requiredApprovals);
+    deps.out.info(
+      `${cls.how === "pr-merge" ? `pull request(s) ${cls.pulls.map((x) => `#${x.pull.number}`).join(", ")}` : "no merged pull request"} found in ${cls.lookups ?? 0} commit look-up(s)`
+    );
   }
   const update = {
     ref,
     oldSha: before,
     newSha: after,
     fastForward,
-    touchesPolicy: touchesPolicy2,
+    touchesPolicy,
     unreviewedMerge: cls.how === "pr-merge" && !cls.allReviewed
   };
   const prNote = cls.pulls.map((x) => `#${x.pull.number} (${x.approvers.length}/${rule.requiredApprovals} approvals)`).join(", ");
-  if (cls.how === "pr-merge" && cls.allReviewed && !touchesPolicy2) {
+  if (cls.how === "pr-merge" && cls.allReviewed && !touchesPolicy) {
     const o = quiet(`reviewed merge of ${prNote} into ${ref}`);
     deps.out.info(o.title);
     return o;
   }
-  const now = deps.now();
+  const received = receivedAt(deps, cls, entry?.timestamp ?? null);
+  const now = received.at;
+  deps.out.info(`judged at ${formatTime(now)} (${received.source})`);
   const headCommit = p.head_commit;
   const named = [
     ...namedTicketIds(typeof headCommit?.message === "string" ? headCommit.message : ""),
@@ -52056,26 +53953,44 @@ async function runDetect(deps) {
     (l, i, a) => a.indexOf(l) === i
   );
   const pins = [after, ...cls.pulls.length === 1 ? [cls.pulls[0].pull.headSha] : []];
-  let decision = null;
-  let usedLogin = login3;
-  for (const l of logins) {
-    const pusher = { known: true, login: l, principal: principalForLogin(policy, l)?.name };
-    for (const pin of fastForward ? pins : [after]) {
-      const d2 = decidePush({
-        policy,
-        updates: [{ ...update, newSha: pin }],
-        pusher,
-        candidates,
-        now
-      });
-      if (!decision) decision = d2;
-      if (d2.accepted) {
-        decision = d2;
-        usedLogin = l;
+  const decideAt = (cands, at) => {
+    let decision2 = null;
+    const who = login3;
+    for (const l of logins) {
+      const pusher = {
+        known: true,
+        login: l,
+        principal: principalForLogin(policy, l)?.name
+      };
+      for (const pin of fastForward ? pins : [after]) {
+        const d2 = decidePush({
+          policy,
+          updates: [{ ...update, newSha: pin }],
+          pusher,
+          candidates: cands,
+          now: at
+        });
+        if (!decision2) decision2 = d2;
+        if (d2.accepted) return { decision: d2, who: l };
+      }
+    }
+    return { decision: decision2, who };
+  };
+  const { decision, who: usedLogin } = decideAt(candidates, now);
+  let ended = null;
+  if (!decision.accepted && cls.how === "pr-merge") {
+    for (const c of candidates) {
+      if (!("ticket" in c)) continue;
+      const expires = Date.parse(c.ticket.payload.expiresAt);
+      const alive = { ...c, state: { ...c.state, revoked: false } };
+      if (decideAt([alive], Math.min(now, expires - 1e3)).decision.accepted) {
+        ended = {
+          id: c.id,
+          why: c.state.revoked ? "was revoked" : `expired at ${c.ticket.payload.expiresAt}, merged at ${formatTime(now)}`
+        };
         break;
       }
     }
-    if (decision?.accepted) break;
   }
   const d = decision.updates[0];
   const pusherName = principalForLogin(policy, usedLogin)?.name;
@@ -52104,7 +54019,7 @@ async function runDetect(deps) {
     newSha: after,
     pusher: pusherText,
     approvers: [],
-    recordedAt: formatTime(now),
+    recordedAt: formatTime(deps.now()),
     recordedBy: deps.recordedBy,
     ...d.kind === "force" ? { replacedTip: before } : {},
     ...dropped ? { dropped: dropped.ids, droppedCount: dropped.total } : {}
@@ -52116,6 +54031,9 @@ async function runDetect(deps) {
     "pr-merge": `merged ${prNote} without the required reviews`,
     "direct-push": "pushed directly (no reviewed pull request)"
   }[cls.how];
+  const kindText = ended ? "merged-after-ticket-ended" : cls.how;
+  const howText = ended ? `merged ${prNote} after ticket ${ended.id} ended (${ended.why})` : how;
+  const why = ended ? `ticket ${ended.id} ${ended.why}` : `${explain(d, named)}; to cover such a change: ${requestCommand(policy, ref, d.actions, deleted ? null : after, `covers ${short(deleted ? before : after)} on ${branch}`)}`;
   let event;
   let ticketInfo;
   if (d.path === "breakglass") {
@@ -52135,15 +54053,26 @@ async function runDetect(deps) {
   } else {
     event = {
       ...base,
-      violation: `${ref} ${how} by ${pusherText} without a valid break-glass ticket (${d.actions.join(", ")}): ${explain(d)}`
+      violation: `${ref} ${howText} by ${pusherText} without a valid break-glass ticket (${d.actions.join(", ")}): ${ended ? why : explain(d, named)}`
     };
   }
   const items = [{ event, commits }];
+  const problems = [];
   if (deps.inputs.notes) {
-    const r = await recordAndPush(deps, items);
-    deps.out.info(
-      r.written ? `audit note written on ${commits.length} commit(s) and pushed to ${deps.inputs.remote}` : "audit note already recorded (re-run)"
-    );
+    try {
+      const r = await deps.out.group(
+        "git-breakglass: audit note",
+        () => recordAndPush(deps, items)
+      );
+      deps.out.info(
+        r.written ? `audit note written on ${commits.length} commit(s) and pushed to ${deps.inputs.remote}` : "audit note already recorded (re-run)"
+      );
+    } catch (e) {
+      const msg = isBreakglassError(e) ? `${e.message} [${e.code}]` : e.message;
+      problems.push(
+        `The audit note for commit ${short(commits[0] ?? before)} on ${ref} (${event.kind === "breakglass" ? `break-glass use of ticket ${event.ticketId ?? ""}` : "violation"}) was NOT recorded: ${msg}`
+      );
+    }
   }
   const row = {
     ref,
@@ -52153,7 +54082,7 @@ async function runDetect(deps) {
     approvers: event.approvers.map((a) => a.principal).join(", "),
     reason: event.reason ?? "",
     expiry: event.window?.expiresAt ?? "",
-    outcome: d.path === "breakglass" ? `${cls.how} under ticket` : `VIOLATION: ${cls.how}`
+    outcome: (d.path === "breakglass" ? `${cls.how} under ticket` : `VIOLATION: ${kindText}`) + (problems.length ? " (NOTE NOT RECORDED)" : "")
   };
   if (d.path === "breakglass") {
     return {
@@ -52161,26 +54090,27 @@ async function runDetect(deps) {
       ticket: event.ticketId,
       events: [event],
       rows: [row],
-      problems: [],
-      title: `break-glass ${d.actions.join(" + ")} on ${ref} recorded`
+      problems,
+      title: `break-glass ${d.actions.join(" + ")} on ${ref} ${problems.length ? "NOT recorded" : "recorded"}`
     };
   }
-  const sentence = `Unticketed ${d.actions.join(" + ")} on ${ref}: commit ${after === before ? short(after) : short(deleted ? before : after)} ${how} by ${pusherText}; missing ticket: ${explain(d)}`;
+  const sentence = `${ended ? "Merged after the ticket ended" : "Unticketed"} ${d.actions.join(" + ")} on ${ref}: commit ${after === before ? short(after) : short(deleted ? before : after)} ${howText} by ${pusherText}; ${ended ? "" : "missing ticket: "}${why}`;
   if (deps.inputs.openIssue) {
     try {
       const issue3 = await deps.github.createIssue(
-        `Break-glass violation: ${cls.how} on ${ref} by ${usedLogin}`,
+        `Break-glass violation: ${kindText} on ${ref} by ${usedLogin}`,
         [
           `The git-breakglass detector found a change to the protected ref \`${ref}\` that no valid ticket covers.`,
           "",
           `- update: \`${before}..${after}\``,
-          `- how: ${how}`,
+          `- how: ${howText}`,
           `- actor: ${pusherText}`,
           `- actions: ${d.actions.join(", ")}`,
-          `- why no ticket counts: ${explain(d)}`,
+          `- judged at: ${formatTime(now)} (${received.source})`,
+          `- why no ticket counts: ${why}`,
           `- run: ${deps.event.runUrl}`,
           "",
-          "The audit note (`git log --notes=breakglass`) records it. Review the change, then restore the branch or document the exception."
+          problems.length ? `**The audit note could not be pushed**: ${problems.join(" ")}` : "The audit note (`git log --notes=breakglass`) records it. Review the change, then restore the branch or document the exception."
         ].join("\n")
       );
       deps.out.info(`opened issue #${issue3.number}: ${issue3.url}`);
@@ -52193,7 +54123,7 @@ async function runDetect(deps) {
     ticket: "",
     events: [event],
     rows: [row],
-    problems: [sentence],
+    problems: [sentence, ...problems],
     title: `break-glass violation on ${ref}`
   };
 }
@@ -52205,50 +54135,34 @@ function obj(v, what) {
   }
   return v;
 }
-function mergeGroupPulls(group) {
-  const found = /* @__PURE__ */ new Set();
-  const headRef = typeof group.head_ref === "string" ? group.head_ref : "";
-  const m = /\/pr-(\d{1,9})-[0-9a-f]{7,64}$/.exec(headRef);
-  if (m) found.add(Number(m[1]));
-  const commit = group.head_commit;
-  const message = typeof commit?.message === "string" ? commit.message.slice(0, 65536) : "";
-  for (const x of message.matchAll(/Merge pull request #(\d{1,9})\b/g)) found.add(Number(x[1]));
-  for (const x of message.matchAll(/\(#(\d{1,9})\)\s*$/gm)) found.add(Number(x[1]));
-  return [...found].slice(0, 20);
+function mergeGroupPull(group2) {
+  const headRef = typeof group2.head_ref === "string" ? group2.head_ref : "";
+  const m = /^refs\/heads\/gh-readonly-queue\/.+\/pr-(\d{1,9})-[0-9a-f]{40,64}$/.exec(headRef);
+  return m ? Number(m[1]) : null;
 }
-function describe3(id, f) {
-  return `${id ? `ticket ${id}` : "no ticket"}: ${f.map((x) => `${x.message} [${x.code}, ${x.rule}]`).join("; ")}`;
-}
-async function touchesPolicy(deps, base, head, policyPath) {
-  const dir = policyPath.includes("/") ? policyPath.slice(0, policyPath.lastIndexOf("/") + 1) : policyPath;
-  const out = await gitText(deps.git, [
-    "diff",
-    "--name-only",
-    `${base}...${head}`,
-    "--",
-    dir,
-    ".breakglass/"
-  ]);
-  return out.trim() !== "";
-}
-async function judgePull(deps, policy, pull, baseRef, baseSha, required2, now) {
+async function judgePull(deps, policy, pull, baseRef, baseTip, required2, now) {
   const reviews = await deps.github.listReviews(pull.number);
-  const count = countApprovals(reviews, pull.author, policy);
+  const { remote, policyPath, dismissStaleApprovals } = deps.inputs;
+  const count = countApprovals(
+    reviews,
+    pull.author,
+    policy,
+    dismissStaleApprovals ? pull.headSha : void 0
+  );
   const approved = count.approvers.length >= required2;
-  const { remote, policyPath } = deps.inputs;
   if (!await ensureCommit(deps.git, remote, pull.headSha, `refs/pull/${pull.number}/head`)) {
     throw new BreakglassError(
       "GIT_FAILED",
       `cannot fetch the head ${pull.headSha.slice(0, 12)} of pull request #${pull.number} from ${remote}`
     );
   }
-  const policyChange = await touchesPolicy(deps, baseSha, pull.headSha, policyPath);
+  const control = await changedControlFiles(deps.git, baseTip, pull.headSha, policyPath, true);
   const actions = actionsOf({
     ref: baseRef,
-    oldSha: baseSha,
+    oldSha: baseTip,
     newSha: pull.headSha,
     fastForward: true,
-    touchesPolicy: policyChange,
+    touchesPolicy: control.length > 0,
     unreviewedMerge: !approved
   });
   const base = {
@@ -52259,23 +54173,24 @@ async function judgePull(deps, policy, pull, baseRef, baseSha, required2, now) {
     required: required2,
     actions
   };
-  if (approved && !policyChange) {
+  if (approved && control.length === 0) {
     return { ...base, pass: true, via: "reviews", failures: [] };
   }
+  const named = namedTicketIds(pull.body);
   const candidates = await loadCandidates(deps.git, policy, now, {
     ref: baseRef,
     action: actions.includes("merge-unreviewed") ? "merge-unreviewed" : "change-policy",
-    named: namedTicketIds(pull.body)
+    named
   });
   const pusher = {
     known: true,
     login: pull.author,
     principal: principalForLogin(policy, pull.author)?.name
   };
-  const failures = [];
+  const rejected = [];
   for (const c of candidates) {
     if ("error" in c) {
-      failures.push(describe3(c.id, [c.error]));
+      rejected.push({ id: c.id, failures: [c.error], named: named.includes(c.id) });
       continue;
     }
     const f = evaluateTicket(
@@ -52288,68 +54203,73 @@ async function judgePull(deps, policy, pull, baseRef, baseSha, required2, now) {
     if (f.length === 0) {
       return { ...base, pass: true, via: "ticket", ticket: c.id, failures: [] };
     }
-    failures.push(describe3(c.id, f));
+    rejected.push({ id: c.id, failures: f, named: named.includes(c.id) });
   }
-  const why = [
-    approved ? `changes ${policyPath}` : `has ${count.approvers.length} of ${required2} required approval(s)` + (count.changesRequested.length ? `, changes requested by ${count.changesRequested.join(", ")}` : "")
-  ];
-  if (candidates.length === 0) {
-    failures.push(
-      `no ticket covers ${actions.join(" + ")} on ${baseRef} for ${pull.author}; request one (bg-sign request --ref ${baseRef} --action ${actions.join(" --action ")} --commit ${pull.headSha}) and name it in the pull request body as "breakglass: <id>"`
+  const short3 = [];
+  if (!approved) {
+    short3.push(
+      `has ${count.approvers.length} of ${required2} required approval(s)` + (count.stale.length ? ` (approval by ${count.stale.join(", ")} is for an older head commit)` : "") + (count.changesRequested.length ? `, changes requested by ${count.changesRequested.join(", ")}` : "")
     );
+  }
+  if (control.length) {
+    short3.push(`changes control files (${nameFiles(control)}), which needs a change-policy ticket`);
   }
   return {
     ...base,
     pass: false,
     via: "none",
-    failures: [`#${pull.number} ${why[0]}`, ...failures]
+    failures: [
+      `#${pull.number} ${short3.join(" and ")}`,
+      ...rejected.length ? closestTickets(rejected) : [`no ticket covers ${actions.join(" + ")} on ${baseRef} for ${pull.author}`],
+      `to merge without ${approved ? "that" : "the reviews"}, get a ticket: ${requestCommand(
+        policy,
+        baseRef,
+        actions,
+        pull.headSha,
+        `emergency merge of pull request #${pull.number}`
+      )}, have it approved (bg-sign approve ID --push) and name it in the pull request body as "breakglass: ID"`
+    ]
   };
+}
+function unprotected(deps, baseRef, source) {
+  const title = `${baseRef} is not protected by ${source}: nothing to check`;
+  deps.out.notice(title, { title: "git-breakglass" });
+  return { decision: "normal", ticket: "", events: [], rows: [], problems: [], title };
 }
 async function runGate(deps) {
   const { payload, name: name3 } = deps.event;
   let baseRef;
-  let baseSha;
   let pulls;
   if (name3 === "merge_group") {
-    const group = obj(payload.merge_group, "merge_group");
-    baseRef = String(group.base_ref ?? "");
-    baseSha = String(group.base_sha ?? "");
-    const numbers = mergeGroupPulls(group);
-    if (numbers.length === 0) {
+    const group2 = obj(payload.merge_group, "merge_group");
+    baseRef = String(group2.base_ref ?? "");
+    const n = mergeGroupPull(group2);
+    const queue = `refs/heads/gh-readonly-queue/${baseRef.replace(/^refs\/heads\//, "")}/pr-`;
+    if (n === null || !String(group2.head_ref).startsWith(queue)) {
       throw new BreakglassError(
         "USAGE",
-        `cannot tell which pull requests merge group ${String(group.head_ref ?? "")} contains`
+        `cannot tell which pull request merge group ${String(group2.head_ref ?? "").slice(0, 200)} adds (expected ${queue}<n>-<sha>)`
       );
     }
-    pulls = [];
-    for (const n of numbers) pulls.push(await deps.github.getPull(n));
+    pulls = [await deps.github.getPull(n)];
   } else {
     const pr = obj(payload.pull_request, "pull_request");
     const info2 = toPullInfo(pr);
     baseRef = `refs/heads/${info2.baseRef}`;
-    baseSha = String(pr.base.sha ?? "");
     pulls = [info2];
   }
-  if (!/^[0-9a-f]{40,64}$/.test(baseSha) || !baseRef.startsWith("refs/heads/")) {
-    throw new BreakglassError("USAGE", "the event payload has no base branch and commit");
+  if (!baseRef.startsWith("refs/heads/") || baseRef === "refs/heads/") {
+    throw new BreakglassError("USAGE", "the event payload has no base branch");
   }
   const { remote } = deps.inputs;
-  await fetchAudit(deps.git, remote);
-  if (!await ensureCommit(deps.git, remote, baseSha, baseRef)) {
-    throw new BreakglassError("GIT_FAILED", `cannot fetch base commit ${baseSha} from ${remote}`);
-  }
-  const policy = await loadPolicyAt(deps, baseSha);
+  const bp = await deps.out.group("git-breakglass: policy and tickets", async () => {
+    await fetchAudit(deps.git, remote);
+    return policyForBranch(deps, baseRef);
+  });
+  const { policy } = bp;
+  deps.out.info(`policy: ${bp.source}`);
   const rule = protectionFor(policy, baseRef);
-  if (!rule) {
-    return {
-      decision: "normal",
-      ticket: "",
-      events: [],
-      rows: [],
-      problems: [],
-      title: `${baseRef} is not protected by the policy`
-    };
-  }
+  if (!rule) return unprotected(deps, baseRef, bp.source);
   const now = deps.now();
   const verdicts = [];
   for (const pull of pulls) {
@@ -52360,7 +54280,10 @@ async function runGate(deps) {
       );
     }
     verdicts.push(
-      await judgePull(deps, policy, pull, baseRef, baseSha, rule.requiredApprovals, now)
+      await deps.out.group(
+        `git-breakglass: pull request #${pull.number}`,
+        () => judgePull(deps, policy, pull, baseRef, bp.tip, rule.requiredApprovals, now)
+      )
     );
   }
   const pass = verdicts.every((v) => v.pass);
@@ -54030,7 +55953,7 @@ function waiting(r) {
   const w = waited(r);
   return r.review.status === "unreviewed" ? w : `${w} (${r.review.status} review)`;
 }
-function describe4(r) {
+function describe3(r) {
   const why = r.review.status === "unreviewed" ? "no review" : `${r.review.status} review${r.review.error ? `: ${r.review.error}` : ""}`;
   return `break-glass event on ${r.ref} at ${r.time} (ticket ${r.ticket ?? "-"}, pushed by ${r.pusher}) has waited ${waited(r)} for a post-incident review (${why}); run bg-sign review ${r.ticket ?? r.id} ${REVIEW_HINT}`;
 }
@@ -54048,7 +55971,7 @@ async function runReviewCheck(deps) {
   const input2 = deps.inputs.reviewOlderThan;
   const olderThanMs = parseDurationAllowZero(input2, "input review-older-than");
   const now = deps.now();
-  await fetchAudit(deps.git, deps.inputs.remote);
+  await deps.out.group("git-breakglass: fetch", () => fetchAudit(deps.git, deps.inputs.remote));
   const branch = await defaultBranch(deps);
   const tip = await fetchTip(deps.git, deps.inputs.remote, branch);
   if (!tip) {
@@ -54075,7 +55998,7 @@ async function runReviewCheck(deps) {
   }
   const rows = report.rows;
   for (const r of rows.slice(0, MAX_ANNOTATIONS)) {
-    deps.out.warning(describe4(r), { title: "Break-glass review overdue" });
+    deps.out.warning(describe3(r), { title: "Break-glass review overdue" });
   }
   if (rows.length > MAX_ANNOTATIONS) {
     deps.out.warning(`... and ${rows.length - MAX_ANNOTATIONS} more (see the job summary)`, {
@@ -54138,6 +56061,221 @@ async function runReviewCheck(deps) {
   };
 }
 
+// action/src/sweep.ts
+var SWEEP_PREFIX = "refs/breakglass-sweep/";
+var MAX_ANNOTATIONS2 = 50;
+var MAX_ISSUE_ROWS2 = 100;
+var MAX_LISTED = 1e3;
+function short2(sha) {
+  return sha.slice(0, 12);
+}
+async function notedCommits(deps) {
+  const r = await runGit(deps.git, ["notes", `--ref=${REFS.notes}`, "list"], { allowFail: true });
+  if (r.code !== 0) return /* @__PURE__ */ new Set();
+  return new Set(
+    r.stdout.toString("utf8").split("\n").map((l) => l.split(" ")[1]).filter((x) => !!x)
+  );
+}
+async function adoption(deps, tip) {
+  const out = await gitText(deps.git, [
+    "log",
+    "--first-parent",
+    "--diff-filter=A",
+    "--format=%H",
+    tip,
+    "--",
+    deps.inputs.policyPath.replace(/^\.\//, "")
+  ]);
+  const all = out.split("\n").filter(Boolean);
+  return all[all.length - 1] ?? null;
+}
+async function normalPush(deps, policy, rule, activity, commit) {
+  for (const a of activity) {
+    if (a.type !== "push" || !a.actor) continue;
+    const who = principalForLogin(policy, a.actor)?.name;
+    if (!who || !rule.pushers.includes(who)) continue;
+    if (!await ensureCommit(deps.git, deps.inputs.remote, a.after)) continue;
+    if (!await ensureCommit(deps.git, deps.inputs.remote, a.before)) continue;
+    if (!await isAncestor(deps.git, a.before, a.after)) continue;
+    if (!await isAncestor(deps.git, commit, a.after)) continue;
+    if (await isAncestor(deps.git, commit, a.before)) continue;
+    const control = await changedControlFiles(deps.git, a.before, a.after, deps.inputs.policyPath);
+    if (control.length === 0) return true;
+  }
+  return false;
+}
+async function runSweep(deps) {
+  const { remote } = deps.inputs;
+  const def = defaultBranchOf(deps);
+  const heads = await deps.out.group("git-breakglass: fetch", async () => {
+    await fetchAudit(deps.git, remote);
+    return remoteRefs(deps.git, remote, ["refs/heads/*", `${SWEEP_PREFIX}*`]);
+  });
+  const head = def ?? /^ref: (refs\/heads\/\S+)\tHEAD$/m.exec(
+    await gitText(deps.git, ["ls-remote", "--symref", remote, "HEAD"])
+  )?.[1];
+  if (!head) {
+    throw new BreakglassError("POLICY_MISSING", `cannot tell the default branch of ${remote}`);
+  }
+  const main = await policyForBranch(deps, head);
+  const branches = [...heads.keys()].filter((r) => r.startsWith("refs/heads/") && protectionFor(main.policy, r)).sort();
+  const noted = await notedCommits(deps);
+  const now = deps.now();
+  const findings = [];
+  const advance = /* @__PURE__ */ new Map();
+  const checked = [];
+  for (const ref of branches) {
+    await deps.out.group(`git-breakglass: sweep ${ref}`, async () => {
+      const bp = await policyForBranch(deps, ref);
+      const rule = protectionFor(bp.policy, ref);
+      const tip = bp.tip;
+      const mark = `${SWEEP_PREFIX}${ref.slice("refs/".length)}`;
+      const last = heads.get(mark) ?? null;
+      advance.set(mark, { from: last, to: tip });
+      if (!rule) return;
+      let from;
+      let rewritten = false;
+      if (last && await ensureCommit(deps.git, remote, last, mark)) {
+        from = last;
+        rewritten = !await isAncestor(deps.git, last, tip);
+      } else {
+        from = await adoption(deps, tip);
+        if (!from) {
+          deps.out.info(`${ref}: no commit adds the policy file; first sweep starts at the tip`);
+          return;
+        }
+      }
+      const line = (await revList(deps.git, ["--first-parent", tip, "--not", from], Number.MAX_SAFE_INTEGER)).ids;
+      checked.push(`${ref}: ${line.length} commit(s) since ${short2(from)}`);
+      if (rewritten && !line.some((c) => noted.has(c))) {
+        findings.push({
+          ref,
+          commit: tip,
+          parent: from,
+          reason: `history rewritten: ${ref} no longer contains ${short2(from)}, the last swept commit, and no note records a force push`
+        });
+      }
+      const open3 = line.filter((c) => !noted.has(c));
+      if (open3.length === 0) return;
+      const branch = ref.slice("refs/heads/".length);
+      const found = await pullsOf(deps, branch, tip, open3, false);
+      const approvals = /* @__PURE__ */ new Map();
+      const approversFor = async (p) => {
+        if (!approvals.has(p.number))
+          approvals.set(p.number, await approversOf(deps, bp.policy, p));
+        return approvals.get(p.number);
+      };
+      let activity;
+      for (const c of [...open3].reverse()) {
+        const parent = await gitText(deps.git, ["rev-parse", `${c}^1`]).catch(() => "") || c;
+        const pr = found.owner.get(c);
+        if (!pr) {
+          activity ??= await deps.github.listActivity(ref) ?? [];
+          if (rule.pushers.length && await normalPush(deps, bp.policy, rule, activity, c)) {
+            continue;
+          }
+          findings.push({
+            ref,
+            commit: c,
+            parent,
+            reason: "no merged pull request and no break-glass note (a direct push nobody recorded)"
+          });
+          continue;
+        }
+        const got = await approversFor(pr);
+        if (got.length < rule.requiredApprovals) {
+          findings.push({
+            ref,
+            commit: c,
+            parent,
+            reason: `pull request #${pr.number} was merged with ${got.length} of ${rule.requiredApprovals} required approval(s) and no break-glass note`
+          });
+        }
+      }
+    });
+  }
+  const items = findings.map((f) => ({
+    event: {
+      kind: "violation",
+      actions: ["push"],
+      ref: f.ref,
+      oldSha: f.parent,
+      newSha: f.commit,
+      pusher: "unknown (found by the sweep)",
+      approvers: [],
+      recordedAt: formatTime(now),
+      recordedBy: deps.recordedBy,
+      violation: `sweep: commit ${f.commit} on ${f.ref}: ${f.reason}`
+    },
+    commits: [f.commit]
+  }));
+  const problems = findings.map((f) => `Commit ${short2(f.commit)} on ${f.ref}: ${f.reason}`);
+  if (deps.inputs.notes) {
+    try {
+      if (items.length) await recordAndPush(deps, items);
+      for (const [mark, { from, to }] of advance) {
+        if (from === to) continue;
+        await runGit(deps.git, ["update-ref", mark, to]);
+        const r = await pushWithLease(deps.git, remote, /* @__PURE__ */ new Map([[mark, from]]));
+        if (!r.ok) deps.out.warning(`could not move ${mark}: ${r.detail.slice(0, 300)}`);
+      }
+    } catch (e) {
+      problems.push(
+        `The sweep's findings were NOT recorded as notes (the next sweep reports them again): ${e.message}`
+      );
+    }
+  }
+  if (findings.length && deps.inputs.openIssue) {
+    const listed = findings.slice(0, MAX_ISSUE_ROWS2).map((f) => `- \`${f.commit}\` on \`${f.ref}\`: ${f.reason}`);
+    if (findings.length > MAX_ISSUE_ROWS2) {
+      listed.push(`- ... and ${findings.length - MAX_ISSUE_ROWS2} more`);
+    }
+    try {
+      const issue3 = await deps.github.createIssue(
+        `Break-glass sweep: ${findings.length} commit(s) without review or record`,
+        [
+          "The scheduled sweep found commits on protected branches with neither a reviewed pull request nor a break-glass note:",
+          "",
+          ...listed,
+          "",
+          `Run: ${deps.event.runUrl}`
+        ].join("\n")
+      );
+      deps.out.info(`opened issue #${issue3.number}: ${issue3.url}`);
+    } catch (e) {
+      deps.out.warning(`could not open an issue: ${e.message}`);
+    }
+  }
+  if (findings.length > MAX_LISTED) {
+    checked.push(
+      `${findings.length - MAX_LISTED} more finding(s) are not listed here; each has its note (git log --notes=breakglass).`
+    );
+  }
+  const rows = findings.slice(0, MAX_LISTED).map((f) => ({
+    ref: f.ref,
+    commits: short2(f.commit),
+    actor: "",
+    ticket: "",
+    approvers: "",
+    reason: f.reason,
+    expiry: "",
+    outcome: "VIOLATION: unaccounted commit"
+  }));
+  if (problems.length > MAX_ANNOTATIONS2) {
+    const rest = problems.length - MAX_ANNOTATIONS2;
+    problems.splice(MAX_ANNOTATIONS2, rest, `... and ${rest} more (see the job summary)`);
+  }
+  return {
+    decision: findings.length ? "violation" : "normal",
+    ticket: "",
+    events: findings.slice(0, MAX_LISTED),
+    rows,
+    notes: checked,
+    problems,
+    title: findings.length ? `sweep found ${findings.length} commit(s) with neither a reviewed pull request nor a break-glass note` : `sweep: every commit on ${branches.length} protected branch(es) is reviewed or recorded`
+  };
+}
+
 // action/src/main.ts
 var GATE_EVENTS = ["pull_request", "pull_request_target", "pull_request_review", "merge_group"];
 function modeFor(mode, eventName) {
@@ -54170,17 +56308,23 @@ async function run(deps) {
       );
       return;
     }
+    if (mode === "sweep" && !["schedule", "workflow_dispatch"].includes(d.event.name)) {
+      out.setFailed(
+        `git-breakglass: mode sweep runs on schedule or workflow_dispatch, not ${d.event.name}`
+      );
+      return;
+    }
     if (mode === "detect" && d.event.name !== "push") {
       out.setFailed(`git-breakglass: mode detect needs a push event, not ${d.event.name}`);
       return;
     }
-    const outcome = mode === "gate" ? await runGate(d) : mode === "detect" ? await runDetect(d) : await runReviewCheck(d);
+    const outcome = mode === "gate" ? await runGate(d) : mode === "detect" ? await runDetect(d) : mode === "sweep" ? await runSweep(d) : await runReviewCheck(d);
     await publish(out, outcome);
     if (outcome.problems.length === 0) {
       out.info(`git-breakglass: ${outcome.title}`);
       return;
     }
-    const title = mode === "gate" ? "Break-glass check failed" : mode === "review-check" ? "Break-glass review overdue" : "Break-glass violation";
+    const title = mode === "gate" ? "Break-glass check failed" : mode === "review-check" ? "Break-glass review overdue" : mode === "sweep" ? "Break-glass sweep" : "Break-glass violation";
     for (const p of outcome.problems) out.error(p, { title });
     out.setFailed(`git-breakglass: ${outcome.title}`);
     return;
@@ -54188,6 +56332,20 @@ async function run(deps) {
     const msg = isBreakglassError(e) ? `${e.message}${e.hint ? ` (${e.hint})` : ""} [${e.code}]` : `internal error: ${e?.stack ?? String(e)}`;
     out.setOutput("decision", "violation");
     out.error(msg, { title: "git-breakglass error" });
+    try {
+      await out.summary(
+        summaryMarkdown({
+          decision: "violation",
+          ticket: "",
+          events: [],
+          rows: [],
+          table: { head: [], rows: [] },
+          problems: [msg],
+          title: "error (the check fails closed)"
+        })
+      );
+    } catch {
+    }
     out.setFailed(`git-breakglass: ${msg}`);
     return;
   }

@@ -4,7 +4,7 @@ import { BreakglassError } from '../../src/errors.ts';
 import type { GitContext } from '../../src/git/git.ts';
 import { createGitHubApi, type GitHubApi } from './github.ts';
 
-export type Mode = 'auto' | 'gate' | 'detect' | 'review-check';
+export type Mode = 'auto' | 'gate' | 'detect' | 'review-check' | 'sweep';
 
 /** The action's inputs (action.yml), parsed. */
 export interface Inputs {
@@ -16,6 +16,8 @@ export interface Inputs {
   readonly remote: string;
   /** review-check: fail when an event has waited longer than this for review (a duration text). */
   readonly reviewOlderThan: string;
+  /** gate/detect/sweep: approvals of an older head commit don't count (the ruleset's "dismiss stale approvals"). */
+  readonly dismissStaleApprovals: boolean;
 }
 
 /** The workflow event the job runs for. */
@@ -39,6 +41,9 @@ export interface OutputSink {
   setOutput(name: string, value: string): void;
   info(message: string): void;
   warning(message: string, props?: AnnotationProps): void;
+  notice(message: string, props?: AnnotationProps): void;
+  /** Runs `fn` inside a collapsible log group. */
+  group<T>(name: string, fn: () => Promise<T>): Promise<T>;
   error(message: string, props?: AnnotationProps): void;
   summary(markdown: string): Promise<void>;
   /** Marks the step failed (exit code only: the caller returns right after). */
@@ -59,7 +64,7 @@ export interface Deps {
   readonly recordedBy: string;
 }
 
-const MODES: readonly Mode[] = ['auto', 'gate', 'detect', 'review-check'];
+const MODES: readonly Mode[] = ['auto', 'gate', 'detect', 'review-check', 'sweep'];
 
 function bool(name: string, fallback: boolean): boolean {
   const v = core.getInput(name).trim().toLowerCase();
@@ -91,7 +96,25 @@ export function readInputs(): Inputs {
     notes: bool('notes', true),
     remote: core.getInput('remote').trim() || 'origin',
     reviewOlderThan: core.getInput('review-older-than').trim() || '24h',
+    dismissStaleApprovals: bool('dismiss-stale-approvals', true),
   };
+}
+
+/**
+ * The `repository` input (`owner/name`): a sweep run from a central repository judges another
+ * one (checked out into the workspace with a token for it). Empty: the workflow's repository.
+ */
+function repositoryInput(): { owner: string; repo: string } | null {
+  const v = core.getInput('repository').trim();
+  if (!v) return null;
+  const m = /^([A-Za-z0-9][A-Za-z0-9-]{0,38})\/([A-Za-z0-9._-]{1,100})$/.exec(v);
+  if (!m) {
+    throw new BreakglassError(
+      'USAGE',
+      `input repository must be owner/name, got "${v.slice(0, 80)}"`,
+    );
+  }
+  return { owner: m[1]!, repo: m[2]! };
 }
 
 /** The real world: runner environment, @actions/core output, GitHub's REST API, git in the workspace. */
@@ -99,7 +122,7 @@ export function realDeps(): Deps {
   const inputs = readInputs();
   const workspace = process.env.GITHUB_WORKSPACE || process.cwd();
   const serverUrl = process.env.GITHUB_SERVER_URL || 'https://github.com';
-  const { owner, repo } = context.repo;
+  const { owner, repo } = repositoryInput() ?? context.repo;
   // Note and use-record commits need an identity; runners have none configured.
   const env = {
     ...process.env,
@@ -119,7 +142,7 @@ export function realDeps(): Deps {
       owner,
       repo,
       actor: context.actor,
-      runUrl: `${serverUrl}/${owner}/${repo}/actions/runs/${context.runId}`,
+      runUrl: `${serverUrl}/${context.repo.owner}/${context.repo.repo}/actions/runs/${context.runId}`,
     },
     git: { cwd: workspace, env },
     github: createGitHubApi(inputs.token, owner, repo),
@@ -127,6 +150,8 @@ export function realDeps(): Deps {
       setOutput: (n, v) => core.setOutput(n, v),
       info: (m) => core.info(m),
       warning: (m, p) => core.warning(m, p),
+      notice: (m, p) => core.notice(m, p),
+      group: (name, fn) => core.group(name, fn),
       error: (m, p) => core.error(m, p),
       summary: async (md) => {
         if (!process.env.GITHUB_STEP_SUMMARY) return;

@@ -1,10 +1,15 @@
 import { parseUseRecord } from '../../src/audit/consumed.ts';
 import type { AuditEvent } from '../../src/audit/note.ts';
 import { REFS } from '../../src/git/store.ts';
-import { decidePush, type PushDecision, type UpdateDecision } from '../../src/engine/decide.ts';
+import {
+  decidePush,
+  type Candidate,
+  type PushDecision,
+  type UpdateDecision,
+} from '../../src/engine/decide.ts';
 import { countedApprovers, type Pusher } from '../../src/engine/evaluate.ts';
 import { ZERO_SHA, type RefUpdate } from '../../src/engine/update.ts';
-import { BreakglassError } from '../../src/errors.ts';
+import { BreakglassError, isBreakglassError } from '../../src/errors.ts';
 import type { RecordItem } from '../../src/git/record.ts';
 import { gitText, runGit } from '../../src/git/git.ts';
 import { principalForLogin, protectionFor, type Policy } from '../../src/policy/policy.ts';
@@ -12,6 +17,8 @@ import { formatTime } from '../../src/ticket/time.ts';
 import type { VerifiedTicket } from '../../src/ticket/verify.ts';
 import type { Deps } from './deps.ts';
 import type { PullInfo } from './github.ts';
+import { changedControlFiles } from './control.ts';
+import { closestTickets, requestCommand } from './explain.ts';
 import { loadPolicyAt } from './policy.ts';
 import { recordAndPush } from './record.ts';
 import { ensureCommit, fetchAudit, fetchTip, isAncestor, revList } from './remote.ts';
@@ -20,9 +27,11 @@ import { countApprovals } from './reviews.ts';
 import { loadCandidates, namedTicketIds } from './tickets.ts';
 
 const OID = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
-// Each first-parent commit of a push costs one API call to find its pull request; a push with
-// more than this many is treated as a direct push (it needs a ticket), never guessed at.
-const MAX_PR_LOOKUPS = 20;
+// A pull request with more commits than this is not matched by patch id (its commits are then
+// looked up one by one): a bound on git work, never a verdict.
+const MAX_PR_COMMITS = 10_000;
+// A push time more than this ahead of the job's clock is not believed (the job's clock is used).
+const MAX_FUTURE_MS = 5 * 60_000;
 // Commits annotated per event; a bigger push is noted on its newest commits and says so.
 const MAX_ANNOTATED = 10_000;
 const MAX_DROPPED = 50;
@@ -30,6 +39,8 @@ const MAX_DROPPED = 50;
 /** How the update came about, as far as GitHub tells. */
 export interface Classification {
   readonly how: 'create' | 'delete' | 'force-push' | 'pr-merge' | 'direct-push';
+  /** How many API look-ups found the pull requests (one per PR for rebase merges). */
+  readonly lookups?: number;
   readonly pulls: readonly { pull: PullInfo; approvers: readonly string[] }[];
   readonly allReviewed: boolean;
 }
@@ -69,24 +80,67 @@ async function pullNamedBy(deps: Deps, sha: string, branch: string): Promise<Pul
   return undefined;
 }
 
-async function classifyMerge(
-  deps: Deps,
-  policy: Policy,
-  branch: string,
-  before: string,
-  after: string,
-  required: number,
-): Promise<Classification> {
-  const firstParents = await revList(
+/** `git patch-id --stable` of each commit (merges have none): commit -> patch id. */
+async function patchIds(deps: Deps, shas: readonly string[]): Promise<Map<string, string>> {
+  const log = await runGit(
     deps.git,
-    ['--first-parent', after, '--not', before],
-    MAX_PR_LOOKUPS + 1,
+    ['log', '-p', '--no-color', '--format=commit %H', '--no-walk=unsorted', '--stdin'],
+    { input: shas.join('\n') + '\n' },
   );
-  if (firstParents.total === 0 || firstParents.total > MAX_PR_LOOKUPS) {
-    return { how: 'direct-push', pulls: [], allReviewed: false };
+  const r = await runGit(deps.git, ['patch-id', '--stable'], { input: log.stdout });
+  const map = new Map<string, string>();
+  for (const line of r.stdout.toString('utf8').split('\n')) {
+    const [pid, sha] = line.split(' ');
+    if (pid && sha) map.set(sha, pid);
   }
-  const pulls = new Map<number, PullInfo>();
-  for (const sha of firstParents.ids) {
+  return map;
+}
+
+/**
+ * The pushed commits that are a pull request's commits rebased (GitHub's "rebase and merge"
+ * writes each PR commit anew): the same patch as one of the PR head's own commits, those the
+ * branch tip does not contain (the PR's base is on the branch; its rebased originals are not).
+ * One look-up then covers every commit of the PR.
+ */
+async function rebasedFrom(
+  deps: Deps,
+  pull: PullInfo,
+  tip: string,
+  pushed: ReadonlyMap<string, string>,
+): Promise<string[]> {
+  const { remote } = deps.inputs;
+  if (!OID.test(pull.headSha)) return [];
+  if (!(await ensureCommit(deps.git, remote, pull.headSha, `refs/pull/${pull.number}/head`))) {
+    return [];
+  }
+  const own = await revList(deps.git, [pull.headSha, '--not', tip], MAX_PR_COMMITS + 1);
+  if (own.total > MAX_PR_COMMITS) return [];
+  const prIds = new Set((await patchIds(deps, own.ids)).values());
+  return [...pushed].filter(([, pid]) => prIds.has(pid)).map(([sha]) => sha);
+}
+
+/**
+ * Finds the merged pull request of each first-parent commit (newest first): a merge or squash
+ * commit is one look-up; a rebase merge's commits are matched to the PR found for the first of
+ * them (so a 300-commit rebase merge costs one look-up, not 300), and any commit still unmatched
+ * is looked up on its own. No count turns into a verdict. With `stopAtMissing`, the walk ends at
+ * the first commit no merged pull request explains.
+ */
+export async function pullsOf(
+  deps: Deps,
+  branch: string,
+  tip: string,
+  firstParents: readonly string[],
+  stopAtMissing: boolean,
+): Promise<{ owner: Map<string, PullInfo>; missing: string[]; lookups: number }> {
+  const owner = new Map<string, PullInfo>();
+  const seen = new Set<number>();
+  const missing: string[] = [];
+  let pushedIds: Map<string, string> | undefined;
+  let lookups = 0;
+  for (const sha of firstParents) {
+    if (owner.has(sha)) continue;
+    lookups++;
     const merged = (await deps.github.pullsForCommit(sha)).filter(
       (p) => p.mergedAt !== null && p.baseRef === branch,
     );
@@ -95,19 +149,93 @@ async function classifyMerge(
       merged.find((p) => p.mergeCommitSha === sha) ??
       merged[0] ??
       (await pullNamedBy(deps, sha, branch));
-    if (!pr) return { how: 'direct-push', pulls: [], allReviewed: false };
-    pulls.set(pr.number, pr);
+    if (!pr) {
+      missing.push(sha);
+      if (stopAtMissing) break;
+      continue;
+    }
+    owner.set(sha, pr);
+    if (!seen.has(pr.number) && firstParents.length > 1) {
+      seen.add(pr.number);
+      pushedIds ??= await patchIds(deps, firstParents);
+      for (const c of await rebasedFrom(deps, pr, tip, pushedIds)) {
+        if (!owner.has(c)) owner.set(c, pr);
+      }
+    }
   }
+  return { owner, missing, lookups };
+}
+
+/** Approvals of a pull request as the policy counts them (stale ones per the input). */
+export async function approversOf(deps: Deps, policy: Policy, pull: PullInfo): Promise<string[]> {
+  const count = countApprovals(
+    await deps.github.listReviews(pull.number),
+    pull.author,
+    policy,
+    deps.inputs.dismissStaleApprovals ? pull.headSha : undefined,
+  );
+  return [...count.approvers];
+}
+
+async function classifyMerge(
+  deps: Deps,
+  policy: Policy,
+  branch: string,
+  before: string,
+  after: string,
+  required: number,
+): Promise<Classification> {
+  const firstParents = (
+    await revList(deps.git, ['--first-parent', after, '--not', before], Number.MAX_SAFE_INTEGER)
+  ).ids;
+  if (firstParents.length === 0) return { how: 'direct-push', pulls: [], allReviewed: false };
+  const found = await pullsOf(deps, branch, after, firstParents, true);
+  if (found.missing.length) {
+    return { how: 'direct-push', pulls: [], allReviewed: false, lookups: found.lookups };
+  }
+  const pulls = new Map([...found.owner.values()].map((p) => [p.number, p]));
   const judged = [];
   for (const pull of pulls.values()) {
-    const count = countApprovals(await deps.github.listReviews(pull.number), pull.author, policy);
-    judged.push({ pull, approvers: count.approvers });
+    judged.push({ pull, approvers: await approversOf(deps, policy, pull) });
   }
   return {
     how: 'pr-merge',
     pulls: judged,
     allReviewed: judged.every((j) => j.approvers.length >= required),
+    lookups: found.lookups,
   };
+}
+
+/**
+ * When GitHub received the change, which is when it is judged (a job may start minutes later):
+ * a merge at its pull requests' `merged_at`, a push at the activity entry's timestamp, else the
+ * event's `repository.pushed_at`; the job's clock only when GitHub says nothing usable.
+ */
+export function receivedAt(
+  deps: Deps,
+  cls: Classification,
+  activityTime: string | null,
+): { at: number; source: string } {
+  const now = deps.now();
+  const ok = (t: number) => Number.isFinite(t) && t > 0 && t <= now + MAX_FUTURE_MS;
+  if (cls.how === 'pr-merge') {
+    const times = cls.pulls.map((x) => Date.parse(x.pull.mergedAt ?? ''));
+    if (times.length && times.every(ok)) return { at: Math.max(...times), source: 'merged_at' };
+  }
+  if (activityTime !== null && ok(Date.parse(activityTime))) {
+    return { at: Date.parse(activityTime), source: 'activity timestamp' };
+  }
+  const repo = deps.event.payload.repository as { pushed_at?: unknown } | undefined;
+  const pushed = repo?.pushed_at;
+  const t =
+    typeof pushed === 'number'
+      ? pushed * 1000
+      : typeof pushed === 'string'
+        ? Date.parse(pushed)
+        : NaN;
+  if (ok(t)) return { at: t, source: 'repository.pushed_at' };
+  deps.out.warning('the event says not when GitHub received the push; judging it at the job clock');
+  return { at: now, source: 'job clock' };
 }
 
 function signerKey(t: VerifiedTicket, principal: string): { principal: string; keyid: string } {
@@ -115,13 +243,14 @@ function signerKey(t: VerifiedTicket, principal: string): { principal: string; k
   return { principal, keyid: s?.keyid ?? 'unknown' };
 }
 
-function explain(d: UpdateDecision): string {
-  return d.rejections
-    .map(
-      (r) =>
-        `${r.ticketId ? `ticket ${r.ticketId}` : 'no ticket'}: ${r.failures.map((f) => `${f.message} [${f.code}]`).join('; ')}`,
-    )
-    .join(' | ');
+function explain(d: UpdateDecision, named: readonly string[]): string {
+  return closestTickets(
+    d.rejections.map((r) => ({
+      id: r.ticketId,
+      failures: r.failures,
+      named: r.ticketId !== null && named.includes(r.ticketId),
+    })),
+  ).join(' | ');
 }
 
 /**
@@ -166,7 +295,7 @@ export async function runDetect(deps: Deps): Promise<Outcome> {
   const created = p.created === true || ZERO_SHA.test(before);
   const deleted = p.deleted === true || ZERO_SHA.test(after);
   const { remote, policyPath } = deps.inputs;
-  await fetchAudit(deps.git, remote);
+  await deps.out.group('git-breakglass: fetch', () => fetchAudit(deps.git, remote));
 
   // DESIGN §5: the policy as it was on the branch before this push (never the pushed commits).
   let policySha: string | null = null;
@@ -220,14 +349,9 @@ export async function runDetect(deps: Deps): Promise<Outcome> {
       (await ensureCommit(deps.git, remote, before)) &&
       (await isAncestor(deps.git, before, after));
   }
-  const dir = policyPath.includes('/')
-    ? policyPath.slice(0, policyPath.lastIndexOf('/') + 1)
-    : policyPath;
+  // Workflows, local actions and CODEOWNERS count as policy (see control.ts), as in the gate.
   const touchesPolicy =
-    !deleted &&
-    (
-      await gitText(deps.git, ['diff', '--name-only', policySha, after, '--', dir, '.breakglass/'])
-    ).trim() !== '';
+    !deleted && (await changedControlFiles(deps.git, policySha, after, policyPath)).length > 0;
 
   const branch = ref.replace(/^refs\/heads\//, '');
   let cls: Classification = {
@@ -237,6 +361,9 @@ export async function runDetect(deps: Deps): Promise<Outcome> {
   };
   if (cls.how === 'direct-push') {
     cls = await classifyMerge(deps, policy, branch, before, after, rule.requiredApprovals);
+    deps.out.info(
+      `${cls.how === 'pr-merge' ? `pull request(s) ${cls.pulls.map((x) => `#${x.pull.number}`).join(', ')}` : 'no merged pull request'} found in ${cls.lookups ?? 0} commit look-up(s)`,
+    );
   }
   const update: RefUpdate = {
     ref,
@@ -256,7 +383,10 @@ export async function runDetect(deps: Deps): Promise<Outcome> {
     return o;
   }
 
-  const now = deps.now();
+  // Judged when GitHub received it: a ticket valid at that moment counts however late the job ran.
+  const received = receivedAt(deps, cls, entry?.timestamp ?? null);
+  const now = received.at;
+  deps.out.info(`judged at ${formatTime(now)} (${received.source})`);
   const headCommit = p.head_commit as { message?: unknown } | undefined;
   const named = [
     ...namedTicketIds(typeof headCommit?.message === 'string' ? headCommit.message : ''),
@@ -274,26 +404,48 @@ export async function runDetect(deps: Deps): Promise<Outcome> {
     (l, i, a) => a.indexOf(l) === i,
   );
   const pins = [after, ...(cls.pulls.length === 1 ? [cls.pulls[0]!.pull.headSha] : [])];
-  let decision: PushDecision | null = null;
-  let usedLogin = login;
-  for (const l of logins) {
-    const pusher: Pusher = { known: true, login: l, principal: principalForLogin(policy, l)?.name };
-    for (const pin of fastForward ? pins : [after]) {
-      const d = decidePush({
-        policy,
-        updates: [{ ...update, newSha: pin }],
-        pusher,
-        candidates,
-        now,
-      });
-      if (!decision) decision = d;
-      if (d.accepted) {
-        decision = d;
-        usedLogin = l;
+  const decideAt = (cands: Candidate[], at: number) => {
+    let decision: PushDecision | null = null;
+    const who = login;
+    for (const l of logins) {
+      const pusher: Pusher = {
+        known: true,
+        login: l,
+        principal: principalForLogin(policy, l)?.name,
+      };
+      for (const pin of fastForward ? pins : [after]) {
+        const d = decidePush({
+          policy,
+          updates: [{ ...update, newSha: pin }],
+          pusher,
+          candidates: cands,
+          now: at,
+        });
+        if (!decision) decision = d;
+        if (d.accepted) return { decision: d, who: l };
+      }
+    }
+    return { decision: decision!, who };
+  };
+  const { decision, who: usedLogin } = decideAt(candidates, now);
+  // A pull request that passed the gate on a ticket but was merged after that ticket expired or
+  // was revoked is its own finding (the merge came too late), not an unticketed merge.
+  let ended: { id: string; why: string } | null = null;
+  if (!decision.accepted && cls.how === 'pr-merge') {
+    for (const c of candidates) {
+      if (!('ticket' in c)) continue;
+      const expires = Date.parse(c.ticket.payload.expiresAt);
+      const alive = { ...c, state: { ...c.state, revoked: false } };
+      if (decideAt([alive], Math.min(now, expires - 1000)).decision.accepted) {
+        ended = {
+          id: c.id,
+          why: c.state.revoked
+            ? 'was revoked'
+            : `expired at ${c.ticket.payload.expiresAt}, merged at ${formatTime(now)}`,
+        };
         break;
       }
     }
-    if (decision?.accepted) break;
   }
   const d = decision!.updates[0]!;
   const pusherName = principalForLogin(policy, usedLogin)?.name;
@@ -327,7 +479,7 @@ export async function runDetect(deps: Deps): Promise<Outcome> {
     newSha: after,
     pusher: pusherText,
     approvers: [],
-    recordedAt: formatTime(now),
+    recordedAt: formatTime(deps.now()),
     recordedBy: deps.recordedBy,
     ...(d.kind === 'force' ? { replacedTip: before } : {}),
     ...(dropped ? { dropped: dropped.ids, droppedCount: dropped.total } : {}),
@@ -339,6 +491,11 @@ export async function runDetect(deps: Deps): Promise<Outcome> {
     'pr-merge': `merged ${prNote} without the required reviews`,
     'direct-push': 'pushed directly (no reviewed pull request)',
   }[cls.how];
+  const kindText = ended ? 'merged-after-ticket-ended' : cls.how;
+  const howText = ended ? `merged ${prNote} after ticket ${ended.id} ended (${ended.why})` : how;
+  const why = ended
+    ? `ticket ${ended.id} ${ended.why}`
+    : `${explain(d, named)}; to cover such a change: ${requestCommand(policy, ref, d.actions, deleted ? null : after, `covers ${short(deleted ? before : after)} on ${branch}`)}`;
 
   let event: AuditEvent;
   let ticketInfo: VerifiedTicket | undefined;
@@ -359,17 +516,29 @@ export async function runDetect(deps: Deps): Promise<Outcome> {
   } else {
     event = {
       ...base,
-      violation: `${ref} ${how} by ${pusherText} without a valid break-glass ticket (${d.actions.join(', ')}): ${explain(d)}`,
+      violation: `${ref} ${howText} by ${pusherText} without a valid break-glass ticket (${d.actions.join(', ')}): ${ended ? why : explain(d, named)}`,
     };
   }
   const items: RecordItem[] = [{ event, commits }];
+  // A note that cannot be pushed (a ruleset on refs/notes, a lost race six times) must not lose
+  // the finding: it fails the job with an annotation naming the commit, in the summary and issue.
+  const problems: string[] = [];
   if (deps.inputs.notes) {
-    const r = await recordAndPush(deps, items);
-    deps.out.info(
-      r.written
-        ? `audit note written on ${commits.length} commit(s) and pushed to ${deps.inputs.remote}`
-        : 'audit note already recorded (re-run)',
-    );
+    try {
+      const r = await deps.out.group('git-breakglass: audit note', () =>
+        recordAndPush(deps, items),
+      );
+      deps.out.info(
+        r.written
+          ? `audit note written on ${commits.length} commit(s) and pushed to ${deps.inputs.remote}`
+          : 'audit note already recorded (re-run)',
+      );
+    } catch (e) {
+      const msg = isBreakglassError(e) ? `${e.message} [${e.code}]` : (e as Error).message;
+      problems.push(
+        `The audit note for commit ${short(commits[0] ?? before)} on ${ref} (${event.kind === 'breakglass' ? `break-glass use of ticket ${event.ticketId ?? ''}` : 'violation'}) was NOT recorded: ${msg}`,
+      );
+    }
   }
   const row = {
     ref,
@@ -379,7 +548,9 @@ export async function runDetect(deps: Deps): Promise<Outcome> {
     approvers: event.approvers.map((a) => a.principal).join(', '),
     reason: event.reason ?? '',
     expiry: event.window?.expiresAt ?? '',
-    outcome: d.path === 'breakglass' ? `${cls.how} under ticket` : `VIOLATION: ${cls.how}`,
+    outcome:
+      (d.path === 'breakglass' ? `${cls.how} under ticket` : `VIOLATION: ${kindText}`) +
+      (problems.length ? ' (NOTE NOT RECORDED)' : ''),
   };
   if (d.path === 'breakglass') {
     return {
@@ -387,28 +558,31 @@ export async function runDetect(deps: Deps): Promise<Outcome> {
       ticket: event.ticketId!,
       events: [event],
       rows: [row],
-      problems: [],
-      title: `break-glass ${d.actions.join(' + ')} on ${ref} recorded`,
+      problems,
+      title: `break-glass ${d.actions.join(' + ')} on ${ref} ${problems.length ? 'NOT recorded' : 'recorded'}`,
     };
   }
   const sentence =
-    `Unticketed ${d.actions.join(' + ')} on ${ref}: commit ${after === before ? short(after) : short(deleted ? before : after)} ` +
-    `${how} by ${pusherText}; missing ticket: ${explain(d)}`;
+    `${ended ? 'Merged after the ticket ended' : 'Unticketed'} ${d.actions.join(' + ')} on ${ref}: commit ${after === before ? short(after) : short(deleted ? before : after)} ` +
+    `${howText} by ${pusherText}; ${ended ? '' : 'missing ticket: '}${why}`;
   if (deps.inputs.openIssue) {
     try {
       const issue = await deps.github.createIssue(
-        `Break-glass violation: ${cls.how} on ${ref} by ${usedLogin}`,
+        `Break-glass violation: ${kindText} on ${ref} by ${usedLogin}`,
         [
           `The git-breakglass detector found a change to the protected ref \`${ref}\` that no valid ticket covers.`,
           '',
           `- update: \`${before}..${after}\``,
-          `- how: ${how}`,
+          `- how: ${howText}`,
           `- actor: ${pusherText}`,
           `- actions: ${d.actions.join(', ')}`,
-          `- why no ticket counts: ${explain(d)}`,
+          `- judged at: ${formatTime(now)} (${received.source})`,
+          `- why no ticket counts: ${why}`,
           `- run: ${deps.event.runUrl}`,
           '',
-          'The audit note (`git log --notes=breakglass`) records it. Review the change, then restore the branch or document the exception.',
+          problems.length
+            ? `**The audit note could not be pushed**: ${problems.join(' ')}`
+            : 'The audit note (`git log --notes=breakglass`) records it. Review the change, then restore the branch or document the exception.',
         ].join('\n'),
       );
       deps.out.info(`opened issue #${issue.number}: ${issue.url}`);
@@ -421,7 +595,7 @@ export async function runDetect(deps: Deps): Promise<Outcome> {
     ticket: '',
     events: [event],
     rows: [row],
-    problems: [sentence],
+    problems: [sentence, ...problems],
     title: `break-glass violation on ${ref}`,
   };
 }

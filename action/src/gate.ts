@@ -1,17 +1,13 @@
 import type { Candidate } from '../../src/engine/decide.ts';
-import {
-  countedApprovers,
-  evaluateTicket,
-  type Failure,
-  type Pusher,
-} from '../../src/engine/evaluate.ts';
+import { countedApprovers, evaluateTicket, type Pusher } from '../../src/engine/evaluate.ts';
 import { actionsOf } from '../../src/engine/update.ts';
 import { BreakglassError } from '../../src/errors.ts';
-import { gitText } from '../../src/git/git.ts';
 import { principalForLogin, protectionFor, type Policy } from '../../src/policy/policy.ts';
 import type { Deps } from './deps.ts';
 import { toPullInfo, type PullInfo } from './github.ts';
-import { loadPolicyAt } from './policy.ts';
+import { changedControlFiles, nameFiles } from './control.ts';
+import { closestTickets, requestCommand, type Rejected } from './explain.ts';
+import { policyForBranch } from './policy.ts';
 import { ensureCommit, fetchAudit } from './remote.ts';
 import type { Outcome, SummaryRow } from './report.ts';
 import { countApprovals } from './reviews.ts';
@@ -39,46 +35,15 @@ function obj(v: unknown, what: string): Record<string, unknown> {
 }
 
 /**
- * Pull requests in a merge group. GitHub names the group's head branch after the pull request at
- * its tip (`gh-readonly-queue/<base>/pr-<n>-<sha>`); the head commit's message names merged pull
- * requests (`Merge pull request #n`, squash subjects ending `(#n)`). PRs ahead of it in the queue
- * were checked in their own group.
+ * The pull request a merge group adds, from the queue branch GitHub names after it
+ * (`gh-readonly-queue/<base>/pr-<n>-<sha>`). Pull requests ahead of it in the queue were checked
+ * in their own groups; text in commit messages (a squash body listing `(#98)`) is never read as
+ * membership. Null when the branch name is not GitHub's queue format.
  */
-export function mergeGroupPulls(group: Record<string, unknown>): number[] {
-  const found = new Set<number>();
+export function mergeGroupPull(group: Record<string, unknown>): number | null {
   const headRef = typeof group.head_ref === 'string' ? group.head_ref : '';
-  const m = /\/pr-(\d{1,9})-[0-9a-f]{7,64}$/.exec(headRef);
-  if (m) found.add(Number(m[1]));
-  const commit = group.head_commit as { message?: unknown } | undefined;
-  const message = typeof commit?.message === 'string' ? commit.message.slice(0, 65_536) : '';
-  for (const x of message.matchAll(/Merge pull request #(\d{1,9})\b/g)) found.add(Number(x[1]));
-  for (const x of message.matchAll(/\(#(\d{1,9})\)\s*$/gm)) found.add(Number(x[1]));
-  return [...found].slice(0, 20);
-}
-
-function describe(id: string | null, f: readonly Failure[]): string {
-  return `${id ? `ticket ${id}` : 'no ticket'}: ${f.map((x) => `${x.message} [${x.code}, ${x.rule}]`).join('; ')}`;
-}
-
-/** True when the pull request changes the policy directory (needs `change-policy`). */
-async function touchesPolicy(
-  deps: Deps,
-  base: string,
-  head: string,
-  policyPath: string,
-): Promise<boolean> {
-  const dir = policyPath.includes('/')
-    ? policyPath.slice(0, policyPath.lastIndexOf('/') + 1)
-    : policyPath;
-  const out = await gitText(deps.git, [
-    'diff',
-    '--name-only',
-    `${base}...${head}`,
-    '--',
-    dir,
-    '.breakglass/',
-  ]);
-  return out.trim() !== '';
+  const m = /^refs\/heads\/gh-readonly-queue\/.+\/pr-(\d{1,9})-[0-9a-f]{40,64}$/.exec(headRef);
+  return m ? Number(m[1]) : null;
 }
 
 async function judgePull(
@@ -86,28 +51,35 @@ async function judgePull(
   policy: Policy,
   pull: PullInfo,
   baseRef: string,
-  baseSha: string,
+  baseTip: string,
   required: number,
   now: number,
 ): Promise<PullVerdict> {
   const reviews = await deps.github.listReviews(pull.number);
-  const count = countApprovals(reviews, pull.author, policy);
+  const { remote, policyPath, dismissStaleApprovals } = deps.inputs;
+  const count = countApprovals(
+    reviews,
+    pull.author,
+    policy,
+    dismissStaleApprovals ? pull.headSha : undefined,
+  );
   const approved = count.approvers.length >= required;
-  const { remote, policyPath } = deps.inputs;
   if (!(await ensureCommit(deps.git, remote, pull.headSha, `refs/pull/${pull.number}/head`))) {
     throw new BreakglassError(
       'GIT_FAILED',
       `cannot fetch the head ${pull.headSha.slice(0, 12)} of pull request #${pull.number} from ${remote}`,
     );
   }
-  const policyChange = await touchesPolicy(deps, baseSha, pull.headSha, policyPath);
+  // Workflows, local actions and CODEOWNERS decide how changes are judged: like the policy, a
+  // pull request changing them needs a change-policy ticket, so no PR can rewrite its own check.
+  const control = await changedControlFiles(deps.git, baseTip, pull.headSha, policyPath, true);
   // The same actions the engine derives for the merge once it lands (so the detector agrees).
   const actions = actionsOf({
     ref: baseRef,
-    oldSha: baseSha,
+    oldSha: baseTip,
     newSha: pull.headSha,
     fastForward: true,
-    touchesPolicy: policyChange,
+    touchesPolicy: control.length > 0,
     unreviewedMerge: !approved,
   });
   const base = {
@@ -118,13 +90,14 @@ async function judgePull(
     required,
     actions,
   };
-  if (approved && !policyChange) {
+  if (approved && control.length === 0) {
     return { ...base, pass: true, via: 'reviews', failures: [] };
   }
+  const named = namedTicketIds(pull.body);
   const candidates: Candidate[] = await loadCandidates(deps.git, policy, now, {
     ref: baseRef,
     action: actions.includes('merge-unreviewed') ? 'merge-unreviewed' : 'change-policy',
-    named: namedTicketIds(pull.body),
+    named,
   });
   // T14 on GitHub: the ticket holder is the pull request's author (mapped via policy logins).
   const pusher: Pusher = {
@@ -132,10 +105,10 @@ async function judgePull(
     login: pull.author,
     principal: principalForLogin(policy, pull.author)?.name,
   };
-  const failures: string[] = [];
+  const rejected: Rejected[] = [];
   for (const c of candidates) {
     if ('error' in c) {
-      failures.push(describe(c.id, [c.error]));
+      rejected.push({ id: c.id, failures: [c.error], named: named.includes(c.id) });
       continue;
     }
     const f = evaluateTicket(
@@ -148,78 +121,87 @@ async function judgePull(
     if (f.length === 0) {
       return { ...base, pass: true, via: 'ticket', ticket: c.id, failures: [] };
     }
-    failures.push(describe(c.id, f));
+    rejected.push({ id: c.id, failures: f, named: named.includes(c.id) });
   }
-  const why = [
-    approved
-      ? `changes ${policyPath}`
-      : `has ${count.approvers.length} of ${required} required approval(s)` +
+  const short: string[] = [];
+  if (!approved) {
+    short.push(
+      `has ${count.approvers.length} of ${required} required approval(s)` +
+        (count.stale.length
+          ? ` (approval by ${count.stale.join(', ')} is for an older head commit)`
+          : '') +
         (count.changesRequested.length
           ? `, changes requested by ${count.changesRequested.join(', ')}`
           : ''),
-  ];
-  if (candidates.length === 0) {
-    failures.push(
-      `no ticket covers ${actions.join(' + ')} on ${baseRef} for ${pull.author}; ` +
-        `request one (bg-sign request --ref ${baseRef} --action ${actions.join(' --action ')} --commit ${pull.headSha}) ` +
-        'and name it in the pull request body as "breakglass: <id>"',
     );
+  }
+  if (control.length) {
+    short.push(`changes control files (${nameFiles(control)}), which needs a change-policy ticket`);
   }
   return {
     ...base,
     pass: false,
     via: 'none',
-    failures: [`#${pull.number} ${why[0]}`, ...failures],
+    failures: [
+      `#${pull.number} ${short.join(' and ')}`,
+      ...(rejected.length
+        ? closestTickets(rejected)
+        : [`no ticket covers ${actions.join(' + ')} on ${baseRef} for ${pull.author}`]),
+      `to merge without ${approved ? 'that' : 'the reviews'}, get a ticket: ${requestCommand(
+        policy,
+        baseRef,
+        actions,
+        pull.headSha,
+        `emergency merge of pull request #${pull.number}`,
+      )}, have it approved (bg-sign approve ID --push) and name it in the pull request body as "breakglass: ID"`,
+    ],
   };
+}
+
+/** The gate on an unprotected base branch: nothing to check, said as a notice. */
+function unprotected(deps: Deps, baseRef: string, source: string): Outcome {
+  const title = `${baseRef} is not protected by ${source}: nothing to check`;
+  deps.out.notice(title, { title: 'git-breakglass' });
+  return { decision: 'normal', ticket: '', events: [], rows: [], problems: [], title };
 }
 
 /** The required check on pull requests and merge queues: approved, or covered by a valid ticket. */
 export async function runGate(deps: Deps): Promise<Outcome> {
   const { payload, name } = deps.event;
   let baseRef: string;
-  let baseSha: string;
   let pulls: PullInfo[];
   if (name === 'merge_group') {
     const group = obj(payload.merge_group, 'merge_group');
     baseRef = String(group.base_ref ?? '');
-    baseSha = String(group.base_sha ?? '');
-    const numbers = mergeGroupPulls(group);
-    if (numbers.length === 0) {
+    const n = mergeGroupPull(group);
+    const queue = `refs/heads/gh-readonly-queue/${baseRef.replace(/^refs\/heads\//, '')}/pr-`;
+    if (n === null || !String(group.head_ref).startsWith(queue)) {
       throw new BreakglassError(
         'USAGE',
-        `cannot tell which pull requests merge group ${String(group.head_ref ?? '')} contains`,
+        `cannot tell which pull request merge group ${String(group.head_ref ?? '').slice(0, 200)} adds (expected ${queue}<n>-<sha>)`,
       );
     }
-    pulls = [];
-    for (const n of numbers) pulls.push(await deps.github.getPull(n));
+    pulls = [await deps.github.getPull(n)];
   } else {
     const pr = obj(payload.pull_request, 'pull_request');
     const info = toPullInfo(pr);
     baseRef = `refs/heads/${info.baseRef}`;
-    baseSha = String((pr.base as Record<string, unknown>).sha ?? '');
     pulls = [info];
   }
-  if (!/^[0-9a-f]{40,64}$/.test(baseSha) || !baseRef.startsWith('refs/heads/')) {
-    throw new BreakglassError('USAGE', 'the event payload has no base branch and commit');
+  if (!baseRef.startsWith('refs/heads/') || baseRef === 'refs/heads/') {
+    throw new BreakglassError('USAGE', 'the event payload has no base branch');
   }
   const { remote } = deps.inputs;
-  await fetchAudit(deps.git, remote);
-  // DESIGN §5: the policy comes from the base branch, never from the pull request's head.
-  if (!(await ensureCommit(deps.git, remote, baseSha, baseRef))) {
-    throw new BreakglassError('GIT_FAILED', `cannot fetch base commit ${baseSha} from ${remote}`);
-  }
-  const policy = await loadPolicyAt(deps, baseSha);
+  const bp = await deps.out.group('git-breakglass: policy and tickets', async () => {
+    await fetchAudit(deps.git, remote);
+    // DESIGN §5: the policy comes from the base branch, never from the pull request's head, and
+    // from its current tip (not the event's base.sha): a policy change applies to open PRs.
+    return policyForBranch(deps, baseRef);
+  });
+  const { policy } = bp;
+  deps.out.info(`policy: ${bp.source}`);
   const rule = protectionFor(policy, baseRef);
-  if (!rule) {
-    return {
-      decision: 'normal',
-      ticket: '',
-      events: [],
-      rows: [],
-      problems: [],
-      title: `${baseRef} is not protected by the policy`,
-    };
-  }
+  if (!rule) return unprotected(deps, baseRef, bp.source);
   const now = deps.now();
   const verdicts: PullVerdict[] = [];
   for (const pull of pulls) {
@@ -230,7 +212,9 @@ export async function runGate(deps: Deps): Promise<Outcome> {
       );
     }
     verdicts.push(
-      await judgePull(deps, policy, pull, baseRef, baseSha, rule.requiredApprovals, now),
+      await deps.out.group(`git-breakglass: pull request #${pull.number}`, () =>
+        judgePull(deps, policy, pull, baseRef, bp.tip, rule.requiredApprovals, now),
+      ),
     );
   }
   const pass = verdicts.every((v) => v.pass);

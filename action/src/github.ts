@@ -1,4 +1,6 @@
 import { getOctokit } from '@actions/github';
+import { retry } from '@octokit/plugin-retry';
+import { throttling } from '@octokit/plugin-throttling';
 import { BreakglassError } from '../../src/errors.ts';
 
 /** The parts of a pull request the Action reads (REST `pull-request-simple`). */
@@ -31,6 +33,8 @@ export interface ActivityInfo {
   readonly ref: string;
   readonly type: string;
   readonly actor: string | null;
+  /** When GitHub received the push (ISO 8601), if the entry says. */
+  readonly timestamp: string | null;
 }
 
 /** What the Action asks of GitHub; tests may inject another implementation. */
@@ -98,6 +102,24 @@ function toReview(r: Record<string, unknown>): ReviewInfo {
   };
 }
 
+/**
+ * True for GitHub's rate limits (primary: `x-ratelimit-remaining: 0`; secondary: a 403/429 whose
+ * message says so): a 403 that is one must not send people looking for a missing permission.
+ */
+export function isRateLimit(e: unknown): boolean {
+  const { status, response, message } = e as {
+    status?: unknown;
+    response?: { headers?: Record<string, unknown> };
+    message?: unknown;
+  };
+  if (status === 429) return true;
+  if (status !== 403) return false;
+  return (
+    response?.headers?.['x-ratelimit-remaining'] === '0' ||
+    (typeof message === 'string' && /rate limit/i.test(message))
+  );
+}
+
 /** Turns an Octokit failure into a coded error a workflow author can act on. */
 export function apiError(what: string, e: unknown): BreakglassError {
   const status = (e as { status?: unknown }).status;
@@ -105,6 +127,21 @@ export function apiError(what: string, e: unknown): BreakglassError {
   const message = /aborted|TimeoutError/i.test(raw)
     ? `no answer within ${API_TIMEOUT_MS / 1000} s`
     : raw;
+  if (isRateLimit(e)) {
+    const reset = Number(
+      (e as { response?: { headers?: Record<string, unknown> } }).response?.headers?.[
+        'x-ratelimit-reset'
+      ],
+    );
+    return new BreakglassError(
+      'GITHUB_RATE_LIMIT',
+      `GitHub API ${what}: ${String(status)} rate limit exceeded${Number.isFinite(reset) && reset > 0 ? ` until ${new Date(reset * 1000).toISOString()}` : ''}: ${message.slice(0, 200)}`,
+      {
+        hint: 'the check fails closed; re-run the job after the limit resets (the token is fine)',
+        cause: e,
+      },
+    );
+  }
   if (status === 401) {
     return new BreakglassError(
       'GITHUB_API',
@@ -129,9 +166,29 @@ export function apiError(what: string, e: unknown): BreakglassError {
   );
 }
 
-/** The real client, on @actions/github's Octokit (GITHUB_API_URL, proxy settings honoured). */
+// Rate-limit waits the job sits out itself; a longer one fails the check with GITHUB_RATE_LIMIT
+// (re-run later) rather than holding a required check for an hour.
+const MAX_RATE_LIMIT_WAIT_S = 120;
+const MAX_RATE_LIMIT_RETRIES = 2;
+
+/**
+ * The real client, on @actions/github's Octokit (GITHUB_API_URL, proxy settings honoured), with
+ * the octokit retry plugin (5xx and network errors: 3 retries with growing back-off) and the
+ * throttling plugin (GitHub's rate limits: waits out `retry-after` / `x-ratelimit-reset` when
+ * short, gives up when long).
+ */
 export function createGitHubApi(token: string, owner: string, repo: string): GitHubApi {
-  const octokit = getOctokit(token, { request: { retries: 0 } });
+  const onLimit = (after: number, _options: unknown, _octokit: unknown, count: number) =>
+    count < MAX_RATE_LIMIT_RETRIES && after <= MAX_RATE_LIMIT_WAIT_S;
+  const octokit = getOctokit(
+    token,
+    {
+      retry: { doNotRetry: [400, 401, 403, 404, 410, 422, 451] },
+      throttle: { onRateLimit: onLimit, onSecondaryRateLimit: onLimit },
+    },
+    retry,
+    throttling,
+  );
   const call = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
     try {
       return await fn();
@@ -198,11 +255,13 @@ export function createGitHubApi(token: string, owner: string, repo: string): Git
           ref: str(a.ref),
           type: str(a.activity_type),
           actor: login(a.actor),
+          timestamp: typeof a.timestamp === 'string' ? a.timestamp : null,
         }));
       } catch (e) {
         const status = (e as { status?: unknown }).status;
-        // The activity API is a cross-check only: not every token or plan may read it.
-        if (status === 403 || status === 404) return null;
+        // The activity API is a cross-check only: not every token or plan may read it. A rate
+        // limit is not a missing permission: it fails like any other call.
+        if ((status === 403 || status === 404) && !isRateLimit(e)) return null;
         throw apiError('activity', e);
       }
     },

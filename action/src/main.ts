@@ -2,8 +2,9 @@ import { isBreakglassError } from '../../src/errors.ts';
 import { failStartup, realDeps, type Deps, type Mode } from './deps.ts';
 import { runDetect } from './detect.ts';
 import { runGate } from './gate.ts';
-import { publish, type Outcome } from './report.ts';
+import { publish, summaryMarkdown, type Outcome } from './report.ts';
 import { runReviewCheck } from './review-check.ts';
+import { runSweep } from './sweep.ts';
 
 const GATE_EVENTS = ['pull_request', 'pull_request_target', 'pull_request_review', 'merge_group'];
 
@@ -43,6 +44,12 @@ export async function run(deps?: Deps): Promise<void> {
       );
       return;
     }
+    if (mode === 'sweep' && !['schedule', 'workflow_dispatch'].includes(d.event.name)) {
+      out.setFailed(
+        `git-breakglass: mode sweep runs on schedule or workflow_dispatch, not ${d.event.name}`,
+      );
+      return;
+    }
     if (mode === 'detect' && d.event.name !== 'push') {
       out.setFailed(`git-breakglass: mode detect needs a push event, not ${d.event.name}`);
       return;
@@ -52,7 +59,9 @@ export async function run(deps?: Deps): Promise<void> {
         ? await runGate(d)
         : mode === 'detect'
           ? await runDetect(d)
-          : await runReviewCheck(d);
+          : mode === 'sweep'
+            ? await runSweep(d)
+            : await runReviewCheck(d);
     await publish(out, outcome);
     if (outcome.problems.length === 0) {
       out.info(`git-breakglass: ${outcome.title}`);
@@ -63,7 +72,9 @@ export async function run(deps?: Deps): Promise<void> {
         ? 'Break-glass check failed'
         : mode === 'review-check'
           ? 'Break-glass review overdue'
-          : 'Break-glass violation';
+          : mode === 'sweep'
+            ? 'Break-glass sweep'
+            : 'Break-glass violation';
     for (const p of outcome.problems) out.error(p, { title });
     out.setFailed(`git-breakglass: ${outcome.title}`);
     return;
@@ -74,6 +85,22 @@ export async function run(deps?: Deps): Promise<void> {
       : `internal error: ${(e as Error)?.stack ?? String(e)}`;
     out.setOutput('decision', 'violation');
     out.error(msg, { title: 'git-breakglass error' });
+    // The summary is where people look first: an error run says so there too.
+    try {
+      await out.summary(
+        summaryMarkdown({
+          decision: 'violation',
+          ticket: '',
+          events: [],
+          rows: [],
+          table: { head: [], rows: [] },
+          problems: [msg],
+          title: 'error (the check fails closed)',
+        }),
+      );
+    } catch {
+      // The annotation and the exit code still carry it.
+    }
     out.setFailed(`git-breakglass: ${msg}`);
     return;
   }

@@ -82,7 +82,7 @@ export async function runReviewCheck(deps: Deps): Promise<Outcome> {
   const input = deps.inputs.reviewOlderThan;
   const olderThanMs = parseDurationAllowZero(input, 'input review-older-than');
   const now = deps.now();
-  await fetchAudit(deps.git, deps.inputs.remote);
+  await deps.out.group('git-breakglass: fetch', () => fetchAudit(deps.git, deps.inputs.remote));
   const branch = await defaultBranch(deps);
   const tip = await fetchTip(deps.git, deps.inputs.remote, branch);
   if (!tip) {

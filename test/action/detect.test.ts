@@ -18,6 +18,8 @@ function push(from: string, to: string, sender: string, extra: Payload = {}): Pa
     forced: false,
     ...extra,
   });
+  // GitHub received the push just now (the example's 2019 time would predate every ticket).
+  p.repository.pushed_at = Math.floor(Date.now() / 1000);
   p.pusher.name = sender;
   p.sender.login = sender;
   p.head_commit.id = to;
@@ -27,15 +29,16 @@ function push(from: string, to: string, sender: string, extra: Payload = {}): Pa
 
 function mergedPull(n: number, merge: string, head: string, author: string): Payload {
   const pr = fixture<Payload>('pull.json');
-  Object.assign(pr, { number: n, merge_commit_sha: merge });
+  Object.assign(pr, { number: n, merge_commit_sha: merge, merged_at: new Date().toISOString() });
   pr.user.login = author;
   pr.head.sha = head;
   return pr;
 }
 
-function approval(login: string): Payload {
+function approval(login: string, commit: string): Payload {
   const r = fixture<Payload>('review.json');
   r.user.login = login;
+  r.commit_id = commit;
   return r;
 }
 
@@ -61,7 +64,7 @@ describe('detector', () => {
     assert.match(
       r.stdout,
       new RegExp(
-        `::error title=Break-glass violation::Unticketed push on refs/heads/main: commit ${x.slice(0, 12)} pushed directly \\(no reviewed pull request\\) by mallory; missing ticket: no ticket: .*\\[TICKET_REQUIRED\\]`,
+        `::error title=Break-glass violation::Unticketed push on refs/heads/main: commit ${x.slice(0, 12)} pushed directly \\(no reviewed pull request\\) by mallory; missing ticket: no ticket: .*\\[TICKET_REQUIRED, P2\\]; to cover such a change: bg-sign request --ref main --action push --commit ${x} --ttl 30m --reason '[^']+' --push`,
       ),
     );
     const note = await w.note(x);
@@ -90,7 +93,7 @@ describe('detector', () => {
     await w.pushTo(fixed, 'refs/heads/main', true);
     const id = await w.ticket({ actions: ['force-push'], commits: [fixed], incident: 'INC-4711' });
     const act = fixture<Payload[]>('activity.json');
-    Object.assign(act[0]!, { before: old, after: fixed });
+    Object.assign(act[0]!, { before: old, after: fixed, timestamp: new Date().toISOString() });
     act[0]!.actor.login = 'alice';
     w.github.on('GET /repos/acme/api/activity', { status: 200, json: act });
     const event = push(old, fixed, 'alice', { forced: true });
@@ -138,7 +141,10 @@ describe('detector', () => {
       status: 200,
       json: [mergedPull(9, merge, head, 'alice')],
     });
-    w.github.on('GET /repos/acme/api/pulls/9/reviews', { status: 200, json: [approval('bob')] });
+    w.github.on('GET /repos/acme/api/pulls/9/reviews', {
+      status: 200,
+      json: [approval('bob', head)],
+    });
     const r = await w.run('push', push(from, merge, 'carol'));
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.equal(r.outputs.decision, 'normal');
@@ -209,7 +215,10 @@ describe('detector', () => {
       status: 200,
       json: mergedPull(11, merge, merge, 'alice'),
     });
-    w.github.on('GET /repos/acme/api/pulls/11/reviews', { status: 200, json: [approval('carol')] });
+    w.github.on('GET /repos/acme/api/pulls/11/reviews', {
+      status: 200,
+      json: [approval('carol', merge)],
+    });
     const r = await w.run('push', push(from, merge, 'alice'));
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /reviewed merge of #11/);
@@ -272,6 +281,11 @@ describe('detector', () => {
     });
     assert.equal(del.code, 1, del.stdout);
     assert.match(del.stdout, /Unticketed delete on refs\/heads\/release\/1/);
+    // The request command for a deletion pins no commit.
+    assert.match(
+      del.stdout,
+      /bg-sign request --ref release\/1 --action delete --ttl 30m --reason '[^']+' --push/,
+    );
     assert.match((await w.note(tip)) ?? '', /^Break-glass-Action: delete$/m);
 
     const x = await w.commit(tip, 'src/rel.ts', 'r\n');

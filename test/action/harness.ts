@@ -70,9 +70,14 @@ export interface Recorded {
   body: string;
 }
 
-export type Reply =
-  | { status: number; json: unknown }
-  | ((req: Recorded) => Promise<{ status: number; json: unknown }>);
+/** A recorded response; `headers` for rate-limit and pagination (`link`) headers. */
+export interface Response {
+  status: number;
+  json: unknown;
+  headers?: Record<string, string>;
+}
+
+export type Reply = Response | ((req: Recorded) => Promise<Response>);
 
 /** Loopback GitHub: `routes` maps "GET /path" to a reply; anything else is a 404. */
 export class FakeGitHub {
@@ -87,7 +92,10 @@ export class FakeGitHub {
       const key = `${rec.method} ${rec.url.split('?')[0]}`;
       const reply = this.routes.get(key) ?? { status: 404, json: { message: 'Not Found' } };
       void Promise.resolve(typeof reply === 'function' ? reply(rec) : reply).then((r) => {
-        res.writeHead(r.status, { 'content-type': 'application/json; charset=utf-8' });
+        res.writeHead(r.status, {
+          'content-type': 'application/json; charset=utf-8',
+          ...r.headers,
+        });
         res.end(JSON.stringify(r.json));
       });
     });

@@ -6,7 +6,7 @@ import { load as loadYaml } from 'js-yaml';
 import { after, before, describe, it } from 'node:test';
 import type { Deps, OutputSink } from '../../action/src/deps.ts';
 import type { GitHubApi, ReviewInfo } from '../../action/src/github.ts';
-import { mergeGroupPulls } from '../../action/src/gate.ts';
+import { mergeGroupPull } from '../../action/src/gate.ts';
 import { modeFor, run } from '../../action/src/main.ts';
 import { countApprovals } from '../../action/src/reviews.ts';
 import { namedTicketIds } from '../../action/src/tickets.ts';
@@ -67,16 +67,19 @@ describe('countApprovals', () => {
 });
 
 describe('event parsing', () => {
-  it('finds the pull requests of a merge group', () => {
-    assert.deepEqual(
-      mergeGroupPulls({
+  it('finds the pull request a merge group adds from the queue branch, never from message text', () => {
+    assert.equal(
+      mergeGroupPull({
         head_ref:
           'refs/heads/gh-readonly-queue/main/pr-104-929f8209d40f77f4abc622a499c93a83babdbe64',
         head_commit: { message: 'Fix it (#101)\n\nMerge pull request #102 from x/y' },
-      }).sort(),
-      [101, 102, 104],
+      }),
+      104,
     );
-    assert.deepEqual(mergeGroupPulls({ head_ref: 'refs/heads/other' }), []);
+    assert.equal(
+      mergeGroupPull({ head_ref: 'refs/heads/other', head_commit: { message: 'x (#101)' } }),
+      null,
+    );
   });
   it('reads ticket names from free text, bounded', () => {
     assert.deepEqual(
@@ -112,6 +115,8 @@ describe('run(deps) with injected dependencies', () => {
       setOutput: (n, v) => void (log.outputs[n] = v),
       info: () => {},
       warning: () => {},
+      notice: () => {},
+      group: (_name, fn) => fn(),
       error: (m) => void log.errors.push(m),
       summary: async (md) => void (log.summary += md),
       setFailed: (m) => void log.failed.push(m),
@@ -137,6 +142,7 @@ describe('run(deps) with injected dependencies', () => {
         notes: true,
         remote: 'origin',
         reviewOlderThan: '24h',
+        dismissStaleApprovals: false,
       },
       event: {
         name,
@@ -215,23 +221,52 @@ describe('run(deps) with injected dependencies', () => {
 });
 
 describe('docs/github.md workflow', () => {
-  it('parses, grants the documented permissions, and every event it lists has a mode', () => {
+  it('parses, grants each job only what its mode needs, and every event it lists has a mode', () => {
     const doc = readFileSync(new URL('../../docs/github.md', import.meta.url), 'utf8');
     const block = /```yaml\n([\s\S]*?)```/.exec(doc);
     assert.ok(block, 'a yaml block');
+    type Job = {
+      if: string;
+      permissions: Record<string, string>;
+      steps: { uses?: string; with?: Record<string, unknown> }[];
+    };
     const wf = loadYaml(block[1]!) as {
       on: Record<string, unknown>;
       permissions: Record<string, string>;
-      jobs: Record<string, { steps: { uses?: string; with?: Record<string, unknown> }[] }>;
+      jobs: Record<string, Job>;
     };
-    assert.deepEqual(wf.permissions, {
+    // Nothing at the top: a job that forgets its own block gets no access.
+    assert.deepEqual(wf.permissions, {});
+    const jobs = wf.jobs;
+    assert.deepEqual(jobs.breakglass!.permissions, { contents: 'read', 'pull-requests': 'read' });
+    assert.deepEqual(jobs.detect!.permissions, {
       contents: 'write',
       'pull-requests': 'read',
       issues: 'write',
     });
+    assert.deepEqual(jobs['review-check']!.permissions, { contents: 'read', issues: 'write' });
+    assert.deepEqual(jobs.sweep!.permissions, {
+      contents: 'write',
+      'pull-requests': 'read',
+      issues: 'write',
+    });
+    // The required check (gate) runs on every pull request event; detect only on push.
+    for (const e of ['pull_request', 'pull_request_review', 'merge_group']) {
+      assert.ok(jobs.breakglass!.if.includes(e), e);
+      assert.equal(modeFor('auto', e), 'gate');
+    }
+    assert.equal(jobs.detect!.if, "github.event_name == 'push'");
+    const sweepStep = jobs.sweep!.steps.find((st) => st.uses?.startsWith('acme/git-breakglass'));
+    assert.equal(sweepStep?.with?.mode, 'sweep');
     for (const event of Object.keys(wf.on)) assert.ok(modeFor('auto', event), event);
-    const steps = Object.values(wf.jobs).flatMap((j) => j.steps);
-    const checkout = steps.find((st) => st.uses?.startsWith('actions/checkout@'));
-    assert.equal(checkout?.with?.['fetch-depth'], 0);
+    for (const j of Object.values(jobs)) {
+      const checkout = j.steps.find((st) => st.uses?.startsWith('actions/checkout@'));
+      assert.equal(checkout?.with?.['fetch-depth'], 0);
+      // Only jobs that push notes keep the checkout's credentials.
+      assert.equal(
+        checkout?.with?.['persist-credentials'] !== false,
+        j.permissions.contents === 'write',
+      );
+    }
   });
 });
