@@ -164,7 +164,8 @@ case $entry in *[!0-9TZa-f-]*|'') fail "bad entry name in $armed" ;; esac
 
 dir=$state_dir/journal/tx/$entry
 tmp=$(mktemp "$dir/.tmp.XXXXXXXX") || fail "cannot write in $dir"
-cat >"$tmp" && sync "$tmp" || { rm -f "$tmp"; fail "cannot write $tmp"; }
+# mktemp makes 0600 files: every account that flushes must read it (E6).
+cat >"$tmp" && chmod a+r "$tmp" && sync "$tmp" || { rm -f "$tmp"; fail "cannot write $tmp"; }
 out=$(mktemp "$dir/$state-XXXXXXXX") && mv -f "$tmp" "$out" && sync "$dir" ||
   { rm -f "$tmp"; fail "cannot write the $state record in $dir"; }
 exit 0
