@@ -5,7 +5,7 @@ import { constants as fsc, statSync } from 'node:fs';
 import { access, chmod, lstat, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { BreakglassError } from '../errors.ts';
-import { parsePolicy } from '../policy/policy.ts';
+import { policyFromBytes } from '../policy/load.ts';
 
 /** The hooks we install. */
 export const HOOK_NAMES = ['pre-receive', 'post-receive'] as const;
@@ -201,13 +201,13 @@ export async function installHooks(o: InstallOptions): Promise<InstallReport> {
   let policyPath: string | undefined;
   if (o.policy !== undefined) {
     policyPath = resolve(o.policy);
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = await readFile(policyPath, 'utf8');
+      bytes = await readFile(policyPath);
     } catch {
       throw new BreakglassError('POLICY_MISSING', `policy file ${policyPath} can't be read`);
     }
-    parsePolicy(text, policyPath); // refuse to pin a policy the hook would reject
+    policyFromBytes(bytes, policyPath); // refuse to pin a policy the hook would reject
   }
 
   const hooksDir = resolve(gitDir, gitOk(gitDir, ['rev-parse', '--git-path', 'hooks'], env));

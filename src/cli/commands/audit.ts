@@ -98,6 +98,7 @@ async function auditPolicy(
         file: opts.policy,
         remote: opts.remote,
         cwd: cli.cwd,
+        warn: (text) => cli.output.err(cli.output.errStyle.yellow(text)),
       });
       return { policy: loaded.policy, policySource: loaded.source };
     }
