@@ -1,5 +1,5 @@
 import { BreakglassError } from '../../errors.ts';
-import { evaluateTime } from '../../engine/evaluate.ts';
+import { evaluateTime, evaluateUses } from '../../engine/evaluate.ts';
 import { refFor, writeEnvelope } from '../../git/store.ts';
 import { hasRole } from '../../policy/policy.ts';
 import { addSignature } from '../../ticket/sign.ts';
@@ -75,6 +75,13 @@ export default defineCommand({
       (f) => f.code === 'TICKET_EXPIRED' || f.code === 'TTL_TOO_LONG',
     );
     if (expired) throw new BreakglassError(expired.code, expired.message);
+    // T15: don't approve more uses than the policy allows.
+    const tooMany = evaluateUses(ticket, policy)[0];
+    if (tooMany) {
+      throw new BreakglassError(tooMany.code, `ticket ${id}: ${tooMany.message}`, {
+        hint: `ask ${p.requester} to request a new ticket with --max-uses ${policy.tickets.maxUses} or less`,
+      });
+    }
 
     const envelope = addSignature(ticket.envelope, signer.key);
     const author = await commitAuthor(ctx, signer.principal);

@@ -75,7 +75,7 @@ export default defineCommand({
         'max-uses': {
           type: 'number',
           requiresArg: true,
-          describe: 'how many pushes (default: policy maxUses)',
+          describe: 'how many pushes (default and maximum: the policy maxUses)',
         },
         incident: { type: 'string', requiresArg: true, describe: 'incident id, e.g. INC-4711' },
         'not-before': {
@@ -143,6 +143,14 @@ export default defineCommand({
         'TTL_TOO_LONG',
         `a ${formatDuration(lifetime)} ticket is over the policy's maxTtl of ${formatDuration(policy.tickets.maxTtlMs)}`,
         { hint: `use --ttl ${formatDuration(policy.tickets.maxTtlMs)} or less` },
+      );
+    }
+    // T15: the policy's maxUses is the default and the ceiling.
+    if (maxUses !== undefined && maxUses > policy.tickets.maxUses) {
+      throw new BreakglassError(
+        'USES_TOO_MANY',
+        `--max-uses ${maxUses} is over the policy's maxUses of ${policy.tickets.maxUses}`,
+        { hint: `use --max-uses ${policy.tickets.maxUses} or less (or leave it out)` },
       );
     }
     const commits: string[] = [];
