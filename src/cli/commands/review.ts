@@ -23,7 +23,8 @@ import {
 /** `bg-sign review ID`: signs a post-incident review onto refs/breakglass/reviews/<id>. */
 export default defineCommand({
   command: 'review <id>',
-  describe: 'Sign a post-incident review of a ticket (reviewer role; not the requester)',
+  describe:
+    'Sign a post-incident review of a ticket (reviewer role; not its requester, holder or approvers)',
   builder: (y) =>
     y
       .positional('id', { type: 'string', describe: 'ticket id', demandOption: true })
