@@ -47245,19 +47245,23 @@ function parseEnvelope(input2) {
 }
 
 // src/git/git.ts
-import { spawn } from "node:child_process";
+import {
+  spawn
+} from "node:child_process";
 var MAX_STDERR = 64 * 1024;
 function gitBaseArgs(ctx) {
   return ctx.gitDir ? ["--no-replace-objects", "--git-dir", ctx.gitDir] : ["--no-replace-objects"];
 }
-var baseArgs = gitBaseArgs;
+function spawnGit(ctx, args, stdio) {
+  return spawn("git", [...gitBaseArgs(ctx), ...args], {
+    cwd: ctx.cwd,
+    env: ctx.env ?? process.env,
+    stdio
+  });
+}
 function runGit(ctx, args, opts = {}) {
   return new Promise((resolve2, reject) => {
-    const child = spawn("git", [...baseArgs(ctx), ...args], {
-      cwd: ctx.cwd,
-      env: ctx.env ?? process.env,
-      stdio: ["pipe", "pipe", "pipe"]
-    });
+    const child = spawnGit(ctx, args, ["pipe", "pipe", "pipe"]);
     const out = [];
     let err = "";
     const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 6e4);
@@ -47310,11 +47314,11 @@ var CatFileBatch = class {
    */
   constructor(ctx, opts = {}) {
     this.maxObjectBytes = opts.maxObjectBytes ?? Infinity;
-    this.child = spawn("git", [...baseArgs(ctx), "cat-file", "--batch"], {
-      cwd: ctx.cwd,
-      env: ctx.env ?? process.env,
-      stdio: ["pipe", "pipe", "ignore"]
-    });
+    this.child = spawnGit(
+      ctx,
+      ["cat-file", "--batch"],
+      ["pipe", "pipe", "ignore"]
+    );
     this.child.stdout.on("data", (d) => {
       if (this.skip > 0) {
         const n = Math.min(this.skip, d.length);
@@ -52813,7 +52817,6 @@ function emptySummary() {
 }
 
 // src/git/audit-source.ts
-import { spawn as spawn2 } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, readSync, rmdirSync, rmSync, unlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join as join2 } from "node:path";
@@ -52997,25 +53000,16 @@ function startCatFile(ctx, input2) {
 function runCatFile(ctx, input2, spool) {
   const specs = "specs" in input2 ? input2.specs : null;
   const withRest = !specs && "rest" in input2 && input2.rest === true;
-  const child = spawn2(
-    "git",
+  const child = spawnGit(
+    ctx,
     [
-      ...gitBaseArgs(ctx),
       "cat-file",
       withRest ? "--batch=%(objectname) %(objecttype) %(objectsize) %(rest)" : "--batch",
       "--buffer"
     ],
-    {
-      cwd: ctx.cwd,
-      env: ctx.env ?? process.env,
-      stdio: ["pipe", spool ? spool.fd : "pipe", "pipe"]
-    }
+    ["pipe", spool ? spool.fd : "pipe", "pipe"]
   );
-  const producer = specs === null && "producer" in input2 ? spawn2("git", [...gitBaseArgs(ctx), ...input2.producer], {
-    cwd: ctx.cwd,
-    env: ctx.env ?? process.env,
-    stdio: ["ignore", "pipe", "pipe"]
-  }) : null;
+  const producer = specs === null && "producer" in input2 ? spawnGit(ctx, input2.producer, ["ignore", "pipe", "pipe"]) : null;
   let stderr = "";
   const onStderr = (d) => {
     if (stderr.length < 4096) stderr += d.toString("utf8");
@@ -53190,11 +53184,7 @@ function runCatFile(ctx, input2, spool) {
 }
 function gitLines(ctx, args, onLine, opts = {}) {
   return new Promise((resolve2, reject) => {
-    const child = spawn2("git", [...gitBaseArgs(ctx), ...args], {
-      cwd: ctx.cwd,
-      env: ctx.env ?? process.env,
-      stdio: ["ignore", "pipe", "pipe"]
-    });
+    const child = spawnGit(ctx, args, ["ignore", "pipe", "pipe"]);
     let carry = null;
     let failed = null;
     let stderr = "";

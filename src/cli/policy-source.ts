@@ -6,7 +6,7 @@ import { MAX_POLICY_BYTES } from '../policy/limits.ts';
 import { policyFromBytes, POLICY_PATH } from '../policy/load.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { Cli } from './options.ts';
-import { workTreeRoot } from './repo.ts';
+import { fetchHint, workTreeRoot } from './repo.ts';
 
 /** A policy and a sentence saying where it came from (shown with --verbose). */
 export interface LoadedPolicy {
@@ -61,7 +61,7 @@ export async function loadPolicy(
     }
   }
   throw new BreakglassError('POLICY_MISSING', `no ${POLICY_PATH} found`, {
-    hint: `looked at ${opts.remote}'s default branch and the working tree; pass --policy FILE or fetch ${opts.remote}`,
+    hint: `looked at ${opts.remote}'s default branch and the working tree; pass --policy FILE, or ${await fetchHint(ctx, opts.remote)}`,
   });
 }
 

@@ -1,4 +1,5 @@
-import { spawn } from 'node:child_process';
+import type { ChildProcessByStdio } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { closeSync, mkdtempSync, openSync, readSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,7 +35,7 @@ import {
   type Signer,
   type VerifiedTicket,
 } from '../ticket/verify.ts';
-import { CatFileBatch, gitBaseArgs, runGit, type GitContext } from './git.ts';
+import { CatFileBatch, runGit, spawnGit, type GitContext } from './git.ts';
 import { ENVELOPE_FILE, REFS, type Namespace } from './store.ts';
 
 /**
@@ -185,27 +186,22 @@ function runCatFile(
 ): CatFileRun {
   const specs = 'specs' in input ? input.specs : null;
   const withRest = !specs && 'rest' in input && input.rest === true;
-  const child = spawn(
-    'git',
+  const child = spawnGit(
+    ctx,
     [
-      ...gitBaseArgs(ctx),
       'cat-file',
       withRest ? '--batch=%(objectname) %(objecttype) %(objectsize) %(rest)' : '--batch',
       '--buffer',
     ],
-    {
-      cwd: ctx.cwd,
-      env: ctx.env ?? process.env,
-      stdio: ['pipe', spool ? spool.fd : 'pipe', 'pipe'],
-    },
+    ['pipe', spool ? spool.fd : 'pipe', 'pipe'],
   );
   const producer =
     specs === null && 'producer' in input
-      ? spawn('git', [...gitBaseArgs(ctx), ...input.producer], {
-          cwd: ctx.cwd,
-          env: ctx.env ?? process.env,
-          stdio: ['ignore', 'pipe', 'pipe'],
-        })
+      ? (spawnGit(ctx, input.producer, ['ignore', 'pipe', 'pipe']) as ChildProcessByStdio<
+          null,
+          Readable,
+          Readable
+        >)
       : null;
   let stderr = '';
   const onStderr = (d: Buffer) => {
@@ -407,11 +403,11 @@ function gitLines(
   opts: { allowFail?: boolean | undefined } = {},
 ): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn('git', [...gitBaseArgs(ctx), ...args], {
-      cwd: ctx.cwd,
-      env: ctx.env ?? process.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawnGit(ctx, args, ['ignore', 'pipe', 'pipe']) as ChildProcessByStdio<
+      null,
+      Readable,
+      Readable
+    >;
     let carry: Buffer | null = null;
     let failed: Error | null = null;
     let stderr = '';

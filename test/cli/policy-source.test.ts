@@ -48,7 +48,7 @@ describe('bg-sign: the policy the CLI reads', () => {
       withPolicy.stderr,
       /warning: no \.breakglass\/policy\.yml on origin's default branch; using the working tree's/,
     );
-    assert.ok(JSON.parse(withPolicy.stdout));
+    assert.deepEqual(JSON.parse(withPolicy.stdout), { version: 1, tickets: [], hidden: 0 });
     // --policy FILE is an explicit choice: no warning.
     mkdirSync(join(sb.dir, 'pinned'), { recursive: true });
     const pinned = join(sb.dir, 'pinned', 'policy.yml');

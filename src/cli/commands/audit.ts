@@ -317,6 +317,10 @@ export default defineCommand({
   handler: async (argv) => {
     const cli = cliFor(argv);
     const now = Date.now();
+    // --json means --format json; with another format it is a contradiction, not a choice.
+    if (argv.json && argv.format !== 'table' && argv.format !== 'json') {
+      throw new BreakglassError('USAGE', `--json conflicts with --format ${argv.format}`);
+    }
     const format = argv.json ? 'json' : (argv.format as (typeof AUDIT_FORMATS)[number]);
     const since = argv.since === undefined ? undefined : parseDateArg('--since', argv.since, false);
     const until = argv.until === undefined ? undefined : parseDateArg('--until', argv.until, true);
