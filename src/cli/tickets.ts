@@ -187,10 +187,10 @@ export function ticketStatus(
   if (state.signatureFailures.some((f) => f.code !== 'APPROVALS_MISSING')) {
     return { status: 'invalid' };
   }
-  if (state.signatureFailures.length) return { status: 'pending approval' };
-  if (ticket.payload.repository !== policy.repository) return { status: 'invalid' };
   // T15: more uses than the policy allows can't be fixed by an approval.
   if (evaluateUses(ticket, policy).length) return { status: 'invalid' };
+  if (state.signatureFailures.length) return { status: 'pending approval' };
+  if (ticket.payload.repository !== policy.repository) return { status: 'invalid' };
   if (now < t.notBefore - policy.tickets.clockSkewMs) return { status: 'not yet valid' };
   return { status: 'active' };
 }

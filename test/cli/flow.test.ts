@@ -270,6 +270,11 @@ describe('bg-sign ticket flow (alice requests, bob approves)', () => {
     const v = await sb.run(r.alice!, ['verify', greedy]);
     assert.equal(v.code, 1);
     assert.match(v.stdout, /USES_TOO_MANY \[T15\]/);
+    // list and show call it invalid: no approval can fix it.
+    const listed = JSON.parse((await sb.run(r.alice!, ['list', '--json'])).stdout) as {
+      tickets: { id: string; status: string }[];
+    };
+    assert.equal(listed.tickets.find((t) => t.id === greedy)?.status, 'invalid');
     // Under the policy that allows 5 uses, only the approval is missing.
     const laxVerify = await sb.run(r.alice!, ['verify', greedy, '--policy', lax]);
     assert.doesNotMatch(laxVerify.stdout, /USES_TOO_MANY/);
