@@ -61,6 +61,11 @@ export const ERROR_CODES = [
   'AUDIT_RECORD_INVALID',
   // server: an update through a symbolic ref whose target is protected or guarded (TM9)
   'SYMBOLIC_REF',
+  // server: a pushed .breakglass/policy.yml that would not load, or would lock the repository
+  'PUSHED_POLICY_INVALID',
+  'POLICY_LOCKOUT',
+  // a ticket asking for more uses than the policy's tickets.maxUses
+  'USES_TOO_MANY',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

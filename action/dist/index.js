@@ -48965,19 +48965,23 @@ function parseEnvelope(input2) {
 }
 
 // src/git/git.ts
-import { spawn } from "node:child_process";
+import {
+  spawn
+} from "node:child_process";
 var MAX_STDERR = 64 * 1024;
 function gitBaseArgs(ctx) {
   return ctx.gitDir ? ["--no-replace-objects", "--git-dir", ctx.gitDir] : ["--no-replace-objects"];
 }
-var baseArgs = gitBaseArgs;
+function spawnGit(ctx, args, stdio) {
+  return spawn("git", [...gitBaseArgs(ctx), ...args], {
+    cwd: ctx.cwd,
+    env: ctx.env ?? process.env,
+    stdio
+  });
+}
 function runGit(ctx, args, opts = {}) {
   return new Promise((resolve2, reject) => {
-    const child = spawn("git", [...baseArgs(ctx), ...args], {
-      cwd: ctx.cwd,
-      env: ctx.env ?? process.env,
-      stdio: ["pipe", "pipe", "pipe"]
-    });
+    const child = spawnGit(ctx, args, ["pipe", "pipe", "pipe"]);
     const out = [];
     let err = "";
     const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 6e4);
@@ -49030,11 +49034,11 @@ var CatFileBatch = class {
    */
   constructor(ctx, opts = {}) {
     this.maxObjectBytes = opts.maxObjectBytes ?? Infinity;
-    this.child = spawn("git", [...baseArgs(ctx), "cat-file", "--batch"], {
-      cwd: ctx.cwd,
-      env: ctx.env ?? process.env,
-      stdio: ["pipe", "pipe", "ignore"]
-    });
+    this.child = spawnGit(
+      ctx,
+      ["cat-file", "--batch"],
+      ["pipe", "pipe", "ignore"]
+    );
     this.child.stdout.on("data", (d) => {
       if (this.skip > 0) {
         const n = Math.min(this.skip, d.length);
@@ -51771,8 +51775,10 @@ var CHOMPING_CLIP = CHOMPING_MODE.CLIP;
 var CHOMPING_STRIP = CHOMPING_MODE.STRIP;
 var CHOMPING_KEEP = CHOMPING_MODE.KEEP;
 
-// src/policy/yaml.ts
+// src/policy/limits.ts
 var MAX_POLICY_BYTES = 64 * 1024;
+
+// src/policy/yaml.ts
 function lineAt(text2, offset) {
   let line = 1;
   for (let i = 0; i < offset && i < text2.length; i++) if (text2.charCodeAt(i) === 10) line++;
@@ -52093,6 +52099,19 @@ function evaluateTime(ticket, policy, now) {
   }
   return failures;
 }
+function evaluateUses(ticket, policy) {
+  const { maxUses } = ticket.payload;
+  if (!(maxUses <= policy.tickets.maxUses)) {
+    return [
+      {
+        code: "USES_TOO_MANY",
+        rule: "T15",
+        message: `ticket allows ${maxUses} uses, over the policy's maxUses of ${policy.tickets.maxUses}`
+      }
+    ];
+  }
+  return [];
+}
 function evaluateTicket(ticket, policy, use, state, now) {
   const p = ticket.payload;
   const failures = [...evaluateSignatures(ticket, policy)];
@@ -52126,6 +52145,7 @@ function evaluateTicket(ticket, policy, use, state, now) {
     });
   }
   failures.push(...evaluateTime(ticket, policy, now));
+  failures.push(...evaluateUses(ticket, policy));
   if (state.revoked) {
     failures.push({
       code: "TICKET_REVOKED",
@@ -52314,9 +52334,41 @@ function requestCommand(policy, ref, actions, commit, reason) {
   ].join(" ");
 }
 
+// src/policy/load.ts
+function policyFromBytes(bytes, source, origin = {}) {
+  if (bytes.length > MAX_POLICY_BYTES) {
+    throw new BreakglassError("POLICY_INVALID", `${source}: larger than ${MAX_POLICY_BYTES} bytes`);
+  }
+  let text2;
+  try {
+    text2 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+  } catch {
+    throw new BreakglassError("POLICY_INVALID", `${source}: not valid UTF-8`);
+  }
+  let policy;
+  try {
+    policy = parsePolicy(text2, source);
+  } catch (e) {
+    if (isBreakglassError(e) && e.code === "POLICY_INVALID") throw e;
+    throw new BreakglassError(
+      "POLICY_INVALID",
+      `${source}: ${e instanceof Error ? e.message : String(e)}`
+    );
+  }
+  if (origin.branch !== void 0 && !protectionFor(policy, origin.branch)) {
+    throw new BreakglassError(
+      "POLICY_INVALID",
+      `${source}: the policy is read from ${origin.branch}, which it does not protect; anyone who can push ${origin.branch} could rewrite it`,
+      {
+        hint: `add ${origin.branch} to a protected[].refs entry, or pin the policy: git config breakglass.policy FILE`
+      }
+    );
+  }
+  return policy;
+}
+
 // action/src/remote.ts
 import path from "node:path";
-var MAX_POLICY_BYTES2 = 256 * 1024;
 async function absoluteGitDir(ctx) {
   const dir = await gitText(ctx, ["rev-parse", "--git-dir"]);
   return path.resolve(ctx.cwd ?? process.cwd(), dir);
@@ -52364,7 +52416,7 @@ async function ensureCommit(ctx, remote, sha, branchRef) {
   await runGit(ctx, ["fetch", "--no-tags", "--quiet", remote, sha], { allowFail: true });
   return hasCommit(ctx, sha);
 }
-async function readPolicyText(ctx, commit, policyPath) {
+async function readPolicyBytes(ctx, commit, policyPath) {
   const spec = `${commit}:${policyPath.replace(/^\.\//, "")}`;
   const r = await runGit(ctx, ["cat-file", "blob", spec], { allowFail: true });
   if (r.code !== 0) {
@@ -52376,10 +52428,7 @@ async function readPolicyText(ctx, commit, policyPath) {
       }
     );
   }
-  if (r.stdout.length > MAX_POLICY_BYTES2) {
-    throw new BreakglassError("POLICY_INVALID", `${policyPath} is over ${MAX_POLICY_BYTES2} bytes`);
-  }
-  return r.stdout.toString("utf8");
+  return r.stdout;
 }
 async function localValues(ctx, refs) {
   const map2 = /* @__PURE__ */ new Map();
@@ -52437,7 +52486,7 @@ async function revList(ctx, args, max) {
 // action/src/policy.ts
 async function loadPolicyAt(deps, commit) {
   const { policyPath } = deps.inputs;
-  const policy = parsePolicy(await readPolicyText(deps.git, commit, policyPath), policyPath);
+  const policy = policyFromBytes(await readPolicyBytes(deps.git, commit, policyPath), policyPath);
   const here = `${deps.event.owner}/${deps.event.repo}`;
   if (policy.repository.toLowerCase() !== here.toLowerCase()) {
     deps.out.warning(
@@ -54725,7 +54774,6 @@ function emptySummary() {
 }
 
 // src/git/audit-source.ts
-import { spawn as spawn2 } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, readSync, rmdirSync, rmSync, unlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join as join2 } from "node:path";
@@ -54758,6 +54806,12 @@ function checkReviewer(policy, ticket, reviewer) {
   if (reviewer === ticket.payload.holder) {
     throw invalid2(
       `${reviewer} held ticket ${ticket.payload.id} and can't review it`,
+      "ask someone with a reviewer role who was not involved"
+    );
+  }
+  if (ticket.signers.some((s) => s.principal === reviewer)) {
+    throw invalid2(
+      `${reviewer} approved ticket ${ticket.payload.id} and can't review it`,
       "ask someone with a reviewer role who was not involved"
     );
   }
@@ -54834,6 +54888,21 @@ function verifyReview(envelope, ticket, policy, signed) {
   checkReviewer(policy, ticket, r.reviewer);
   return { ...r, reviewedAtMs, keyid: signer.keyid, digest: payloadDigest(envelope.payload) };
 }
+function standingReview(entries, ticket, policy) {
+  const rejected = [];
+  for (const e of entries) {
+    if ("error" in e) {
+      rejected.push({ where: e.where, error: e.error });
+      continue;
+    }
+    try {
+      return { review: verifyReview(e.envelope, ticket, policy), rejected };
+    } catch (err) {
+      rejected.push({ where: e.where, error: err.message });
+    }
+  }
+  return { review: null, rejected };
+}
 
 // src/git/audit-source.ts
 var MAX_NOTE_BYTES = 256 * 1024;
@@ -54888,25 +54957,16 @@ function startCatFile(ctx, input2) {
 function runCatFile(ctx, input2, spool) {
   const specs = "specs" in input2 ? input2.specs : null;
   const withRest = !specs && "rest" in input2 && input2.rest === true;
-  const child = spawn2(
-    "git",
+  const child = spawnGit(
+    ctx,
     [
-      ...gitBaseArgs(ctx),
       "cat-file",
       withRest ? "--batch=%(objectname) %(objecttype) %(objectsize) %(rest)" : "--batch",
       "--buffer"
     ],
-    {
-      cwd: ctx.cwd,
-      env: ctx.env ?? process.env,
-      stdio: ["pipe", spool ? spool.fd : "pipe", "pipe"]
-    }
+    ["pipe", spool ? spool.fd : "pipe", "pipe"]
   );
-  const producer = specs === null && "producer" in input2 ? spawn2("git", [...gitBaseArgs(ctx), ...input2.producer], {
-    cwd: ctx.cwd,
-    env: ctx.env ?? process.env,
-    stdio: ["ignore", "pipe", "pipe"]
-  }) : null;
+  const producer = specs === null && "producer" in input2 ? spawnGit(ctx, input2.producer, ["ignore", "pipe", "pipe"]) : null;
   let stderr = "";
   const onStderr = (d) => {
     if (stderr.length < 4096) stderr += d.toString("utf8");
@@ -55081,11 +55141,7 @@ function runCatFile(ctx, input2, spool) {
 }
 function gitLines(ctx, args, onLine, opts = {}) {
   return new Promise((resolve2, reject) => {
-    const child = spawn2("git", [...gitBaseArgs(ctx), ...args], {
-      cwd: ctx.cwd,
-      env: ctx.env ?? process.env,
-      stdio: ["ignore", "pipe", "pipe"]
-    });
+    const child = spawnGit(ctx, args, ["ignore", "pipe", "pipe"]);
     let carry = null;
     let failed = null;
     let stderr = "";
@@ -55687,6 +55743,7 @@ async function readEnvelopes(ctx, refs, ticketIds, policy, problems) {
   const raw = /* @__PURE__ */ new Map();
   const read = /* @__PURE__ */ new Map();
   const hinted = /* @__PURE__ */ new Map();
+  const ticketSigners = /* @__PURE__ */ new Map();
   await catFileStream(
     ctx,
     specs.map((s) => `${where(s.ns, s.id)}:${ENVELOPE_FILE[s.ns]}`),
@@ -55729,6 +55786,9 @@ async function readEnvelopes(ctx, refs, ticketIds, policy, problems) {
           );
         }
         read.set(s.id, { payload, bound });
+        if (bound && policy && reviewRefs.has(s.id)) {
+          ticketSigners.set(s.id, hintedSigners(env, policy.keyOwners));
+        }
         tickets.set(s.id, {
           id: s.id,
           requester: payload.requester,
@@ -55790,6 +55850,14 @@ async function readEnvelopes(ctx, refs, ticketIds, policy, problems) {
       if (!claimed || typeof claimed !== "object") throw new Error("payload is not an object");
     } catch (e) {
       problems.push({ kind: "review", where: where2, message: e.message });
+      const unread = read.get(id)?.bound;
+      const earlier = policy && unread ? await earlierReview(
+        ctx,
+        reviewRefs.get(id),
+        await withSigners(unread, ticketSigners.get(id), policy),
+        policy
+      ) : null;
+      if (earlier) reviews.set(id, earlier);
       continue;
     }
     const t = read.get(id);
@@ -55810,8 +55878,9 @@ async function readEnvelopes(ctx, refs, ticketIds, policy, problems) {
       problems.push({ kind: "review", where: where2, message: "the reviewed ticket could not be read" });
       continue;
     }
+    const bound = await withSigners(t.bound, ticketSigners.get(id), policy);
     try {
-      const r = verifyReview(env, t.bound, policy, await hinted.get(id));
+      const r = verifyReview(env, bound, policy, await hinted.get(id));
       reviews.set(id, {
         ...base,
         reviewer: r.reviewer,
@@ -55822,11 +55891,59 @@ async function readEnvelopes(ctx, refs, ticketIds, policy, problems) {
         valid: true
       });
     } catch (e) {
-      reviews.set(id, { ...base, valid: false, error: e.message });
       problems.push({ kind: "review", where: where2, message: e.message });
+      reviews.set(
+        id,
+        await earlierReview(ctx, reviewRefs.get(id), bound, policy) ?? {
+          ...base,
+          valid: false,
+          error: e.message
+        }
+      );
     }
   }
   return { tickets, revocations, reviews };
+}
+async function withSigners(bound, hinted, policy) {
+  let signers = await hinted;
+  try {
+    signers ??= verifySignatures(bound.envelope, policy.keyOwners).signers;
+  } catch {
+    signers = [];
+  }
+  return { ...bound, signers };
+}
+async function earlierReview(ctx, tip, ticket, policy) {
+  const earlier = (await chainOf(ctx, tip)).reverse().slice(1);
+  if (earlier.length === 0) return null;
+  const reader = new CatFileBatch(ctx);
+  const entries = [];
+  try {
+    for (const c of earlier) {
+      const obj2 = await reader.read(`${c.sha}:${ENVELOPE_FILE.reviews}`);
+      try {
+        entries.push({
+          where: c.sha,
+          envelope: envelopeOf(obj2?.type === "blob" ? obj2.data : null, `review at ${c.sha}`)
+        });
+      } catch (e) {
+        entries.push({ where: c.sha, error: e.message });
+      }
+    }
+  } finally {
+    reader.close();
+  }
+  const r = standingReview(entries, ticket, policy).review;
+  if (!r) return null;
+  return {
+    ticket: r.ticket,
+    reviewer: r.reviewer,
+    outcome: r.outcome,
+    note: r.note,
+    reviewedAt: r.reviewedAt,
+    reviewedAtMs: r.reviewedAtMs,
+    valid: true
+  };
 }
 async function readAuditData(ctx, opts) {
   const problems = [];
@@ -55921,6 +56038,21 @@ function oidKey(oid) {
 function plainKey(s) {
   for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) < 32) return false;
   return true;
+}
+var MAX_CHAIN = 64;
+async function chainOf(ctx, tip) {
+  const r = await runGit(ctx, [
+    "log",
+    "--first-parent",
+    `--max-count=${MAX_CHAIN}`,
+    "--format=%H %ct",
+    tip,
+    "--"
+  ]);
+  return r.stdout.toString("utf8").split("\n").filter(Boolean).map((l) => {
+    const [sha, ct] = l.split(" ");
+    return { sha, at: Number(ct) * 1e3 };
+  }).reverse();
 }
 
 // action/src/review-check.ts

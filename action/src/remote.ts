@@ -3,9 +3,6 @@ import { BreakglassError } from '../../src/errors.ts';
 import { gitText, runGit, type GitContext } from '../../src/git/git.ts';
 import { REFS } from '../../src/git/store.ts';
 
-// Policy files are small; a huge blob at the policy path is an error, not something to parse.
-const MAX_POLICY_BYTES = 256 * 1024;
-
 /** Absolute `$GIT_DIR` of the workspace clone. */
 export async function absoluteGitDir(ctx: GitContext): Promise<string> {
   const dir = await gitText(ctx, ['rev-parse', '--git-dir']);
@@ -82,11 +79,11 @@ export async function ensureCommit(
  * Reads the policy file at a commit of the protected branch (never the pull request head or the
  * pushed commits: those are what the policy judges).
  */
-export async function readPolicyText(
+export async function readPolicyBytes(
   ctx: GitContext,
   commit: string,
   policyPath: string,
-): Promise<string> {
+): Promise<Buffer> {
   const spec = `${commit}:${policyPath.replace(/^\.\//, '')}`;
   const r = await runGit(ctx, ['cat-file', 'blob', spec], { allowFail: true });
   if (r.code !== 0) {
@@ -98,10 +95,7 @@ export async function readPolicyText(
       },
     );
   }
-  if (r.stdout.length > MAX_POLICY_BYTES) {
-    throw new BreakglassError('POLICY_INVALID', `${policyPath} is over ${MAX_POLICY_BYTES} bytes`);
-  }
-  return r.stdout.toString('utf8');
+  return r.stdout;
 }
 
 /** Local values of refs (null when absent), for use as push leases. */

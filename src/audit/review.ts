@@ -27,8 +27,10 @@ import {
  *   ticket by id and payload digest;
  * - R3 the named reviewer signed it under a key the policy trusts;
  * - R4 the reviewer holds one of `tickets.reviewerRoles`;
- * - R5 the reviewer is neither the ticket's requester nor its holder (nobody reviews their own
- *   emergency).
+ * - R5 the reviewer is neither the ticket's requester, nor its holder, nor one of its approvers
+ *   (anyone who signed it): nobody reviews an emergency they took part in.
+ * - R6 the review that stands is the newest valid one on the ref: an invalid review on top (an
+ *   involved person's, a forgery where no hook guards the namespace) never overrules it.
  * Every failure is REVIEW_INVALID.
  *
  * For the hook (namespace guard): a push to `refs/breakglass/reviews/<id>` must be a create or a
@@ -90,6 +92,14 @@ export function checkReviewer(policy: Policy, ticket: VerifiedTicket, reviewer: 
   if (reviewer === ticket.payload.holder) {
     throw invalid(
       `${reviewer} held ticket ${ticket.payload.id} and can't review it`,
+      'ask someone with a reviewer role who was not involved',
+    );
+  }
+  // The approvers let the access happen: judging it is judging themselves. Every verified
+  // signer counts, whether or not their approval was needed.
+  if (ticket.signers.some((s) => s.principal === reviewer)) {
+    throw invalid(
+      `${reviewer} approved ticket ${ticket.payload.id} and can't review it`,
       'ask someone with a reviewer role who was not involved',
     );
   }
@@ -246,4 +256,41 @@ export function verifyReview(
   }
   checkReviewer(policy, ticket, r.reviewer);
   return { ...r, reviewedAtMs, keyid: signer.keyid, digest: payloadDigest(envelope.payload) };
+}
+
+/** One review on `refs/breakglass/reviews/<id>`: its envelope, or why it could not be read. */
+export type ReviewEntry =
+  | { readonly where: string; readonly envelope: Envelope }
+  | { readonly where: string; readonly error: string };
+
+/** The review that stands for a ticket, and the reviews passed over on the way to it. */
+export interface StandingReview {
+  readonly review: VerifiedReview | null;
+  readonly rejected: readonly { readonly where: string; readonly error: string }[];
+}
+
+/**
+ * R6: the standing review of a ticket is the newest entry (newest first, as the ref's first-parent
+ * history lists them) that passes R1-R5. A later valid review by someone else corrects an
+ * earlier one; an invalid review (an approver's, the holder's, a forgery) never overrules a
+ * valid one: it is passed over and returned in `rejected` for the audit to report.
+ */
+export function standingReview(
+  entries: readonly ReviewEntry[],
+  ticket: VerifiedTicket,
+  policy: Policy,
+): StandingReview {
+  const rejected: { where: string; error: string }[] = [];
+  for (const e of entries) {
+    if ('error' in e) {
+      rejected.push({ where: e.where, error: e.error });
+      continue;
+    }
+    try {
+      return { review: verifyReview(e.envelope, ticket, policy), rejected };
+    } catch (err) {
+      rejected.push({ where: e.where, error: (err as Error).message });
+    }
+  }
+  return { review: null, rejected };
 }

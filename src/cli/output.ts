@@ -4,8 +4,11 @@ export interface Output {
   out(text: string): void;
   /** Writes one line (or several) to stderr. */
   err(text: string): void;
-  /** Prints a value as pretty JSON on stdout. */
-  json(value: unknown): void;
+  /**
+   * Prints a command's result as pretty JSON on stdout: always one object, `version` first
+   * (docs/cli-json.md), so scripts can rely on the shape and we can extend it.
+   */
+  json(value: object): void;
   /** Styling for text that goes to stdout. */
   readonly style: Style;
   /** Styling for text that goes to stderr. */
@@ -57,13 +60,23 @@ export function makeStyle(enabled: boolean): Style {
   };
 }
 
+/** Version of the JSON shapes the CLI prints (docs/cli-json.md); bumped on a breaking change. */
+export const JSON_VERSION = 1;
+
+/** `value` with `version` as its first key. */
+export function versioned(value: object): Record<string, unknown> {
+  // A bare array can't grow a field; wrap it under a name (list: `tickets`).
+  if (Array.isArray(value)) throw new TypeError('CLI JSON output must be an object');
+  return { version: JSON_VERSION, ...value };
+}
+
 /** The process's own output, with colour decided per stream. */
 export function processOutput(env: NodeJS.ProcessEnv = process.env): Output {
   const line = (s: string) => (s.endsWith('\n') ? s : s + '\n');
   return {
     out: (text) => void process.stdout.write(line(text)),
     err: (text) => void process.stderr.write(line(text)),
-    json: (value) => void process.stdout.write(JSON.stringify(value, null, 2) + '\n'),
+    json: (value) => void process.stdout.write(JSON.stringify(versioned(value), null, 2) + '\n'),
     style: makeStyle(colourEnabled(process.stdout.isTTY, env)),
     errStyle: makeStyle(colourEnabled(process.stderr.isTTY, env)),
   };

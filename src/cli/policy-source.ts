@@ -1,13 +1,12 @@
-import { readFile, stat } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { BreakglassError } from '../errors.ts';
 import { runGit, type GitContext } from '../git/git.ts';
-import { parsePolicy, type Policy } from '../policy/policy.ts';
+import { MAX_POLICY_BYTES } from '../policy/limits.ts';
+import { policyFromBytes, POLICY_PATH } from '../policy/load.ts';
+import type { Policy } from '../policy/policy.ts';
 import type { Cli } from './options.ts';
-import { workTreeRoot } from './repo.ts';
-
-export const POLICY_PATH = '.breakglass/policy.yml';
-const MAX_POLICY_BYTES = 256 * 1024;
+import { fetchHint, workTreeRoot } from './repo.ts';
 
 /** A policy and a sentence saying where it came from (shown with --verbose). */
 export interface LoadedPolicy {
@@ -17,27 +16,34 @@ export interface LoadedPolicy {
 
 /**
  * The policy the CLI checks against: `--policy FILE`, else `.breakglass/policy.yml` at the tip
- * of the remote's default branch (what the server will enforce), else the working tree file.
+ * of the remote's default branch (what the server will enforce), else the working tree file,
+ * which is not what the server enforces: `warn` says so. Only finds bytes; policyFromBytes
+ * decides, as on the server.
  */
 export async function loadPolicy(
   ctx: GitContext,
-  opts: { file?: string | undefined; remote: string; cwd: string },
+  opts: {
+    file?: string | undefined;
+    remote: string;
+    cwd: string;
+    warn: (text: string) => void;
+  },
 ): Promise<LoadedPolicy> {
   if (opts.file) {
     const path = resolve(opts.cwd, opts.file);
-    return { policy: parsePolicy(await readPolicyFile(path), path), source: `--policy ${path}` };
+    const bytes = (await readPolicyFile(path))!;
+    return { policy: policyFromBytes(bytes, path), source: `--policy ${path}` };
   }
   for (const branch of await defaultBranchCandidates(ctx, opts.remote)) {
     const blob = await runGit(ctx, ['cat-file', 'blob', `${branch}:${POLICY_PATH}`], {
       allowFail: true,
     });
     if (blob.code === 0) {
-      if (blob.stdout.length > MAX_POLICY_BYTES) {
-        throw new BreakglassError('INPUT_TOO_LARGE', `${branch}:${POLICY_PATH} is too large`);
-      }
       const source = `${branch}:${POLICY_PATH}`;
+      // Checked as the server checks it: the policy must protect the branch it is read from.
+      const served = `refs/heads/${branch.slice(`refs/remotes/${opts.remote}/`.length)}`;
       return {
-        policy: parsePolicy(blob.stdout.toString('utf8'), source),
+        policy: policyFromBytes(blob.stdout, source, { branch: served }),
         source: `${source} (tip of the remote's default branch)`,
       };
     }
@@ -45,19 +51,17 @@ export async function loadPolicy(
   const root = await workTreeRoot(ctx);
   if (root) {
     const path = join(root, POLICY_PATH);
-    const exists = await stat(path).then(
-      (s) => s.isFile(),
-      () => false,
-    );
-    if (exists) {
-      return {
-        policy: parsePolicy(await readPolicyFile(path), POLICY_PATH),
-        source: `${path} (working tree; no policy found on ${opts.remote})`,
-      };
+    const bytes = await readPolicyFile(path, true);
+    if (bytes) {
+      const policy = policyFromBytes(bytes, POLICY_PATH);
+      opts.warn(
+        `warning: no ${POLICY_PATH} on ${opts.remote}'s default branch; using the working tree's, which the server does not enforce (run "git fetch ${opts.remote}" or pass --policy FILE)`,
+      );
+      return { policy, source: `${path} (working tree; no policy found on ${opts.remote})` };
     }
   }
   throw new BreakglassError('POLICY_MISSING', `no ${POLICY_PATH} found`, {
-    hint: `looked at ${opts.remote}'s default branch and the working tree; pass --policy FILE or fetch ${opts.remote}`,
+    hint: `looked at ${opts.remote}'s default branch and the working tree; pass --policy FILE, or ${await fetchHint(ctx, opts.remote)}`,
   });
 }
 
@@ -72,21 +76,30 @@ async function defaultBranchCandidates(ctx: GitContext, remote: string): Promise
   return [`refs/remotes/${remote}/main`];
 }
 
-async function readPolicyFile(path: string): Promise<string> {
+/**
+ * A policy file's bytes, read to one byte past the limit so policyFromBytes reports the size;
+ * null when there is no such file and `missingOk`.
+ */
+async function readPolicyFile(path: string, missingOk = false): Promise<Buffer | null> {
   try {
-    const st = await stat(path);
-    if (st.size > MAX_POLICY_BYTES) {
-      throw new BreakglassError(
-        'INPUT_TOO_LARGE',
-        `${path} is ${st.size} bytes; the limit is ${MAX_POLICY_BYTES}`,
-      );
+    const fh = await open(path, 'r');
+    try {
+      if (!(await fh.stat()).isFile()) {
+        throw new BreakglassError('POLICY_MISSING', `cannot read policy ${path}: not a file`);
+      }
+      const buf = Buffer.alloc(MAX_POLICY_BYTES + 1);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      return buf.subarray(0, bytesRead);
+    } finally {
+      await fh.close();
     }
-    return await readFile(path, 'utf8');
   } catch (e) {
     if (e instanceof BreakglassError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (missingOk && code === 'ENOENT') return null;
     throw new BreakglassError(
       'POLICY_MISSING',
-      `cannot read policy ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      `cannot read policy ${path}: ${code ?? (e as Error).message}`,
     );
   }
 }
@@ -101,6 +114,7 @@ export async function loadCommandPolicy(
     file: argv.policy,
     remote: argv.remote,
     cwd: cli.cwd,
+    warn: (text) => cli.output.err(cli.output.errStyle.yellow(text)),
   });
   cli.note(`policy: ${source}`);
   return policy;

@@ -49,6 +49,27 @@ export async function remoteExists(ctx: GitContext, remote: string): Promise<boo
   return r.code === 0;
 }
 
+/** The remotes configured in this clone. */
+export async function remoteNames(ctx: GitContext): Promise<string[]> {
+  const r = await runGit(ctx, ['remote'], { allowFail: true });
+  return r.code === 0 ? r.stdout.toString().split('\n').filter(Boolean) : [];
+}
+
+/**
+ * What to do to get the remote's break-glass refs, phrased for this clone: fetch when `remote`
+ * exists; otherwise name the remotes there are, or say how to add one.
+ */
+export async function fetchHint(ctx: GitContext, remote: string): Promise<string> {
+  const names = await remoteNames(ctx);
+  if (names.includes(remote)) {
+    return `run "bg-sign fetch${remote === 'origin' ? '' : ` --remote ${remote}`}"`;
+  }
+  if (names.length) {
+    return `this clone has no remote "${remote}" (it has ${names.join(', ')}); pass --remote NAME`;
+  }
+  return `this clone has no remote; add the server's repository with: git remote add ${remote} URL`;
+}
+
 /** Refuses remote names that could be read as options. */
 export function checkRemoteName(remote: string): string {
   if (!isRemoteName(remote)) {

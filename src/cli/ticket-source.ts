@@ -1,12 +1,10 @@
-import { isBreakglassError } from '../errors.ts';
+import { BreakglassError, isBreakglassError } from '../errors.ts';
 import { runGit, type GitContext } from '../git/git.ts';
 import { refExists, refFor } from '../git/store.ts';
 import type { Cli } from './options.ts';
-import type { Policy } from '../policy/policy.ts';
 import type { VerifiedTicket } from '../ticket/verify.ts';
-import { loadCommandPolicy } from './policy-source.ts';
-import { checkRemoteName, openRepo, remoteExists } from './repo.ts';
-import { loadSigner, type Signer } from './signer.ts';
+import { checkRemoteName, fetchHint, remoteExists } from './repo.ts';
+import type { SigningContext } from './signed-command.ts';
 import { readTicketView, requireTicket, type TicketView } from './tickets.ts';
 
 /**
@@ -22,7 +20,11 @@ export async function ensureTicketLocal(
   const ref = refFor('tickets', id);
   if (await refExists(ctx, ref)) return;
   checkRemoteName(remote);
-  if (!(await remoteExists(ctx, remote))) return;
+  if (!(await remoteExists(ctx, remote))) {
+    throw new BreakglassError('TICKET_NOT_FOUND', `ticket ${id} not found (${ref})`, {
+      hint: `check the id; ${await fetchHint(ctx, remote)}`,
+    });
+  }
   cli.note(`ticket ${id} is not here; fetching it from ${remote}`);
   const r = await runGit(ctx, ['fetch', '--quiet', '--no-tags', remote, `${ref}:${ref}`], {
     allowFail: true,
@@ -40,30 +42,24 @@ export async function ensureTicketLocal(
   });
 }
 
-/** What a command that signs something about an existing ticket starts from. */
+/** The ticket a command signs something about, verified as of `now`. */
 export interface TicketToSign {
-  readonly ctx: GitContext;
-  readonly policy: Policy;
-  readonly signer: Signer;
   readonly view: TicketView;
   readonly ticket: VerifiedTicket;
 }
 
 /**
- * The common start of `approve`, `revoke` and `review`: open the repository, load the policy and
- * the signer's key (whose principal must be in it), fetch the ticket if it isn't here yet, and
- * read and verify it as of `now`.
+ * The ticket `approve`, `revoke` and `review` sign about: fetched if it isn't here yet, then read
+ * and verified under the command's policy as of `now`.
  */
-export async function loadTicketToSign(
+export async function readTicketToSign(
   cli: Cli,
-  argv: { policy?: string | undefined; remote: string; key?: string | undefined },
+  s: SigningContext,
+  remote: string,
   id: string,
   now: number,
 ): Promise<TicketToSign> {
-  const ctx = await openRepo(cli.cwd, cli.env);
-  const policy = await loadCommandPolicy(cli, ctx, argv);
-  const signer = await loadSigner(cli, argv.key, policy);
-  await ensureTicketLocal(ctx, cli, argv.remote, id);
-  const view = await readTicketView(ctx, policy, id, now);
-  return { ctx, policy, signer, view, ticket: requireTicket(view) };
+  await ensureTicketLocal(s.ctx, cli, remote, id);
+  const view = await readTicketView(s.ctx, s.policy, id, now);
+  return { view, ticket: requireTicket(view) };
 }

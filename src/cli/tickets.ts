@@ -1,5 +1,10 @@
 import { BreakglassError, isBreakglassError } from '../errors.ts';
-import { countedApprovers, evaluateSignatures, type Failure } from '../engine/evaluate.ts';
+import {
+  countedApprovers,
+  evaluateSignatures,
+  evaluateUses,
+  type Failure,
+} from '../engine/evaluate.ts';
 import { CatFileBatch, gitText, type GitContext } from '../git/git.ts';
 import { parseBreakglassRef, readEnvelopeAt, refFor, REFS, type Namespace } from '../git/store.ts';
 import type { Policy } from '../policy/policy.ts';
@@ -182,6 +187,8 @@ export function ticketStatus(
   if (state.signatureFailures.some((f) => f.code !== 'APPROVALS_MISSING')) {
     return { status: 'invalid' };
   }
+  // T15: more uses than the policy allows can't be fixed by an approval.
+  if (evaluateUses(ticket, policy).length) return { status: 'invalid' };
   if (state.signatureFailures.length) return { status: 'pending approval' };
   if (ticket.payload.repository !== policy.repository) return { status: 'invalid' };
   if (now < t.notBefore - policy.tickets.clockSkewMs) return { status: 'not yet valid' };

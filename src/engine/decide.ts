@@ -98,7 +98,7 @@ export function decidePush(input: PushInput): PushDecision {
     if (isNormalPath(policy, update, actions, pusher)) {
       return { update, kind, actions, path: 'normal', rejections: [] };
     }
-    // P2: anything else on a protected ref needs a ticket that passes T1-T14 for this update.
+    // P2: anything else on a protected ref needs a ticket that passes T1-T15 for this update.
     const rejections: { ticketId: string | null; failures: Failure[] }[] = [];
     for (const c of input.candidates) {
       if ('error' in c) {

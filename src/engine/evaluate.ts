@@ -136,6 +136,26 @@ export function evaluateTime(ticket: VerifiedTicket, policy: Policy, now: number
 }
 
 /**
+ * T15: the ticket asks for no more uses than the policy's `tickets.maxUses`, which is both the
+ * default a request gets and the ceiling (as `maxTtl` caps the lifetime). Checked on request,
+ * approval, verify and use, so lowering the ceiling also caps tickets already signed.
+ */
+export function evaluateUses(ticket: VerifiedTicket, policy: Policy): Failure[] {
+  const { maxUses } = ticket.payload;
+  // Written as "not greater than" so that a value that is not a number fails closed.
+  if (!(maxUses <= policy.tickets.maxUses)) {
+    return [
+      {
+        code: 'USES_TOO_MANY',
+        rule: 'T15',
+        message: `ticket allows ${maxUses} uses, over the policy's maxUses of ${policy.tickets.maxUses}`,
+      },
+    ];
+  }
+  return [];
+}
+
+/**
  * Every rule a ticket must pass to authorise one use, collected rather than stopping at the
  * first, so the pusher sees all that is wrong at once.
  */
@@ -182,6 +202,7 @@ export function evaluateTicket(
     });
   }
   failures.push(...evaluateTime(ticket, policy, now));
+  failures.push(...evaluateUses(ticket, policy));
   // T12: not revoked.
   if (state.revoked) {
     failures.push({

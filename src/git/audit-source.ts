@@ -1,4 +1,5 @@
-import { spawn } from 'node:child_process';
+import type { ChildProcessByStdio } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { closeSync, mkdtempSync, openSync, readSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +16,13 @@ import {
   type RevocationFacts,
   type TicketFacts,
 } from '../audit/report.ts';
-import { hintedSigners, REVIEW_PAYLOAD_TYPE, verifyReview } from '../audit/review.ts';
+import {
+  hintedSigners,
+  REVIEW_PAYLOAD_TYPE,
+  standingReview,
+  verifyReview,
+  type ReviewEntry,
+} from '../audit/review.ts';
 import { BreakglassError } from '../errors.ts';
 import type { Policy } from '../policy/policy.ts';
 import { parseEnvelope, type Envelope } from '../ticket/dsse.ts';
@@ -28,7 +35,7 @@ import {
   type Signer,
   type VerifiedTicket,
 } from '../ticket/verify.ts';
-import { CatFileBatch, gitBaseArgs, runGit, type GitContext } from './git.ts';
+import { CatFileBatch, runGit, spawnGit, type GitContext } from './git.ts';
 import { ENVELOPE_FILE, REFS, type Namespace } from './store.ts';
 
 /**
@@ -179,27 +186,22 @@ function runCatFile(
 ): CatFileRun {
   const specs = 'specs' in input ? input.specs : null;
   const withRest = !specs && 'rest' in input && input.rest === true;
-  const child = spawn(
-    'git',
+  const child = spawnGit(
+    ctx,
     [
-      ...gitBaseArgs(ctx),
       'cat-file',
       withRest ? '--batch=%(objectname) %(objecttype) %(objectsize) %(rest)' : '--batch',
       '--buffer',
     ],
-    {
-      cwd: ctx.cwd,
-      env: ctx.env ?? process.env,
-      stdio: ['pipe', spool ? spool.fd : 'pipe', 'pipe'],
-    },
+    ['pipe', spool ? spool.fd : 'pipe', 'pipe'],
   );
   const producer =
     specs === null && 'producer' in input
-      ? spawn('git', [...gitBaseArgs(ctx), ...input.producer], {
-          cwd: ctx.cwd,
-          env: ctx.env ?? process.env,
-          stdio: ['ignore', 'pipe', 'pipe'],
-        })
+      ? (spawnGit(ctx, input.producer, ['ignore', 'pipe', 'pipe']) as ChildProcessByStdio<
+          null,
+          Readable,
+          Readable
+        >)
       : null;
   let stderr = '';
   const onStderr = (d: Buffer) => {
@@ -401,11 +403,11 @@ function gitLines(
   opts: { allowFail?: boolean | undefined } = {},
 ): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn('git', [...gitBaseArgs(ctx), ...args], {
-      cwd: ctx.cwd,
-      env: ctx.env ?? process.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawnGit(ctx, args, ['ignore', 'pipe', 'pipe']) as ChildProcessByStdio<
+      null,
+      Readable,
+      Readable
+    >;
     let carry: Buffer | null = null;
     let failed: Error | null = null;
     let stderr = '';
@@ -1312,6 +1314,7 @@ export async function readEnvelopes(
   const read = new Map<string, TicketRead>();
   // Review signatures are checked on the thread pool as the reviews arrive (hintedSigners).
   const hinted = new Map<string, Promise<Signer[] | null>>();
+  const ticketSigners = new Map<string, Promise<Signer[] | null>>();
   await catFileStream(
     ctx,
     specs.map((s) => `${where(s.ns, s.id)}:${ENVELOPE_FILE[s.ns]}`),
@@ -1357,6 +1360,11 @@ export async function readEnvelopes(
           );
         }
         read.set(s.id, { payload, bound });
+        // R5: a review is checked against the ticket's approvers, so a reviewed ticket's own
+        // signatures are verified (on the thread pool, as the reviews' are).
+        if (bound && policy && reviewRefs.has(s.id)) {
+          ticketSigners.set(s.id, hintedSigners(env, policy.keyOwners));
+        }
         tickets.set(s.id, {
           id: s.id,
           requester: payload.requester,
@@ -1424,6 +1432,17 @@ export async function readEnvelopes(
       if (!claimed || typeof claimed !== 'object') throw new Error('payload is not an object');
     } catch (e) {
       problems.push({ kind: 'review', where, message: (e as Error).message });
+      const unread = read.get(id)?.bound;
+      const earlier =
+        policy && unread
+          ? await earlierReview(
+              ctx,
+              reviewRefs.get(id)!,
+              await withSigners(unread, ticketSigners.get(id), policy),
+              policy,
+            )
+          : null;
+      if (earlier) reviews.set(id, earlier);
       continue;
     }
     const t = read.get(id);
@@ -1444,8 +1463,9 @@ export async function readEnvelopes(
       problems.push({ kind: 'review', where, message: 'the reviewed ticket could not be read' });
       continue;
     }
+    const bound = await withSigners(t.bound, ticketSigners.get(id), policy);
     try {
-      const r = verifyReview(env, t.bound, policy, await hinted.get(id));
+      const r = verifyReview(env, bound, policy, await hinted.get(id));
       reviews.set(id, {
         ...base,
         reviewer: r.reviewer,
@@ -1456,11 +1476,75 @@ export async function readEnvelopes(
         valid: true,
       });
     } catch (e) {
-      reviews.set(id, { ...base, valid: false, error: (e as Error).message });
       problems.push({ kind: 'review', where, message: (e as Error).message });
+      reviews.set(
+        id,
+        (await earlierReview(ctx, reviewRefs.get(id)!, bound, policy)) ?? {
+          ...base,
+          valid: false,
+          error: (e as Error).message,
+        },
+      );
     }
   }
   return { tickets, revocations, reviews };
+}
+
+/** A bound ticket with its verified signers (R5 needs the approvers). */
+async function withSigners(
+  bound: VerifiedTicket,
+  hinted: Promise<Signer[] | null> | undefined,
+  policy: Policy,
+): Promise<VerifiedTicket> {
+  let signers = await hinted;
+  try {
+    signers ??= verifySignatures(bound.envelope, policy.keyOwners).signers;
+  } catch {
+    signers = []; // no signature verifies: nobody is known to have approved it
+  }
+  return { ...bound, signers };
+}
+
+/**
+ * R6 (src/audit/review.ts standingReview): when the tip of a review ref is not a valid review,
+ * the newest valid review before it stands. Read only then, so a clean audit costs nothing more.
+ */
+async function earlierReview(
+  ctx: GitContext,
+  tip: string,
+  ticket: VerifiedTicket,
+  policy: Policy,
+): Promise<ReviewFacts | null> {
+  const earlier = (await chainOf(ctx, tip)).reverse().slice(1);
+  if (earlier.length === 0) return null;
+  const reader = new CatFileBatch(ctx);
+  const entries: ReviewEntry[] = [];
+  try {
+    for (const c of earlier) {
+      const obj = await reader.read(`${c.sha}:${ENVELOPE_FILE.reviews}`);
+      try {
+        entries.push({
+          where: c.sha,
+          envelope: envelopeOf(obj?.type === 'blob' ? obj.data : null, `review at ${c.sha}`),
+        });
+      } catch (e) {
+        entries.push({ where: c.sha, error: (e as Error).message });
+      }
+    }
+  } finally {
+    reader.close();
+  }
+  const r = standingReview(entries, ticket, policy).review;
+  if (!r) return null;
+  return {
+    ticket: r.ticket,
+    reviewer: r.reviewer,
+    outcome: r.outcome,
+    note: r.note,
+    reviewedAt: r.reviewedAt,
+    reviewedAtMs: r.reviewedAtMs,
+    valid: true,
+  };
 }
 
 /** Reads everything the audit report joins, with a fixed number of git processes. */

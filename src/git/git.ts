@@ -1,4 +1,11 @@
-import { spawn } from 'node:child_process';
+import {
+  spawn,
+  type ChildProcess,
+  type ChildProcessByStdio,
+  type ChildProcessWithoutNullStreams,
+  type StdioOptions,
+} from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
 import { BreakglassError } from '../errors.ts';
 
 /** Where and how to run git. `env` is passed through whole (hooks need GIT_QUARANTINE_PATH etc.). */
@@ -36,7 +43,22 @@ export function gitBaseArgs(ctx: GitContext): string[] {
   return ctx.gitDir ? ['--no-replace-objects', '--git-dir', ctx.gitDir] : ['--no-replace-objects'];
 }
 
-const baseArgs = gitBaseArgs;
+/**
+ * The one place a git process is started (runGit, CatFileBatch and the audit's streaming
+ * readers all come here): the global options of gitBaseArgs, the repository's working directory,
+ * and the caller's whole environment.
+ */
+export function spawnGit(
+  ctx: GitContext,
+  args: readonly string[],
+  stdio: StdioOptions,
+): ChildProcess {
+  return spawn('git', [...gitBaseArgs(ctx), ...args], {
+    cwd: ctx.cwd,
+    env: ctx.env ?? process.env,
+    stdio,
+  });
+}
 
 /** Runs one git command to completion, collecting stdout as bytes. */
 export function runGit(
@@ -45,11 +67,7 @@ export function runGit(
   opts: RunOptions = {},
 ): Promise<GitResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn('git', [...baseArgs(ctx), ...args], {
-      cwd: ctx.cwd,
-      env: ctx.env ?? process.env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const child = spawnGit(ctx, args, ['pipe', 'pipe', 'pipe']) as ChildProcessWithoutNullStreams;
     const out: Buffer[] = [];
     let err = '';
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
@@ -124,11 +142,11 @@ export class CatFileBatch {
    */
   constructor(ctx: GitContext, opts: { maxObjectBytes?: number } = {}) {
     this.maxObjectBytes = opts.maxObjectBytes ?? Infinity;
-    this.child = spawn('git', [...baseArgs(ctx), 'cat-file', '--batch'], {
-      cwd: ctx.cwd,
-      env: ctx.env ?? process.env,
-      stdio: ['pipe', 'pipe', 'ignore'],
-    });
+    this.child = spawnGit(
+      ctx,
+      ['cat-file', '--batch'],
+      ['pipe', 'pipe', 'ignore'],
+    ) as ChildProcessByStdio<Writable, Readable, null>;
     this.child.stdout.on('data', (d: Buffer) => {
       if (this.skip > 0) {
         const n = Math.min(this.skip, d.length);

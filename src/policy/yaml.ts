@@ -7,8 +7,9 @@ import {
   type Event,
 } from 'js-yaml';
 import { BreakglassError } from '../errors.ts';
+import { MAX_POLICY_BYTES } from './limits.ts';
 
-export const MAX_POLICY_BYTES = 64 * 1024;
+export { MAX_POLICY_BYTES };
 
 /** A loaded YAML document plus a way to find the line of any field path. */
 export interface LocatedYaml {

@@ -30,15 +30,15 @@
 //   FP4  the cache file lives in $GIT_DIR, written by the hook's own user only (tmp + rename).
 import fs from 'node:fs';
 import path from 'node:path';
+import { MAX_POLICY_BYTES } from '../policy/limits.ts';
 import { compileRefPattern, isValidRefName, refMatches } from '../policy/refs.ts';
 
 /** Beside `$GIT_DIR/breakglass/` (not in it): it is a cache, never evidence or state. */
 export const CACHE_FILE = 'breakglass-hook-cache.json';
 const CACHE_VERSION = 2;
-// Same bounds as the full hook (push-input.ts, policy/yaml.ts): past them the full hook decides.
+// Same bounds as the full hook (push-input.ts): past them the full hook decides.
 export const MAX_STDIN_BYTES = 1024 * 1024;
 const MAX_LINES = 10_000;
-const MAX_POLICY_BYTES = 64 * 1024;
 const MAX_CACHE_BYTES = 256 * 1024;
 const MAX_PACKED_REFS_BYTES = 64 * 1024 * 1024;
 /** FP2: a config file changed this recently is not fingerprinted (timestamps are coarse). */

@@ -45,15 +45,15 @@ export function hookGitDir(env: NodeJS.ProcessEnv): string {
 async function protectedPatterns(): Promise<
   (policy: Buffer, source: PolicySource) => string[] | null
 > {
-  const [{ parsePolicyBytes }, { protectionFor }] = await Promise.all([
-    import('./policy-source.ts'),
-    import('../policy/policy.ts'),
-  ]);
+  const { policyFromBytes } = await import('../policy/load.ts');
   return (bytes, source) => {
-    const policy = parsePolicyBytes(bytes, 'policy');
-    // TM6: from the repository, the policy must protect its own branch, or the full hook
-    // rejects every push; such a policy is never cached.
-    if (source.kind === 'repo' && !protectionFor(policy, source.branch)) return null;
+    // The one loader, as the full hook calls it (TM6 included for an in-repository policy): a
+    // policy it refuses is never cached, so the fast path can't accept under it.
+    const policy = policyFromBytes(
+      bytes,
+      'policy',
+      source.kind === 'repo' ? { branch: source.branch } : {},
+    );
     return policy.protected.flatMap((rule) => rule.refs.map((p) => p.source));
   };
 }

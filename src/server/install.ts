@@ -1,11 +1,11 @@
 // `bg-sign install-hooks`: puts the pre-receive/post-receive shims into a repository and records
 // where Node and the bundle live, so a server needs nothing but Node and one file.
-import { spawnSync } from 'node:child_process';
 import { constants as fsc, statSync } from 'node:fs';
 import { access, chmod, lstat, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { BreakglassError } from '../errors.ts';
-import { parsePolicy } from '../policy/policy.ts';
+import { runGit } from '../git/git.ts';
+import { policyFromBytes } from '../policy/load.ts';
 
 /** The hooks we install. */
 export const HOOK_NAMES = ['pre-receive', 'post-receive', 'reference-transaction'] as const;
@@ -198,20 +198,14 @@ export interface InstallReport {
   readonly warnings: string[];
 }
 
-function git(gitDir: string | null, args: string[], env: NodeJS.ProcessEnv, cwd?: string) {
-  const r = spawnSync('git', gitDir ? ['--git-dir', gitDir, ...args] : args, {
-    cwd,
-    env,
-    encoding: 'utf8',
-  });
-  if (r.error) {
-    throw new BreakglassError('GIT_FAILED', `could not run git: ${r.error.message}`);
-  }
-  return { code: r.status ?? 1, stdout: r.stdout.trim(), stderr: r.stderr.trim() };
+/** git in the repository (or in `cwd` to find it), through the one runner in src/git/. */
+async function git(gitDir: string | null, args: string[], env: NodeJS.ProcessEnv, cwd?: string) {
+  const r = await runGit(gitDir ? { gitDir, env } : { cwd, env }, args, { allowFail: true });
+  return { code: r.code, stdout: r.stdout.toString('utf8').trim(), stderr: r.stderr.trim() };
 }
 
-function gitOk(gitDir: string, args: string[], env: NodeJS.ProcessEnv): string {
-  const r = git(gitDir, args, env);
+async function gitOk(gitDir: string, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
+  const r = await git(gitDir, args, env);
   if (r.code !== 0) {
     throw new BreakglassError('GIT_FAILED', `git ${args.join(' ')} failed: ${r.stderr}`);
   }
@@ -226,7 +220,10 @@ async function exists(p: string): Promise<boolean> {
 }
 
 /** Resolves the repository's git dir without wandering up into an enclosing repository. */
-function resolveGitDir(path: string, env: NodeJS.ProcessEnv): { gitDir: string; bare: boolean } {
+async function resolveGitDir(
+  path: string,
+  env: NodeJS.ProcessEnv,
+): Promise<{ gitDir: string; bare: boolean }> {
   const abs = resolve(path);
   if (!statSync(abs, { throwIfNoEntry: false })?.isDirectory()) {
     throw new BreakglassError('USAGE', `${abs} is not a git repository (no such directory)`, {
@@ -236,7 +233,7 @@ function resolveGitDir(path: string, env: NodeJS.ProcessEnv): { gitDir: string; 
   const e: NodeJS.ProcessEnv = { ...env, GIT_CEILING_DIRECTORIES: dirname(abs) };
   delete e.GIT_DIR;
   delete e.GIT_WORK_TREE;
-  const r = git(null, ['rev-parse', '--absolute-git-dir', '--is-bare-repository'], e, abs);
+  const r = await git(null, ['rev-parse', '--absolute-git-dir', '--is-bare-repository'], e, abs);
   if (r.code !== 0) {
     throw new BreakglassError('USAGE', `${abs} is not a git repository`, {
       hint: 'create one with "git init --bare <dir>" or pass the path of an existing repository',
@@ -253,7 +250,7 @@ function resolveGitDir(path: string, env: NodeJS.ProcessEnv): { gitDir: string; 
  */
 export async function installHooks(o: InstallOptions): Promise<InstallReport> {
   const env = o.env ?? process.env;
-  const { gitDir, bare } = resolveGitDir(o.gitDir, env);
+  const { gitDir, bare } = await resolveGitDir(o.gitDir, env);
   const actions: string[] = [];
   const warnings: string[] = [];
 
@@ -269,16 +266,16 @@ export async function installHooks(o: InstallOptions): Promise<InstallReport> {
   let policyPath: string | undefined;
   if (o.policy !== undefined) {
     policyPath = resolve(o.policy);
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = await readFile(policyPath, 'utf8');
+      bytes = await readFile(policyPath);
     } catch {
       throw new BreakglassError('POLICY_MISSING', `policy file ${policyPath} can't be read`);
     }
-    parsePolicy(text, policyPath); // refuse to pin a policy the hook would reject
+    policyFromBytes(bytes, policyPath); // refuse to pin a policy the hook would reject
   }
 
-  const hooksDir = resolve(gitDir, gitOk(gitDir, ['rev-parse', '--git-path', 'hooks'], env));
+  const hooksDir = resolve(gitDir, await gitOk(gitDir, ['rev-parse', '--git-path', 'hooks'], env));
   await mkdir(hooksDir, { recursive: true });
 
   // Decide for every hook before touching anything, so a refusal leaves the repository as it was.
@@ -345,13 +342,13 @@ export async function installHooks(o: InstallOptions): Promise<InstallReport> {
   ];
   if (policyPath) settings.push(['breakglass.policy', policyPath]);
   for (const [key, value] of settings) {
-    const current = git(gitDir, ['config', '--get', key], env);
+    const current = await git(gitDir, ['config', '--get', key], env);
     if (current.code === 0 && current.stdout === value) continue;
-    gitOk(gitDir, ['config', key, value], env);
+    await gitOk(gitDir, ['config', key, value], env);
     actions.push(`set ${key} = ${value}`);
   }
   if (!policyPath) {
-    const pinned = git(gitDir, ['config', '--get', 'breakglass.policy'], env);
+    const pinned = await git(gitDir, ['config', '--get', 'breakglass.policy'], env);
     if (pinned.code === 0) {
       actions.push(`policy stays pinned to ${pinned.stdout}`);
     } else {

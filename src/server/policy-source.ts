@@ -2,14 +2,19 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { BreakglassError, isBreakglassError } from '../errors.ts';
 import { gitText, runGit, type CatFileBatch, type GitContext } from '../git/git.ts';
-import { parsePolicy, protectionFor, type Policy } from '../policy/policy.ts';
+import { policyFromBytes, POLICY_PATH } from '../policy/load.ts';
+import type { Policy } from '../policy/policy.ts';
 import { MAX_POLICY_BYTES } from '../policy/yaml.ts';
-
-export const POLICY_PATH = '.breakglass/policy.yml';
 
 /** Where the server's policy came from, or why there is none. */
 export type PolicyLoad =
-  | { readonly kind: 'policy'; readonly policy: Policy; readonly source: string }
+  | {
+      readonly kind: 'policy';
+      readonly policy: Policy;
+      readonly source: string;
+      /** The branch an in-repository policy is read from (absent for a pinned file). */
+      readonly branch?: string;
+    }
   /** An empty repository (no branches) and no pinned policy: the first push may bring one. */
   | { readonly kind: 'bootstrap'; readonly defaultRef: string }
   | { readonly kind: 'error'; readonly error: BreakglassError };
@@ -18,24 +23,6 @@ function asPolicyError(e: unknown, source: string): BreakglassError {
   if (isBreakglassError(e) && e.code === 'POLICY_INVALID') return e;
   const msg = e instanceof Error ? e.message : String(e);
   return new BreakglassError('POLICY_INVALID', `${source}: ${msg}`);
-}
-
-/** Parses policy bytes, turning any failure into POLICY_INVALID naming the source. */
-export function parsePolicyBytes(data: Buffer, source: string): Policy {
-  if (data.length > MAX_POLICY_BYTES) {
-    throw new BreakglassError('POLICY_INVALID', `${source}: larger than ${MAX_POLICY_BYTES} bytes`);
-  }
-  let text: string;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(data);
-  } catch {
-    throw new BreakglassError('POLICY_INVALID', `${source}: not valid UTF-8`);
-  }
-  try {
-    return parsePolicy(text, source);
-  } catch (e) {
-    throw asPolicyError(e, source);
-  }
 }
 
 async function loadPinned(gitDir: string, file: string): Promise<PolicyLoad> {
@@ -61,7 +48,7 @@ async function loadPinned(gitDir: string, file: string): Promise<PolicyLoad> {
     };
   }
   try {
-    return { kind: 'policy', policy: parsePolicyBytes(data, full), source: full };
+    return { kind: 'policy', policy: policyFromBytes(data, full), source: full };
   } catch (e) {
     return { kind: 'error', error: asPolicyError(e, full) };
   }
@@ -117,28 +104,16 @@ export async function loadServerPolicy(
         error: new BreakglassError('POLICY_INVALID', `${source} is a ${blob.type}, not a file`),
       };
     }
+    // S2 (TM6): the policy must protect the branch it is read from; a detached HEAD can't be
+    // moved by a push, so there is nothing to check then.
+    const branch = await headBranch(ctx);
     let policy: Policy;
     try {
-      policy = parsePolicyBytes(blob.data, POLICY_PATH);
+      policy = policyFromBytes(blob.data, POLICY_PATH, branch === null ? {} : { branch });
     } catch (e) {
       return { kind: 'error', error: asPolicyError(e, POLICY_PATH) };
     }
-    // TM6: the policy governs its own branch. If that branch is not protected, anyone who may
-    // push to it rewrites the policy (drops every protection) and then pushes main at will.
-    const branch = await headBranch(ctx);
-    if (branch !== null && !protectionFor(policy, branch)) {
-      return {
-        kind: 'error',
-        error: new BreakglassError(
-          'POLICY_INVALID',
-          `${source}: the policy is read from ${branch}, which it does not protect; anyone who can push ${branch} could rewrite it`,
-          {
-            hint: `add ${branch} to a protected[].refs entry, or pin the policy: git config breakglass.policy FILE`,
-          },
-        ),
-      };
-    }
-    return { kind: 'policy', policy, source };
+    return { kind: 'policy', policy, source, ...(branch === null ? {} : { branch }) };
   }
   // HEAD is unborn. Only a repository without any branch is a bootstrap; otherwise the default
   // branch is simply missing and nothing says what is protected.

@@ -7,6 +7,7 @@ import { ZERO_SHA } from '../engine/update.ts';
 import { BreakglassError, isBreakglassError } from '../errors.ts';
 import { CatFileBatch, type GitContext } from '../git/git.ts';
 import { parseBreakglassRef } from '../git/store.ts';
+import { policyFromBytes, policyLockout, POLICY_PATH } from '../policy/load.ts';
 import { protectionFor, type Policy } from '../policy/policy.ts';
 import { formatTime } from '../ticket/time.ts';
 import type { VerifiedTicket } from '../ticket/verify.ts';
@@ -32,7 +33,7 @@ import {
 import { broughtIn, MAX_NOTED_COMMITS } from './brought-in.ts';
 import { findReceivePack, type ProcessRef } from './receive-pack.ts';
 import { checkNamespaceUpdate, isGuardedRef } from './namespace.ts';
-import { loadServerPolicy, parsePolicyBytes, POLICY_PATH } from './policy-source.ts';
+import { loadServerPolicy } from './policy-source.ts';
 import {
   parsePushOptions,
   parseUpdateLines,
@@ -40,6 +41,7 @@ import {
   type HookInput,
   type UpdateLine,
 } from './push-input.ts';
+import { checkPushedPolicies } from './pushed-policy.ts';
 import { formatBanner, formatRefFailures, formatRejectedUpdate, oneLine } from './report.ts';
 import { symbolicTargets } from './symref.ts';
 
@@ -148,13 +150,19 @@ async function bootstrap(
         hint,
       });
     }
-    policy = parsePolicyBytes(blob.data, `${POLICY_PATH} (pushed ${defaultRef})`);
     // TM6: a policy that leaves its own branch open could be rewritten by any later push.
-    if (!protectionFor(policy, defaultRef)) {
+    policy = policyFromBytes(blob.data, `${POLICY_PATH} (pushed ${defaultRef})`, {
+      branch: defaultRef,
+    });
+    // L7: a first policy nobody can make a ticket under could never be changed by a push.
+    const lockout = policyLockout(policy);
+    if (lockout) {
       throw new BreakglassError(
-        'POLICY_INVALID',
-        `${POLICY_PATH} (pushed ${defaultRef}) does not protect ${defaultRef}, the branch it is read from`,
-        { hint: `add ${defaultRef} to a protected[].refs entry` },
+        'POLICY_LOCKOUT',
+        `${POLICY_PATH} (pushed ${defaultRef}): ${lockout}`,
+        {
+          hint: 'give a principal a key and a requester role, and enough others a key and an approver role',
+        },
       );
     }
   } catch (e) {
@@ -491,6 +499,8 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
     }
 
     const classified = await classifyUpdates(ctx, protectedLines);
+    // L6-L7: a pushed policy must load and leave a way to make tickets, ticket or not.
+    const policyRefusals = await checkPushedPolicies(reader, classified, load.branch);
     const base = { policy, updates: classified, pusher, now: o.now };
     let decision = decidePush({ ...base, candidates: [] });
     let candidates: Candidate[] = [];
@@ -520,7 +530,7 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
         : []),
     ];
 
-    if (!decision.accepted || nsFailures.length) {
+    if (!decision.accepted || nsFailures.length || policyRefusals.length) {
       run.err([
         `${TAG}: push rejected`,
         ...header,
@@ -529,6 +539,13 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
             f.ref,
             f.failures,
             'break-glass refs are written by bg-sign (request, approve, revoke, review); they are never rewritten or deleted',
+          ),
+        ),
+        ...policyRefusals.flatMap((r) =>
+          formatRefFailures(
+            r.ref,
+            [r.failure],
+            `fix ${POLICY_PATH} in the pushed commit (check it with: bg-sign list --policy FILE)`,
           ),
         ),
         ...decision.updates.filter((d) => d.path === 'rejected').flatMap(formatRejectedUpdate),

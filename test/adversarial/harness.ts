@@ -257,10 +257,20 @@ export class Arena {
     await dev.git(['fetch', '-q', dev.url, '+refs/*:refs/srv/*'], { check: true });
   }
 
-  /** A new commit on top of the server's `ref` (or `parent`) changing one file; `orphan`: no parent. */
+  /**
+   * A new commit on top of the server's `ref` (or `parent`) changing one file (exact bytes when
+   * `content` is a Buffer; `remove`: deleting it); `orphan`: no parent.
+   */
   async commitOn(
     dev: DevClone,
-    o: { ref?: string; parent?: string; file?: string; content?: string; orphan?: boolean } = {},
+    o: {
+      ref?: string;
+      parent?: string;
+      file?: string;
+      content?: string | Buffer;
+      remove?: boolean;
+      orphan?: boolean;
+    } = {},
   ): Promise<string> {
     const parent = o.parent ?? (await this.tip(o.ref));
     await this.sync(dev);
@@ -270,10 +280,15 @@ export class Arena {
       run('git', args, { cwd: dev.dir, env, check: true, ...(input ? { input } : {}) });
     await g(['read-tree', parent]);
     const file = o.file ?? `adv/${randomBytes(4).toString('hex')}.txt`;
-    const blob = (
-      await g(['hash-object', '-w', '--stdin'], o.content ?? `hostile ${file}\n`)
-    ).stdout.trim();
-    await g(['update-index', '--add', '--cacheinfo', `100644,${blob},${file}`]);
+    if (o.remove) {
+      await g(['update-index', '--force-remove', file]);
+    } else {
+      const content = o.content ?? `hostile ${file}\n`;
+      const blob = Buffer.isBuffer(content)
+        ? await hashObject(dev, content)
+        : (await g(['hash-object', '-w', '--stdin'], content)).stdout.trim();
+      await g(['update-index', '--add', '--cacheinfo', `100644,${blob},${file}`]);
+    }
     const tree = (await g(['write-tree'])).stdout.trim();
     // An orphan shares the tree but not the history: pushing it over main is a force push.
     const parents = o.orphan ? [] : ['-p', parent];

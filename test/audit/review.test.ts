@@ -5,6 +5,7 @@ import {
   createReview,
   hintedSigners,
   REVIEW_PAYLOAD_TYPE,
+  standingReview,
   verifyReview,
   encodeReview,
   type ReviewPayload,
@@ -93,6 +94,90 @@ test('the holder may not review the ticket they used (R5)', () => {
     code(() => createReview(policy, t, 'carol', 'justified', 'x', later, keys.carol)),
     'REVIEW_INVALID',
   );
+});
+
+test('an approver may not review the ticket they approved (R5), though they hold a reviewer role', () => {
+  // bob approved `ticket`; reviewerRoles is [approver], which bob holds.
+  assert.ok(ticket.signers.some((x) => x.principal === 'bob'));
+  assert.equal(
+    code(() => createReview(policy, ticket, 'bob', 'justified', 'x', later, keys.bob)),
+    'REVIEW_INVALID',
+  );
+  const forged = createEnvelope(
+    REVIEW_PAYLOAD_TYPE,
+    encodeReview(payload({ reviewer: 'bob' })),
+    keys.bob,
+  );
+  assert.throws(
+    () => verifyReview(forged, ticket, policy),
+    (e: { code?: string; message?: string }) =>
+      e.code === 'REVIEW_INVALID' && /bob approved ticket .* and can't review it/.test(e.message!),
+  );
+  // Every signer counts, even one whose approval was not needed: carol as a second approver.
+  const both = verifyTicketEnvelope(addSignature(approvedEnvelope(), keys.carol), policy.keyOwners);
+  assert.equal(
+    code(() => createReview(policy, both, 'carol', 'justified', 'x', later, keys.carol)),
+    'REVIEW_INVALID',
+  );
+});
+
+test("R6: an involved person's later review does not overrule a valid one; a valid later one corrects it", () => {
+  const carol = createReview(policy, ticket, 'carol', 'justified', 'ok', later, keys.carol);
+  const bobs = createEnvelope(
+    REVIEW_PAYLOAD_TYPE,
+    encodeReview(
+      payload({ reviewer: 'bob', outcome: 'unjustified', reviewedAt: '2026-11-29T12:00:00Z' }),
+    ),
+    keys.bob,
+  );
+  // Newest first, as the review ref's history lists them: bob's (invalid) on top of carol's.
+  const s = standingReview(
+    [
+      { where: 'c3', envelope: bobs },
+      { where: 'c2', error: 'not an envelope' },
+      { where: 'c1', envelope: carol },
+    ],
+    ticket,
+    policy,
+  );
+  assert.equal(s.review?.reviewer, 'carol');
+  assert.equal(s.review?.outcome, 'justified');
+  assert.deepEqual(
+    s.rejected.map((x) => x.where),
+    ['c3', 'c2'],
+  );
+  assert.match(s.rejected[0]!.error, /bob approved ticket/);
+  // A later valid review by an uninvolved reviewer is the current verdict.
+  const p3 = testPolicy();
+  const withDave = {
+    ...p3,
+    principals: new Map(p3.principals).set('dave', {
+      ...p3.principals.get('dave')!,
+      roles: ['oncall', 'approver'],
+    }),
+  };
+  const daves = createReview(
+    withDave,
+    ticket,
+    'dave',
+    'false-emergency',
+    'could wait',
+    later + 1000,
+    keys.dave,
+  );
+  const s2 = standingReview(
+    [
+      { where: 'c4', envelope: daves },
+      { where: 'c1', envelope: carol },
+    ],
+    ticket,
+    withDave,
+  );
+  assert.equal(s2.review?.reviewer, 'dave');
+  assert.equal(s2.review?.outcome, 'false-emergency');
+  assert.deepEqual(s2.rejected, []);
+  // Nothing valid: no standing review.
+  assert.equal(standingReview([{ where: 'c3', envelope: bobs }], ticket, policy).review, null);
 });
 
 test('a key without a reviewer role is refused (R4)', () => {

@@ -246,6 +246,41 @@ describe('bg-sign ticket flow (alice requests, bob approves)', () => {
     assert.match(v.stdout, /TTL_TOO_LONG \[T11\]/);
   });
 
+  it('refuses a request for more uses than the policy maxUses (USES_TOO_MANY) and writes nothing', async () => {
+    // The reproduction: --max-uses 1000 under maxUses 1 was signed, approved and used 5 times.
+    const before = sb.git(r.alice!, ['for-each-ref', 'refs/breakglass/tickets/']);
+    const q = await sb.as('alice', r.alice!, requestArgs(['--max-uses', '1000']));
+    assert.equal(q.code, 1);
+    assert.equal(errorCode(q.stderr), 'USES_TOO_MANY');
+    assert.match(q.stderr, /--max-uses 1000 is over the policy's maxUses of 1/);
+    assert.equal(sb.git(r.alice!, ['for-each-ref', 'refs/breakglass/tickets/']), before);
+  });
+
+  it('a ticket over the ceiling (made under a laxer policy) is refused by approve and verify (T15)', async () => {
+    const lax = join(sb.dir, 'policy-lax.yml');
+    await writeFile(lax, policyYaml({ maxUses: 5 }));
+    const q = await sb.as('alice', r.alice!, requestArgs(['--max-uses', '5', '--policy', lax]));
+    assert.equal(q.code, 0, q.stderr);
+    const greedy = q.stdout.trim();
+    sb.git(r.alice!, ['push', '-q', 'origin', `refs/breakglass/tickets/${greedy}`]);
+    sb.git(r.bob!, ['fetch', '-q', 'origin', '+refs/breakglass/*:refs/breakglass/*']);
+    const a = await sb.as('bob', r.bob!, ['approve', greedy]);
+    assert.equal(a.code, 1);
+    assert.equal(errorCode(a.stderr), 'USES_TOO_MANY');
+    const v = await sb.run(r.alice!, ['verify', greedy]);
+    assert.equal(v.code, 1);
+    assert.match(v.stdout, /USES_TOO_MANY \[T15\]/);
+    // list and show call it invalid: no approval can fix it.
+    const listed = JSON.parse((await sb.run(r.alice!, ['list', '--json'])).stdout) as {
+      tickets: { id: string; status: string }[];
+    };
+    assert.equal(listed.tickets.find((t) => t.id === greedy)?.status, 'invalid');
+    // Under the policy that allows 5 uses, only the approval is missing.
+    const laxVerify = await sb.run(r.alice!, ['verify', greedy, '--policy', lax]);
+    assert.doesNotMatch(laxVerify.stdout, /USES_TOO_MANY/);
+    assert.match(laxVerify.stdout, /APPROVALS_MISSING/);
+  });
+
   it('rejects use after expiry (--at, TICKET_EXPIRED)', async () => {
     const v = await sb.run(r.alice!, ['verify', id, '--at', '2099-01-01T00:00:00Z']);
     assert.equal(v.code, 1);

@@ -33,7 +33,9 @@ describe('bg-sign list / show / revoke: statuses', () => {
   async function list(args: string[] = []): Promise<Map<string, Row>> {
     const l = await sb.run(repo, ['list', '--json', ...args]);
     assert.equal(l.code, 0, l.stderr);
-    return new Map((JSON.parse(l.stdout) as Row[]).map((row) => [row.id, row]));
+    const doc = JSON.parse(l.stdout) as { version: number; tickets: Row[] };
+    assert.equal(doc.version, 1);
+    return new Map(doc.tickets.map((row) => [row.id, row]));
   }
 
   before(async () => {

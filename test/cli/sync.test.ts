@@ -120,7 +120,7 @@ describe('bg-sign push / fetch between clones', () => {
     });
     assert.equal(res.status, 0, res.stderr);
     assert.deepEqual(
-      (JSON.parse(res.stdout) as { id: string }[]).map((t) => t.id),
+      (JSON.parse(res.stdout) as { tickets: { id: string }[] }).tickets.map((t) => t.id),
       [id],
     );
     const usage = spawnSync('git', ['breakglass', 'nope'], {

@@ -34,6 +34,8 @@ export interface PolicyOptions {
   repository?: string;
   approvals?: number;
   maxTtl?: string;
+  /** tickets.maxUses (default 1): the default and the ceiling of a ticket's uses (T15). */
+  maxUses?: number;
   clockSkew?: string;
   omitBob?: boolean;
   extra?: string;
@@ -77,7 +79,7 @@ tickets:
   reviewerRoles: [approver]
   approvals: ${o.approvals ?? 1}
   maxTtl: ${o.maxTtl ?? '60m'}
-  maxUses: 1
+  maxUses: ${o.maxUses ?? 1}
   clockSkew: ${o.clockSkew ?? '2m'}
 ${o.extra ?? ''}`;
 }

@@ -364,17 +364,36 @@ test('the watchdog rejects instead of hanging', () =>
   }));
 
 test('uses: a maxUses 2 ticket allows two pushes and refuses the third', () =>
+  withFixture(
+    async (f) => {
+      await f.serverTicket(ID, approvedEnvelope({ maxUses: 2 }));
+      const old = f.serverRef('refs/heads/main')!;
+      const a = f.commit();
+      const opts = { options: [`breakglass=${ID}`] };
+      assert.equal((await f.pre([[old, a, 'refs/heads/main']], opts)).code, 0);
+      assert.equal((await f.pre([[old, a, 'refs/heads/main']], opts)).code, 0);
+      const third = await f.pre([[old, a, 'refs/heads/main']], opts);
+      assert.equal(third.code, 1);
+      assert.match(third.err, /TICKET_USED_UP/);
+      assert.deepEqual(f.state('reservations'), [`${ID}/0`, `${ID}/1`]);
+    },
+    { policy: policyYaml({ maxUses: 2 }) },
+  ));
+
+test('T15: a ticket allowing more uses than the policy maxUses is refused (USES_TOO_MANY)', () =>
   withFixture(async (f) => {
-    await f.serverTicket(ID, approvedEnvelope({ maxUses: 2 }));
+    // The reproduction: a --max-uses 1000 ticket, approved, under a policy with maxUses 1.
+    await f.serverTicket(ID, approvedEnvelope({ maxUses: 1000 }));
     const old = f.serverRef('refs/heads/main')!;
-    const a = f.commit();
-    const opts = { options: [`breakglass=${ID}`] };
-    assert.equal((await f.pre([[old, a, 'refs/heads/main']], opts)).code, 0);
-    assert.equal((await f.pre([[old, a, 'refs/heads/main']], opts)).code, 0);
-    const third = await f.pre([[old, a, 'refs/heads/main']], opts);
-    assert.equal(third.code, 1);
-    assert.match(third.err, /TICKET_USED_UP/);
-    assert.deepEqual(f.state('reservations'), [`${ID}/0`, `${ID}/1`]);
+    const r = await f.pre([[old, f.commit(), 'refs/heads/main']], {
+      options: [`breakglass=${ID}`],
+    });
+    assert.equal(r.code, 1);
+    assert.match(
+      r.err,
+      /USES_TOO_MANY \(T15\): ticket allows 1000 uses, over the policy's maxUses of 1/,
+    );
+    assert.deepEqual(f.state('reservations'), []);
   }));
 
 test('an unapproved ticket of the pusher is examined and explained (APPROVALS_MISSING)', () =>

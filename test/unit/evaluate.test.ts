@@ -1,4 +1,4 @@
-// Ticket rules T1-T14 (docs/rules.md): for each, a ticket that passes and one that fails with
+// Ticket rules T1-T15 (docs/rules.md): for each, a ticket that passes and one that fails with
 // the rule's code. Scenario: alice (oncall) requests a 15-minute push to main at 03:12, bob
 // (approver) approves, alice pushes.
 import { test } from 'node:test';
@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { verifyTicketEnvelope, type VerifiedTicket } from '../../src/ticket/verify.ts';
 import {
   evaluateTicket,
+  evaluateUses,
   type Pusher,
   type TicketState,
   type UseRequest,
@@ -268,11 +269,31 @@ test('T12: a revoked ticket -> TICKET_REVOKED', () => {
 
 test('T13: uses left -> TICKET_USED_UP', () => {
   assert.deepEqual(failures({ state: { usesConsumed: 1 } }), [['T13', 'TICKET_USED_UP']]);
-  const three = ticket({ maxUses: 3 });
-  assert.deepEqual(failures({ ticket: three, state: { usesConsumed: 2 } }), []);
-  assert.deepEqual(failures({ ticket: three, state: { usesConsumed: 3 } }), [
+  const roomy = parsePolicy(policyYaml({ maxUses: 3 }));
+  const three = ticket({ maxUses: 3 }, [keys.bob], keys.alice, roomy);
+  assert.deepEqual(failures({ policy: roomy, ticket: three, state: { usesConsumed: 2 } }), []);
+  assert.deepEqual(failures({ policy: roomy, ticket: three, state: { usesConsumed: 3 } }), [
     ['T13', 'TICKET_USED_UP'],
   ]);
+});
+
+test('T15: more uses than the policy maxUses (default and ceiling) -> USES_TOO_MANY', () => {
+  // The reproduction: --max-uses 1000 under a policy whose maxUses is 1 was approved and used.
+  const greedy = ticket({ maxUses: 1000 });
+  assert.deepEqual(failures({ ticket: greedy }), [['T15', 'USES_TOO_MANY']]);
+  assert.deepEqual(evaluateUses(greedy, defaultPolicy), [
+    {
+      code: 'USES_TOO_MANY',
+      rule: 'T15',
+      message: "ticket allows 1000 uses, over the policy's maxUses of 1",
+    },
+  ]);
+  // At the ceiling is fine; raising the ceiling admits more.
+  const three = ticket({ maxUses: 3 });
+  assert.deepEqual(failures({ ticket: three }), [['T15', 'USES_TOO_MANY']]);
+  const roomy = parsePolicy(policyYaml({ maxUses: 3 }));
+  assert.deepEqual(failures({ policy: roomy, ticket: three }), []);
+  assert.deepEqual(evaluateUses(ticket({ maxUses: 1 }), defaultPolicy), []);
 });
 
 test('T14: the holder is the pusher, where the edge knows the pusher -> HOLDER_MISMATCH', () => {

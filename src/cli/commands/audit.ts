@@ -98,6 +98,7 @@ async function auditPolicy(
         file: opts.policy,
         remote: opts.remote,
         cwd: cli.cwd,
+        warn: (text) => cli.output.err(cli.output.errStyle.yellow(text)),
       });
       return { policy: loaded.policy, policySource: loaded.source };
     }
@@ -317,6 +318,10 @@ export default defineCommand({
   handler: async (argv) => {
     const cli = cliFor(argv);
     const now = Date.now();
+    // --json means --format json; with another format it is a contradiction, not a choice.
+    if (argv.json && argv.format !== 'table' && argv.format !== 'json') {
+      throw new BreakglassError('USAGE', `--json conflicts with --format ${argv.format}`);
+    }
     const format = argv.json ? 'json' : (argv.format as (typeof AUDIT_FORMATS)[number]);
     const since = argv.since === undefined ? undefined : parseDateArg('--since', argv.since, false);
     const until = argv.until === undefined ? undefined : parseDateArg('--until', argv.until, true);

@@ -207,13 +207,15 @@ async function runDemo(out: Output, keep: boolean): Promise<void> {
     const admin = await person('admin');
     const alice = await person('alice');
     const bob = await person('bob');
+    const carol = await person('carol');
 
     // --- setting the scene (not a numbered step) ---
     out.out('');
     out.out(s.bold('Setting the scene'));
     out.out(
       s.dim(
-        '  Alice is on call, Bob approves break-glass tickets, merge-bot is the only normal pusher to main.',
+        '  Alice is on call, Bob approves break-glass tickets, Carol reviews them afterwards,\n' +
+          '  merge-bot is the only normal pusher to main.',
       ),
     );
     const keygen = async (p: Person) => {
@@ -222,11 +224,13 @@ async function runDemo(out: Output, keep: boolean): Promise<void> {
     };
     const aliceKey = await keygen(alice);
     const bobKey = await keygen(bob);
+    const carolKey = await keygen(carol);
     const policy = `version: 1
 repository: acme/api
 principals:
   alice: { keys: ["${aliceKey}"], roles: [oncall], logins: [alice] }
   bob: { keys: ["${bobKey}"], roles: [approver], logins: [bob] }
+  carol: { keys: ["${carolKey}"], roles: [reviewer], logins: [carol] }
   merge-bot: { logins: [merge-bot] }
 protected:
   - refs: ["refs/heads/main", "refs/heads/release/*"]
@@ -235,7 +239,7 @@ protected:
 tickets:
   requesterRoles: [oncall]
   approverRoles: [approver]
-  reviewerRoles: [approver]
+  reviewerRoles: [reviewer]
   approvals: 1
   maxTtl: 60m
   maxUses: 1
@@ -262,6 +266,7 @@ tickets:
     const url = `file://${gitDir}`;
     await demo.git(alice, ['clone', '-q', url, 'alice'], 'ok', 'none');
     await demo.git(bob, ['clone', '-q', url, 'bob'], 'ok', 'none');
+    await demo.git(carol, ['clone', '-q', url, 'carol'], 'ok', 'none');
     out.out(
       s.dim(
         '  The server learns who pushes from REMOTE_USER: set here in each person’s environment (file://\n' +
@@ -270,6 +275,7 @@ tickets:
     );
     const a = { ...alice, dir: join(root, 'alice') };
     const b = { ...bob, dir: join(root, 'bob') };
+    const c = { ...carol, dir: join(root, 'carol') };
 
     demo.heading(
       'Alice pushes her hotfix straight to main',
@@ -364,13 +370,13 @@ tickets:
     );
 
     demo.heading(
-      'Next morning: Bob reviews what happened',
-      'Every break-glass use waits for a signed post-incident review.',
+      'Next morning: Carol reviews what happened',
+      'Every break-glass use waits for a signed post-incident review by someone not involved (Bob approved it).',
     );
-    await demo.bg(b, ['fetch'], 'ok');
-    await demo.bg(b, ['audit'], 'ok');
+    await demo.bg(c, ['fetch'], 'ok');
+    await demo.bg(c, ['audit'], 'ok');
     await demo.bg(
-      b,
+      c,
       [
         'review',
         id,
@@ -382,7 +388,7 @@ tickets:
       ],
       'ok',
     );
-    const pending = await demo.bg(b, ['audit', '--unreviewed', '--older-than', '0m'], 'fail');
+    const pending = await demo.bg(c, ['audit', '--unreviewed', '--older-than', '0m'], 'fail');
     mustMatch(pending.stdout, new RegExp(id3), 'the force push still awaiting review');
     if (pending.stdout.includes(id)) {
       throw new BreakglassError('INTERNAL', `demo: ticket ${id} is still listed as unreviewed`);
@@ -397,7 +403,7 @@ tickets:
       out.out(`Server repository: ${gitDir}`);
       out.out(`Audit it with: bg-sign audit ${gitDir}`);
       out.out(
-        `Review as Bob: cd ${b.dir} && BG_SIGN_KEY=${join(String(b.env.HOME), '.config/breakglass/ed25519.key')} bg-sign review <ticket id> --outcome justified --note "..." --push`,
+        `Review as Carol: cd ${c.dir} && BG_SIGN_KEY=${join(String(c.env.HOME), '.config/breakglass/ed25519.key')} bg-sign review <ticket id> --outcome justified --note "..." --push`,
       );
     } else {
       out.out('Run `bg-sign demo --keep` to keep the repositories and audit them yourself.');

@@ -2,7 +2,7 @@ import { BreakglassError } from '../../errors.ts';
 import { CatFileBatch, gitText, runGit, type GitContext } from '../../git/git.ts';
 import { parseBreakglassRef, readEnvelopeAt, REFS, writeEnvelope } from '../../git/store.ts';
 import { MAX_SIGNATURES, type Envelope, type EnvelopeSignature } from '../../ticket/dsse.ts';
-import { checkRemoteName, commitAuthor, openRepo } from '../repo.ts';
+import { checkRemoteName, commitAuthor, fetchHint, openRepo, remoteExists } from '../repo.ts';
 import { cliFor, defineCommand, jsonOption, remoteOption } from '../options.ts';
 
 const NOTES_REMOTE = 'refs/notes/breakglass-remote';
@@ -20,6 +20,11 @@ export default defineCommand({
     const cli = cliFor(argv);
     const remote = checkRemoteName(argv.remote);
     const ctx = await openRepo(cli.cwd, cli.env);
+    if (!(await remoteExists(ctx, remote))) {
+      throw new BreakglassError('USAGE', `there is no remote "${remote}" to fetch from`, {
+        hint: await fetchHint(ctx, remote),
+      });
+    }
     const before = await snapshot(ctx);
     const r = await runGit(
       ctx,
@@ -29,7 +34,10 @@ export default defineCommand({
       },
     );
     if (r.code !== 0) {
-      throw new BreakglassError('GIT_FAILED', `fetch from ${remote} failed: ${lastLine(r.stderr)}`);
+      throw new BreakglassError(
+        'GIT_FAILED',
+        `fetch from ${remote} failed: ${gitReason(r.stderr)}`,
+      );
     }
     // Notes only fast-forward: local notes are never overwritten by the remote's history.
     let notes: 'updated' | 'unchanged' | 'absent' | 'diverged' = 'unchanged';
@@ -44,7 +52,7 @@ export default defineCommand({
       } else
         throw new BreakglassError(
           'GIT_FAILED',
-          `fetching ${REFS.notes} from ${remote} failed: ${lastLine(n.stderr)}`,
+          `fetching ${REFS.notes} from ${remote} failed: ${gitReason(n.stderr)}`,
         );
     }
     const kept = await keepLocalWork(ctx, before);
@@ -189,6 +197,8 @@ async function snapshot(ctx: GitContext): Promise<Map<string, string>> {
   );
 }
 
-function lastLine(text: string): string {
-  return text.trim().split('\n').pop() ?? '';
+/** The line of git's stderr that says what went wrong (its first `fatal:`/`error:`). */
+function gitReason(text: string): string {
+  const lines = text.trim().split('\n');
+  return lines.find((l) => /^(fatal|error): /.test(l)) ?? lines.pop() ?? '';
 }

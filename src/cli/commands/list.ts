@@ -60,7 +60,7 @@ export default defineCommand({
     const hidden = views.length - shown.length;
     const { output } = cli;
     if (argv.json) {
-      output.json(shown.map((v) => ticketJson(v, policy)));
+      output.json({ tickets: shown.map((v) => ticketJson(v, policy)), hidden });
       return;
     }
     if (shown.length === 0) {

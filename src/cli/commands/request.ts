@@ -7,24 +7,18 @@ import { ACTIONS, parsePayload } from '../../ticket/payload.ts';
 import { createTicketEnvelope, formatTicketId } from '../../ticket/sign.ts';
 import { formatTime } from '../../ticket/time.ts';
 import { fromArg, fromArgAsync } from '../exit.ts';
-import { loadCommandPolicy } from '../policy-source.ts';
 import { describeTicket, ticketJson } from '../render.ts';
-import { commitAuthor, openRepo, pushRefs, resolveCommit } from '../repo.ts';
-import { loadSigner } from '../signer.ts';
+import { commitAuthor, resolveCommit } from '../repo.ts';
+import { runSignedCommand, signedOptions } from '../signed-command.ts';
 import { readTicketView } from '../tickets.ts';
 import {
   cliFor,
   defineCommand,
-  jsonOption,
-  keyOption,
   list,
   parseActionsArg,
   parseDurationArg,
   parseRefPatternArg,
   parseTimeArg,
-  policyOption,
-  pushOption,
-  remoteOption,
 } from '../options.ts';
 
 /** `bg-sign request`: a new ticket signed by the requester, stored on refs/breakglass/tickets/<id>. */
@@ -75,7 +69,7 @@ export default defineCommand({
         'max-uses': {
           type: 'number',
           requiresArg: true,
-          describe: 'how many pushes (default: policy maxUses)',
+          describe: 'how many pushes (default and maximum: the policy maxUses)',
         },
         incident: { type: 'string', requiresArg: true, describe: 'incident id, e.g. INC-4711' },
         'not-before': {
@@ -83,11 +77,7 @@ export default defineCommand({
           requiresArg: true,
           describe: 'start of validity (RFC 3339 UTC); default now',
         },
-        ...keyOption,
-        ...policyOption,
-        ...pushOption,
-        ...remoteOption,
-        ...jsonOption,
+        ...signedOptions,
       })
       .example(
         '$0 request --ref main --action push --commit HEAD --ttl 15m --reason "INC-4711 hotfix" --push',
@@ -117,114 +107,121 @@ export default defineCommand({
       throw new BreakglassError('USAGE', '--max-uses: expected a whole number from 1 to 1000');
     }
 
-    const ctx = await openRepo(cli.cwd, cli.env);
-    const policy = await loadCommandPolicy(cli, ctx, argv);
-    const signer = await loadSigner(cli, argv.key, policy);
-
-    // T2: only requester roles may ask; say so before signing anything.
-    if (!hasRole(policy, signer.principal, policy.tickets.requesterRoles)) {
-      throw new BreakglassError(
-        'REQUESTER_ROLE',
-        `${signer.principal} has none of the requester roles (${policy.tickets.requesterRoles.join(', ')})`,
-        { hint: 'ask someone on call to request the ticket, with --holder you' },
-      );
-    }
-    const holder = argv.holder ?? signer.principal;
-    if (!policy.principals.has(holder)) {
-      throw new BreakglassError(
-        'PRINCIPAL_UNKNOWN',
-        `--holder ${holder} is not a principal in the policy`,
-      );
-    }
-    // T11: the whole lifetime from issue to expiry counts, including a delayed start.
-    const lifetime = (notBefore !== undefined ? Math.max(0, notBefore - now) : 0) + ttlMs;
-    if (lifetime > policy.tickets.maxTtlMs) {
-      throw new BreakglassError(
-        'TTL_TOO_LONG',
-        `a ${formatDuration(lifetime)} ticket is over the policy's maxTtl of ${formatDuration(policy.tickets.maxTtlMs)}`,
-        { hint: `use --ttl ${formatDuration(policy.tickets.maxTtlMs)} or less` },
-      );
-    }
-    const commits: string[] = [];
-    for (const rev of list(argv.commit)) {
-      const sha = await fromArgAsync('--commit', () => resolveCommit(ctx, rev));
-      if (!commits.includes(sha)) commits.push(sha);
-    }
-    for (const ref of refs) {
-      if (!ref.includes('*') && !protectionFor(policy, ref)) {
-        cli.output.err(
-          cli.output.errStyle.yellow(
-            `warning: ${ref} is not protected by the policy; pushes to it need no ticket`,
-          ),
+    await runSignedCommand(cli, argv, async ({ ctx, policy, signer }) => {
+      // T2: only requester roles may ask; say so before signing anything.
+      if (!hasRole(policy, signer.principal, policy.tickets.requesterRoles)) {
+        throw new BreakglassError(
+          'REQUESTER_ROLE',
+          `${signer.principal} has none of the requester roles (${policy.tickets.requesterRoles.join(', ')})`,
+          { hint: 'ask someone on call to request the ticket, with --holder you' },
         );
       }
-    }
-
-    const request = {
-      now,
-      repository: policy.repository,
-      requester: signer.principal,
-      holder,
-      refs,
-      actions,
-      commits,
-      reason: argv.reason,
-      ...(argv.incident ? { incident: argv.incident } : {}),
-      ttlMs,
-      ...(notBefore !== undefined ? { notBefore } : {}),
-      maxUses: maxUses ?? policy.tickets.maxUses,
-    };
-    const author = await commitAuthor(ctx, signer.principal);
-    // Ids carry 24 random bits; on the rare clash with an existing ref, draw again.
-    const id = await (async () => {
-      for (let attempt = 0; ; attempt++) {
-        const candidate = formatTicketId(now, randomBytes(3).toString('hex'));
-        const envelope = createTicketEnvelope(
-          { ...request, id: candidate, nonce: randomBytes(16).toString('base64') },
-          signer.key,
+      const holder = argv.holder ?? signer.principal;
+      if (!policy.principals.has(holder)) {
+        throw new BreakglassError(
+          'PRINCIPAL_UNKNOWN',
+          `--holder ${holder} is not a principal in the policy`,
         );
-        // Reject what the verifier would reject (reason too long, control characters...) now.
-        fromArg('request', () => parsePayload(envelope.payload));
-        try {
-          await writeEnvelope(
-            ctx,
-            'tickets',
-            candidate,
-            envelope,
-            `breakglass: request ${candidate}\n\nRequester: ${signer.principal}\nRefs: ${refs.join(' ')}\nActions: ${actions.join(' ')}\nReason: ${argv.reason.replace(/\s+/g, ' ')}\n`,
-            author,
-            { createOnly: true },
+      }
+      // T11: the whole lifetime from issue to expiry counts, including a delayed start.
+      const lifetime = (notBefore !== undefined ? Math.max(0, notBefore - now) : 0) + ttlMs;
+      if (lifetime > policy.tickets.maxTtlMs) {
+        throw new BreakglassError(
+          'TTL_TOO_LONG',
+          `a ${formatDuration(lifetime)} ticket is over the policy's maxTtl of ${formatDuration(policy.tickets.maxTtlMs)}`,
+          { hint: `use --ttl ${formatDuration(policy.tickets.maxTtlMs)} or less` },
+        );
+      }
+      // T15: the policy's maxUses is the default and the ceiling.
+      if (maxUses !== undefined && maxUses > policy.tickets.maxUses) {
+        throw new BreakglassError(
+          'USES_TOO_MANY',
+          `--max-uses ${maxUses} is over the policy's maxUses of ${policy.tickets.maxUses}`,
+          { hint: `use --max-uses ${policy.tickets.maxUses} or less (or leave it out)` },
+        );
+      }
+      const commits: string[] = [];
+      for (const rev of list(argv.commit)) {
+        const sha = await fromArgAsync('--commit', () => resolveCommit(ctx, rev));
+        if (!commits.includes(sha)) commits.push(sha);
+      }
+      for (const ref of refs) {
+        if (!ref.includes('*') && !protectionFor(policy, ref)) {
+          cli.output.err(
+            cli.output.errStyle.yellow(
+              `warning: ${ref} is not protected by the policy; pushes to it need no ticket`,
+            ),
           );
-          return candidate;
-        } catch (e) {
-          if (attempt < 3 && e instanceof BreakglassError && /already exists/.test(e.message))
-            continue;
-          throw e;
         }
       }
-    })();
-    if (argv.push) {
-      await pushRefs(ctx, argv.remote, [`${refFor('tickets', id)}:${refFor('tickets', id)}`]);
-      cli.note(`pushed ${refFor('tickets', id)} to ${argv.remote}`);
-    }
-    const view = await readTicketView(ctx, policy, id, now);
-    const { output } = cli;
-    if (argv.json) {
-      output.json(ticketJson(view, policy));
-      return;
-    }
-    output.out(id);
-    if (cli.verbose)
-      for (const line of describeTicket(view, policy, now, output.errStyle)) output.err(line);
-    const need = policy.tickets.approvals;
-    output.err(
-      output.errStyle.dim(
-        `ticket ${id} requested; expires ${request.notBefore !== undefined ? formatTime(request.notBefore + ttlMs) : formatTime(now + ttlMs)}.` +
-          (need > 0
-            ? ` It needs ${need} approval(s): ask an approver to run "bg-sign approve ${id}".`
-            : ''),
-      ),
-    );
-    if (!argv.push) output.err(output.errStyle.dim(`share it with: bg-sign push ${id}`));
+
+      const request = {
+        now,
+        repository: policy.repository,
+        requester: signer.principal,
+        holder,
+        refs,
+        actions,
+        commits,
+        reason: argv.reason,
+        ...(argv.incident ? { incident: argv.incident } : {}),
+        ttlMs,
+        ...(notBefore !== undefined ? { notBefore } : {}),
+        maxUses: maxUses ?? policy.tickets.maxUses,
+      };
+      const author = await commitAuthor(ctx, signer.principal);
+      // Ids carry 24 random bits; on the rare clash with an existing ref, draw again.
+      const id = await (async () => {
+        for (let attempt = 0; ; attempt++) {
+          const candidate = formatTicketId(now, randomBytes(3).toString('hex'));
+          const envelope = createTicketEnvelope(
+            { ...request, id: candidate, nonce: randomBytes(16).toString('base64') },
+            signer.key,
+          );
+          // Reject what the verifier would reject (reason too long, control characters...) now.
+          fromArg('request', () => parsePayload(envelope.payload));
+          try {
+            await writeEnvelope(
+              ctx,
+              'tickets',
+              candidate,
+              envelope,
+              `breakglass: request ${candidate}\n\nRequester: ${signer.principal}\nRefs: ${refs.join(' ')}\nActions: ${actions.join(' ')}\nReason: ${argv.reason.replace(/\s+/g, ' ')}\n`,
+              author,
+              { createOnly: true },
+            );
+            return candidate;
+          } catch (e) {
+            if (attempt < 3 && e instanceof BreakglassError && /already exists/.test(e.message))
+              continue;
+            throw e;
+          }
+        }
+      })();
+      return {
+        id,
+        ref: refFor('tickets', id),
+        what: 'ticket',
+        report: async () => {
+          const view = await readTicketView(ctx, policy, id, now);
+          const need = policy.tickets.approvals;
+          const expires = (request.notBefore ?? now) + ttlMs;
+          return {
+            json: ticketJson(view, policy),
+            // The id alone on stdout, for scripts: id=$(bg-sign request ...).
+            out: [id],
+            err: [
+              ...(cli.verbose ? describeTicket(view, policy, now, cli.output.errStyle) : []),
+              cli.output.errStyle.dim(
+                `ticket ${id} requested; expires ${formatTime(expires)}.` +
+                  (need > 0
+                    ? ` It needs ${need} approval(s): ask an approver to run "bg-sign approve ${id}".`
+                    : ''),
+              ),
+            ],
+          };
+        },
+      };
+    });
   },
 });

@@ -2,18 +2,10 @@ import { BreakglassError } from '../../errors.ts';
 import { refExists, refFor, writeEnvelope } from '../../git/store.ts';
 import { hasRole } from '../../policy/policy.ts';
 import { createRevocation } from '../../ticket/revocation.ts';
-import { commitAuthor, pushRefs } from '../repo.ts';
-import { loadTicketToSign } from '../ticket-source.ts';
-import {
-  cliFor,
-  defineCommand,
-  jsonOption,
-  keyOption,
-  parseTicketIdArg,
-  policyOption,
-  pushOption,
-  remoteOption,
-} from '../options.ts';
+import { commitAuthor } from '../repo.ts';
+import { runSignedCommand, signedOptions } from '../signed-command.ts';
+import { readTicketToSign } from '../ticket-source.ts';
+import { cliFor, defineCommand, parseTicketIdArg } from '../options.ts';
 
 /** `bg-sign revoke ID --reason TEXT`: a signed revocation on refs/breakglass/revoked/<id>. */
 export default defineCommand({
@@ -29,11 +21,7 @@ export default defineCommand({
           requiresArg: true,
           describe: 'why it is revoked',
         },
-        ...keyOption,
-        ...policyOption,
-        ...pushOption,
-        ...remoteOption,
-        ...jsonOption,
+        ...signedOptions,
       })
       .example(
         '$0 revoke 20261129T031200Z-7f3a9c --reason "fixed by rollback" --push',
@@ -46,54 +34,48 @@ export default defineCommand({
     if (argv.reason.trim() === '' || argv.reason.length > 1000) {
       throw new BreakglassError('USAGE', '--reason: 1 to 1000 characters');
     }
-    const { ctx, policy, signer, ticket } = await loadTicketToSign(cli, argv, id, now);
-    // T12: requester, approver roles and admin roles may revoke.
-    const p = ticket.payload;
-    if (
-      signer.principal !== p.requester &&
-      !hasRole(policy, signer.principal, policy.tickets.approverRoles) &&
-      !hasRole(policy, signer.principal, policy.adminRoles)
-    ) {
-      throw new BreakglassError(
-        'REVOCATION_INVALID',
-        `${signer.principal} may not revoke ticket ${id}: only its requester (${p.requester}), approvers and admins may`,
+    await runSignedCommand(cli, argv, async (s) => {
+      const { ctx, policy, signer } = s;
+      const { ticket } = await readTicketToSign(cli, s, argv.remote, id, now);
+      // T12: requester, approver roles and admin roles may revoke.
+      const p = ticket.payload;
+      if (
+        signer.principal !== p.requester &&
+        !hasRole(policy, signer.principal, policy.tickets.approverRoles) &&
+        !hasRole(policy, signer.principal, policy.adminRoles)
+      ) {
+        throw new BreakglassError(
+          'REVOCATION_INVALID',
+          `${signer.principal} may not revoke ticket ${id}: only its requester (${p.requester}), approvers and admins may`,
+        );
+      }
+      const ref = refFor('revoked', id);
+      if (await refExists(ctx, ref)) {
+        throw new BreakglassError(
+          'TICKET_REVOKED',
+          `ticket ${id} is already revoked (${ref} exists)`,
+        );
+      }
+      const envelope = createRevocation(ticket, signer.principal, argv.reason, now, signer.key);
+      const author = await commitAuthor(ctx, signer.principal);
+      const sha = await writeEnvelope(
+        ctx,
+        'revoked',
+        id,
+        envelope,
+        `breakglass: revoke ${id}\n\nRevoker: ${signer.principal}\nReason: ${argv.reason.replace(/\s+/g, ' ')}\n`,
+        author,
+        { createOnly: true },
       );
-    }
-    const ref = refFor('revoked', id);
-    if (await refExists(ctx, ref)) {
-      throw new BreakglassError(
-        'TICKET_REVOKED',
-        `ticket ${id} is already revoked (${ref} exists)`,
-      );
-    }
-    const envelope = createRevocation(ticket, signer.principal, argv.reason, now, signer.key);
-    const author = await commitAuthor(ctx, signer.principal);
-    const sha = await writeEnvelope(
-      ctx,
-      'revoked',
-      id,
-      envelope,
-      `breakglass: revoke ${id}\n\nRevoker: ${signer.principal}\nReason: ${argv.reason.replace(/\s+/g, ' ')}\n`,
-      author,
-      { createOnly: true },
-    );
-    if (argv.push) {
-      await pushRefs(ctx, argv.remote, [`${ref}:${ref}`]);
-      cli.note(`pushed ${ref} to ${argv.remote}`);
-    }
-    if (argv.json) {
-      cli.output.json({
+      return {
         id,
         ref,
-        commit: sha,
-        revoker: signer.principal,
-        reason: argv.reason,
-        pushed: argv.push,
-      });
-      return;
-    }
-    cli.output.out(`revoked ticket ${id} (${ref})`);
-    if (!argv.push)
-      cli.output.err(cli.output.errStyle.dim(`publish the revocation with: bg-sign push ${id}`));
+        what: 'revocation',
+        report: () => ({
+          json: { id, ref, commit: sha, revoker: signer.principal, reason: argv.reason },
+          out: [`revoked ticket ${id} (${ref})`],
+        }),
+      };
+    });
   },
 });
