@@ -39,11 +39,23 @@ function failure(id: string, e: unknown): Candidate {
   throw e;
 }
 
-/** Number of uses recorded on `refs/breakglass/consumed/<id>` (one commit per use). */
-async function recordedUses(input: CandidateInput, id: string): Promise<number> {
-  const tip = await input.reader.read(REFS.consumed + id);
-  if (!tip) return 0;
-  return Number(await gitText(input.ctx, ['rev-list', '--count', tip.sha]));
+/**
+ * Number of uses recorded on `refs/breakglass/consumed/<id>` (one commit per use), counted up to
+ * `limit + 1` by walking the chain with the push's one object reader: no git process per
+ * candidate ticket, so a pusher holding a hundred used tickets costs what one does.
+ */
+async function recordedUses(input: CandidateInput, id: string, limit: number): Promise<number> {
+  let next: string | undefined = (await input.reader.read(REFS.consumed + id))?.sha;
+  let n = 0;
+  while (next && n <= limit) {
+    const o = await input.reader.read(next);
+    if (o?.type !== 'commit') break;
+    n++;
+    const text = o.data.toString('latin1');
+    const headers = text.slice(0, Math.max(0, text.indexOf('\n\n')));
+    next = /^parent ([0-9a-f]{40,64})$/m.exec(headers)?.[1];
+  }
+  return n;
 }
 
 /** Revoked (T12) when a revocation that verifies exists; an invalid one is ignored and reported. */
@@ -96,7 +108,7 @@ async function loadCandidate(
     }
     const [revoked, recorded, reserved] = await Promise.all([
       isRevoked(input, ticket, warnings),
-      recordedUses(input, id),
+      recordedUses(input, id, ticket.payload.maxUses),
       countReservations(input.ctx.gitDir, id, ticket.payload.maxUses),
     ]);
     // Reservations stay as markers after a use is recorded, so the larger count is the truth.
