@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { policyYaml } from '../helpers/fixtures.ts';
 import { BUNDLE, run, withServer, type DevClone, type TestServer } from '../helpers/server.ts';
 
 async function uses(server: TestServer, id: string): Promise<number> {
@@ -60,7 +61,7 @@ describe('evidence (issue 10)', () => {
   });
 
   it('E2 (item 3): with no post-receive, a landed hotfix rolled back by a force push keeps its use; maxUses 2 lands twice only', async () => {
-    await withServer({}, async (server) => {
+    await withServer({ policy: policyYaml({ maxUses: 2 }) }, async (server) => {
       await withoutPostReceive(server);
       const alice = await server.clone('alice');
       const before = await alice.head();

@@ -38,7 +38,7 @@ test('real push: rejected without a ticket, accepted with one, and recorded by p
   try {
     installHook(f, 'pre-receive');
     installHook(f, 'post-receive');
-    installHook(f, 'reference-transaction');
+    f.installTransactionHook();
     f.sgit('config', 'receive.advertisePushOptions', 'true');
     const now = Date.now();
     const id = formatTicketId(now, 'c0ffee');
