@@ -49,6 +49,8 @@ export const ERROR_CODES = [
   'USAGE',
   'INTERNAL',
   'JOURNAL_UNAVAILABLE',
+  // server: a ref keeps the recorder from writing notes or use records (E3, N10)
+  'RECORDING_BLOCKED',
   // CLI
   'ALREADY_APPROVED',
   // GitHub Action
