@@ -15,7 +15,8 @@ export const REFS = {
  * How the namespace guard treats a ref:
  * - `evidence`: tickets, revocations, reviews, use records and the notes ref; judged update by
  *   update (N1-N8, server/namespace.ts);
- * - `replace`: `refs/replace/*`, never pushed (N9);
+ * - `replace`: `refs/replace/*`, never pushed (N9, TM16: git would show another object in place
+ *   of any commit, tree or blob, the policy or a note included, to every reader that honours them);
  * - `blocks-recording`: a name that would make a name the recorder writes impossible to create
  *   (N10, E3): git keeps refs as paths, so `a/b` and `a/b/c` can't both exist;
  * - null: not this guard's business (protected refs are the policy's).
