@@ -161,6 +161,18 @@ export function parseSettings(entries: readonly (readonly [string, string])[]): 
   return { policyFile, identity, timeoutMs };
 }
 
+/** The entries of `git config -z --get-regexp` output (key, newline, value, NUL), in order. */
+export function settingsFromGit(out: string): [string, string][] {
+  const entries: [string, string][] = [];
+  for (const item of out.split('\0')) {
+    if (!item) continue;
+    const nl = item.indexOf('\n');
+    const key = (nl < 0 ? item : item.slice(0, nl)).toLowerCase();
+    entries.push([key, nl < 0 ? '' : item.slice(nl + 1)]);
+  }
+  return entries;
+}
+
 const SHIM_ENTRY = /^(breakglass\.[a-z][a-z0-9-]*)(?: (.*))?$/;
 
 /**

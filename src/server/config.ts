@@ -1,6 +1,6 @@
 import { BreakglassError } from '../errors.ts';
 import { runGit, type GitContext } from '../git/git.ts';
-import { parseSettings, type ServerSettings } from '../engine/triage.ts';
+import { parseSettings, settingsFromGit, type ServerSettings } from '../engine/triage.ts';
 
 /** Server settings from `git config breakglass.*` (engine/triage.ts parses them). */
 export type ServerConfig = ServerSettings;
@@ -15,16 +15,7 @@ export async function readServerSettings(ctx: GitContext): Promise<[string, stri
   if (r.code !== 0 && r.code !== 1) {
     throw new BreakglassError('HOOK_FAILED', `git config could not be read: ${r.stderr.trim()}`);
   }
-  const entries: [string, string][] = [];
-  for (const item of r.stdout.toString('utf8').split('\0')) {
-    if (!item) continue;
-    const nl = item.indexOf('\n');
-    entries.push([
-      (nl < 0 ? item : item.slice(0, nl)).toLowerCase(),
-      nl < 0 ? '' : item.slice(nl + 1),
-    ]);
-  }
-  return entries;
+  return settingsFromGit(r.stdout.toString('utf8'));
 }
 
 /** Reads every `breakglass.*` setting with one `git config` call. Bad values are errors. */

@@ -22,6 +22,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   MAX_STDIN_BYTES,
+  settingsFromGit,
   triage,
   type PolicyView,
   type ServerSettings,
@@ -113,16 +114,7 @@ async function gitSettings(
 ): Promise<[string, string][] | null> {
   const r = await git(gitDir, env, ['config', '-z', '--get-regexp', '^breakglass\\.']);
   if (r.code !== 0 && r.code !== 1) return null;
-  const entries: [string, string][] = [];
-  for (const item of r.out.toString('utf8').split('\0')) {
-    if (!item) continue;
-    const nl = item.indexOf('\n');
-    entries.push([
-      (nl < 0 ? item : item.slice(0, nl)).toLowerCase(),
-      nl < 0 ? '' : item.slice(nl + 1),
-    ]);
-  }
-  return entries;
+  return settingsFromGit(r.out.toString('utf8'));
 }
 
 /** Identity of the hook build this runs from (FP1: a new build, a new cache). */
