@@ -90,7 +90,12 @@ export default defineCommand({
     output.out(`Installed git-breakglass hooks in ${s.bold(report.gitDir)}`);
     for (const a of report.actions) output.out(`  ${s.green('✓')} ${a}`);
     for (const w of report.warnings) output.out(`  ${s.yellow('!')} ${w}`);
-    output.out('Pushes to protected refs now need a valid ticket: git push -o breakglass=<id> ...');
     for (const p of report.problems) output.err(`  ${s.red('✗')} ${p}`);
+    output.out('Pushes to protected refs now need a valid ticket: git push -o breakglass=<id> ...');
+    if (report.problems.length) {
+      output.err(
+        'Break-glass pushes are refused (RECORDING_BLOCKED) until the problem above is fixed.',
+      );
+    }
   },
 });
