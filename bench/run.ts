@@ -89,22 +89,21 @@ const OPTIMISATIONS = [
   '- **Hook start-up.** Profiled with `node --cpu-prof` and a `git` wrapper counting processes: `bg-sign hook pre-receive` ' +
     'spent most of its time compiling and evaluating the whole 1.4 MB CLI bundle (yargs, every command, zod with all its ' +
     'locales, js-yaml, tweetnacl) before reading a single update line; an unprotected push cost ~6x `node -e 0`. Fix: ' +
-    "`dist/bg-hook.js`, the hooks' own entry (`src/server/hook-main.ts`, built by `scripts/build.mjs`): no CLI, the full " +
-    'hook split into chunks (`dist/hook-chunks/`) loaded only when needed, and a fail-closed fast path ' +
+    "the hooks' own entry (then `dist/bg-hook.js`, built by `scripts/build.mjs`): no CLI, the full " +
+    'hook loaded only when needed, and a fail-closed fast path ' +
     "(`src/server/fast-path.ts`) that accepts a push touching no protected or guarded ref from a cache of the policy's " +
     'protected patterns, keyed by the exact policy bytes and the bundle (one `git config` process, nothing else). The ' +
     'shims run it when it sits beside `bg-sign.js`. In the hook tables, the `dist/bg-sign.js` rows are *before* and the ' +
-    '`dist/bg-hook.js` rows *after*, measured in the same run.',
+    '`dist/bg-hook.cjs` rows *after*, measured in the same run.',
   '- **Hook start-up, second round (the 1.3x target).** The ES-module entry still cost ~1.75x `node -e 0`; measured ' +
     'with one-line probes: an ES module graph costs ~3.5 ms more than one CommonJS file, loading `child_process` ~2.3 ms, ' +
-    'and the one `git config` process per push ~6 ms (the old floor row). Fix: `dist/bg-hook.cjs` ' +
-    '(`src/server/hook-fast.ts`), one small CommonJS file that reads stdin and files synchronously, loads ' +
-    '`child_process` only when git must run, and decides a warm unprotected push with no git process: the settings ' +
-    'are cached with fingerprints (inode, size, mtime, ctime) of every config file git reads, never with includes or ' +
-    "`git -c` settings, and an in-repository policy is keyed by the commit of HEAD's branch read from the ref files " +
-    '(rules FP1-FP4, docs/server-setup.md). The `dist/bg-hook.js` rows are the previous entry, measured in the same run. ' +
-    'The shim itself (sh and one `git config` for `breakglass.bundle`/`breakglass.node`) adds a few milliseconds; its ' +
-    'row shows the whole installed hook.',
+    'and a `git config` process per push ~6 ms (the floor row). Fix: `dist/bg-hook.cjs` (`src/server/hook-fast.ts`), ' +
+    'one small CommonJS file that reads stdin and files synchronously, loads `child_process` only when git must run, ' +
+    'and decides a warm unprotected push with no git process: the shim hands over the `breakglass.*` settings its own ' +
+    "`git config` read (no second process, no settings cache), and an in-repository policy is keyed by the commit of HEAD's " +
+    'branch read from the ref files (FP1, docs/server-setup.md). The full hook is `dist/bg-hook-full.cjs`, loaded only when ' +
+    'the fast path (the same triage as the full hook, `src/engine/triage.ts`) cannot decide. The shim row shows the whole ' +
+    'installed hook (sh and its one `git config`).',
   "- **Protected push.** The same split takes the CLI's start-up off the 1,000-commit push; with a ref the cached " +
     'policy protects, the fast path hands over without starting any git process.',
 ];

@@ -28,36 +28,35 @@ if (!only || only === 'cli') {
     banner: { js: '#!/usr/bin/env node\n' + banner.js },
   });
 }
-// The hooks' own entries. dist/bg-hook.cjs (src/server/hook-fast.ts): one small CommonJS file
-// with the fast path, what the shims run (DESIGN §9: ~ one Node start-up; an ES module graph
-// starts measurably slower). dist/bg-hook.js: no CLI (yargs, commands), the full hook split into
-// chunks (dist/hook-chunks/) loaded only when the fast path can't decide. The shims prefer them
-// when they sit beside bg-sign.js; bg-sign.js alone still works.
+// The hooks' own build, what the shims run: dist/bg-hook.cjs (src/server/hook-fast.ts), one
+// small CommonJS file with the fast path (DESIGN §9: ~ one Node start-up; an ES module graph
+// starts measurably slower, and so does one file holding the whole hook), and beside it
+// dist/bg-hook-full.cjs (src/server/hook-full.ts), the full hooks, loaded only when the fast path
+// can't decide. Each file is written beside and renamed, so a push starting during a rebuild
+// never loads half a file. The shims use them when they sit beside bg-sign.js; bg-sign.js alone
+// still works.
 if (!only || only === 'cli' || only === 'hook') {
-  await build({
-    ...common,
-    format: 'cjs',
-    entryPoints: ['src/server/hook-fast.ts'],
-    outfile: 'dist/bg-hook.cjs',
-  });
+  const { mkdir, rename, rm, writeFile } = await import('node:fs/promises');
   const r = await build({
     ...common,
-    entryPoints: { 'bg-hook': 'src/server/hook-main.ts' },
+    format: 'cjs',
+    entryPoints: {
+      'bg-hook': 'src/server/hook-fast.ts',
+      'bg-hook-full': 'src/server/hook-full.ts',
+    },
     outdir: 'dist',
-    splitting: true,
-    chunkNames: 'hook-chunks/[name]-[hash]',
-    metafile: true,
-    banner,
+    outExtension: { '.js': '.cjs' },
+    write: false,
   });
-  // Chunks of earlier builds go only once no hook started before this build can still be
-  // loading them (a push in flight during a rebuild would otherwise fail closed).
-  const { readdir, rm, stat } = await import('node:fs/promises');
-  const { resolve } = await import('node:path');
-  const current = new Set(Object.keys(r.metafile.outputs).map((f) => resolve(f)));
-  for (const f of await readdir('dist/hook-chunks')) {
-    const p = resolve('dist/hook-chunks', f);
-    if (!current.has(p) && Date.now() - (await stat(p)).mtimeMs > 10 * 60_000) await rm(p);
+  await mkdir('dist', { recursive: true });
+  for (const f of r.outputFiles) {
+    const tmp = `${f.path}.tmp-${process.pid}`;
+    await writeFile(tmp, f.contents);
+    await rename(tmp, f.path);
   }
+  // What earlier builds wrote for the hooks (an ES module entry and its chunks).
+  await rm('dist/bg-hook.js', { force: true });
+  await rm('dist/hook-chunks', { recursive: true, force: true });
 }
 if ((!only || only === 'action') && (await exists('action/src/index.ts'))) {
   await build({

@@ -51,6 +51,8 @@ export const ERROR_CODES = [
   'JOURNAL_UNAVAILABLE',
   // the server can't record a break-glass push now (E4): new ones are refused
   'RECORDING_BROKEN',
+  // server: a ref keeps the recorder from writing notes or use records (E3, N10)
+  'RECORDING_BLOCKED',
   // CLI
   'ALREADY_APPROVED',
   // GitHub Action

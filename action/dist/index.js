@@ -48601,6 +48601,9 @@ function date4(params) {
   return _coercedDate(ZodDate, params);
 }
 
+// src/ticket/id.ts
+var TICKET_ID = /^\d{8}T\d{6}Z-[0-9a-f]{6,32}$/;
+
 // src/ticket/strict-json.ts
 function findDuplicateKey(text2) {
   const stack = [];
@@ -48671,7 +48674,6 @@ var ACTIONS = [
   "merge-unreviewed",
   "change-policy"
 ];
-var TICKET_ID = /^\d{8}T\d{6}Z-[0-9a-f]{6,32}$/;
 var PRINCIPAL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 var COMMIT_SHA = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 var principal = external_exports.string().regex(PRINCIPAL_NAME, "must be a principal name");
@@ -48964,6 +48966,16 @@ function parseEnvelope(input2) {
   return { payloadType: obj2.payloadType, payload, signatures };
 }
 
+// src/engine/guard.ts
+var REFS = {
+  tickets: "refs/breakglass/tickets/",
+  revoked: "refs/breakglass/revoked/",
+  reviews: "refs/breakglass/reviews/",
+  consumed: "refs/breakglass/consumed/",
+  notes: "refs/notes/breakglass"
+};
+var CONSUMED = REFS.consumed.slice(0, -1);
+
 // src/git/git.ts
 import {
   spawn
@@ -49121,13 +49133,6 @@ var CatFileBatch = class {
 };
 
 // src/git/store.ts
-var REFS = {
-  tickets: "refs/breakglass/tickets/",
-  revoked: "refs/breakglass/revoked/",
-  reviews: "refs/breakglass/reviews/",
-  consumed: "refs/breakglass/consumed/",
-  notes: "refs/notes/breakglass"
-};
 var ENVELOPE_FILE = {
   tickets: "ticket.json",
   revoked: "revocation.json",

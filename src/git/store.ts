@@ -1,16 +1,12 @@
 import { BreakglassError } from '../errors.ts';
 import { parseEnvelope, serializeEnvelope, type Envelope } from '../ticket/dsse.ts';
 import { TICKET_ID } from '../ticket/payload.ts';
+import { REFS } from '../engine/guard.ts';
 import { CatFileBatch, gitText, runGit, type GitContext } from './git.ts';
 
-/** DESIGN §4: everything lives under the repository so the evidence travels with it. */
-export const REFS = {
-  tickets: 'refs/breakglass/tickets/',
-  revoked: 'refs/breakglass/revoked/',
-  reviews: 'refs/breakglass/reviews/',
-  consumed: 'refs/breakglass/consumed/',
-  notes: 'refs/notes/breakglass',
-} as const;
+/** DESIGN §4: everything lives under the repository so the evidence travels with it. The names
+ * live with the namespace guard (engine/guard.ts), which the hook's fast path loads. */
+export { REFS };
 
 export type Namespace = 'tickets' | 'revoked' | 'reviews' | 'consumed';
 

@@ -1,74 +1,48 @@
 // The pre-receive fast path for pushes that touch nothing this tool guards (DESIGN §9: within
 // 1.3x of `node -e 0`). Loading the policy parser (js-yaml, zod) and the ticket code costs more
 // than Node's own start-up, and so does starting one git process, so on a warm cache this module
-// imports none of that and starts no process: it decides from a small cache of the policy's
-// protected ref patterns and of the `breakglass.*` settings, each valid only while what it was
-// made from is unchanged. Anything unusual, and any doubt, means "not decided here": the full
-// hook runs and decides (fail closed). It reads files synchronously (there is nothing to
-// overlap) and loads child_process only when git must run: the CommonJS entry that runs it
-// (hook-fast.ts) should load as little of Node as it can.
+// imports none of that and starts no process. It runs the same triage as the full hook
+// (engine/triage.ts) with other sources: the `breakglass.*` settings as the shim read them
+// (git's own view, handed over), the policy's protected ref patterns from a small cache, and
+// symbolic refs from the ref files. A source that can't tell cheaply says so, and the push goes
+// to the full hook (fail closed): the fast path only ever accepts, never refuses. It reads files
+// synchronously (there is nothing to overlap) and loads child_process only when git must run:
+// the CommonJS entry that runs it (hook-fast.ts) should load as little of Node as it can.
 //
-// It may only accept what the full hook (pre-receive.ts) accepts. For a push of unprotected,
-// unguarded refs the full hook rejects only on: malformed or oversized input (TM12), push
-// options (TM11), bad breakglass.* settings, a policy that is missing or invalid (incl. TM6),
-// symbolic refs (TM9) and replace refs (N9, TM16). Each is mirrored below by sending the push to
-// the full hook. A new check of that kind in pre-receive.ts must be mirrored here too (the
-// adversarial suite runs through this entry, via the shims, and catches a miss).
-//
-// The cache (FP1-FP4, docs/server-setup.md "Hook start-up cache"):
+// The cache (FP1, FP4, docs/server-setup.md "Hook start-up cache"):
 //   FP1  protected patterns are used only for the exact policy they were read from: a pinned
 //        policy's bytes (read and compared whole on every push), or for an in-repository
 //        policy the commit id of HEAD's branch (read from the ref files; objects are
-//        content-addressed, and read with --no-replace-objects, TM16), and this very bundle;
-//   FP2  the settings are used only while every file git would read them from has the same
-//        inode, size, mtime and ctime as when they were read, and the variables that choose
-//        those files are unchanged; a file changed less than RACY_MS before it was fingerprinted
-//        is not cached (its next change could share the timestamp, as in git's "racy git");
-//   FP3  never cached: settings with include/includeIf, from the command line
-//        (GIT_CONFIG_PARAMETERS, GIT_CONFIG_COUNT), from GIT_CONFIG, or from a file outside the
-//        known list (our model of git's lookup would be wrong): git is asked on every push;
+//        content-addressed, and read with --no-replace-objects, TM16), and this very build;
 //   FP4  the cache file lives in $GIT_DIR, written by the hook's own user only (tmp + rename).
+// Settings are never cached: the shim's one `git config` hands them over on every push (so
+// includes, `git -c` and GIT_CONFIG_* count exactly as git counts them); without the hand-over
+// (an older shim) the fast path asks git.
 import fs from 'node:fs';
 import path from 'node:path';
+import {
+  MAX_STDIN_BYTES,
+  settingsFromGit,
+  triage,
+  type PolicyView,
+  type ServerSettings,
+  type TriageSources,
+} from '../engine/triage.ts';
 import { MAX_POLICY_BYTES } from '../policy/limits.ts';
-import { compileRefPattern, isValidRefName, refMatches } from '../policy/refs.ts';
+import { compileRefPattern, refMatches } from '../policy/refs.ts';
 
 /** Beside `$GIT_DIR/breakglass/` (not in it): it is a cache, never evidence or state. */
 export const CACHE_FILE = 'breakglass-hook-cache.json';
-const CACHE_VERSION = 2;
-// Same bounds as the full hook (push-input.ts): past them the full hook decides.
-export const MAX_STDIN_BYTES = 1024 * 1024;
-const MAX_LINES = 10_000;
+const CACHE_VERSION = 3;
 const MAX_CACHE_BYTES = 256 * 1024;
 const MAX_PACKED_REFS_BYTES = 64 * 1024 * 1024;
-/** FP2: a config file changed this recently is not fingerprinted (timestamps are coarse). */
-export const RACY_MS = 2000;
 const GIT_TIMEOUT_MS = 10_000;
-const LINE = /^([0-9a-f]{40}|[0-9a-f]{64}) ([0-9a-f]{40}|[0-9a-f]{64}) (\S+)$/;
 const OID_FILE = /^([0-9a-f]{40}|[0-9a-f]{64})\n?$/;
-/** Variables that choose the files git reads its configuration from (FP2). */
-const CONFIG_ENV = [
-  'HOME',
-  'XDG_CONFIG_HOME',
-  'GIT_CONFIG_GLOBAL',
-  'GIT_CONFIG_SYSTEM',
-  'GIT_CONFIG_NOSYSTEM',
-] as const;
-/** FP3: configuration from these can't be fingerprinted. */
-const UNCACHEABLE_ENV = ['GIT_CONFIG', 'GIT_CONFIG_PARAMETERS', 'GIT_CONFIG_COUNT'] as const;
+/** The files of one build of the hooks (scripts/build.mjs): a new build, a new cache. */
+const BUILD_FILES = ['bg-hook.cjs', 'bg-hook-full.cjs'];
 
 /** Where the policy came from: a pinned file (absolute), or HEAD's branch in the repository. */
 export type PolicySource = { kind: 'pinned'; file: string } | { kind: 'repo'; branch: string };
-
-/** The settings part of the cache (FP2). */
-export interface ConfigRecord {
-  /** The values of CONFIG_ENV and the repository, as one string. */
-  readonly env: string;
-  /** [file, fingerprint] for every file git reads settings from (absent ones too). */
-  readonly files: [string, string][];
-  /** The `breakglass.*` entries, in git's order. */
-  readonly values: [string, string][];
-}
 
 /** What the cache must match, and what the full hook needs to write it after a miss. */
 export interface CacheMiss {
@@ -76,8 +50,6 @@ export interface CacheMiss {
   /** The policy bytes the key was made from (what the cache writer parses). */
   readonly policy: Buffer;
   readonly source: PolicySource;
-  /** Fresh settings to store with the patterns, when they may be cached. */
-  readonly config?: ConfigRecord;
 }
 
 export type FastResult =
@@ -89,7 +61,6 @@ interface CacheFile {
   readonly key: string;
   /** Ref patterns of every protected rule (their `source`). */
   readonly protected: string[];
-  readonly config?: ConfigRecord;
 }
 
 /** Runs git to completion. child_process is loaded here, not up front: a hit needs no process. */
@@ -135,152 +106,20 @@ export async function readHookStdin(): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** The refs of plain, well-formed update lines, or null for anything the full hook must see. */
-export function plainRefs(stdin: Buffer): string[] | null {
-  if (stdin.length > MAX_STDIN_BYTES) return null;
-  const text = stdin.toString('utf8');
-  const lines = text.split('\n');
-  if (lines.at(-1) === '') lines.pop();
-  if (lines.length === 0 || lines.length > MAX_LINES) return null;
-  const refs = new Set<string>();
-  for (const line of lines) {
-    const m = LINE.exec(line);
-    if (!m || m[1]!.length !== m[2]!.length || refs.has(m[3]!) || !isValidRefName(m[3]!)) {
-      return null;
-    }
-    const ref = m[3]!;
-    // TM8, TM10, TM16: the evidence namespace and replace refs are the full hook's business.
-    if (ref.startsWith('refs/breakglass/') || ref === 'refs/notes/breakglass') return null;
-    if (ref.startsWith('refs/replace/')) return null;
-    refs.add(ref);
-  }
-  return [...refs];
-}
-
-/** `breakglass.*` settings, only when every one is a value the full hook accepts as is. */
-function simpleConfig(values: readonly [string, string][]): { policyFile?: string } | null {
-  const map = new Map(values.map(([k, v]) => [k.toLowerCase(), v]));
-  const identity = map.get('breakglass.identity');
-  if (identity !== undefined && !['', 'auto', 'unix', 'none'].includes(identity)) return null;
-  const timeout = map.get('breakglass.timeout');
-  if (timeout !== undefined && !(/^\d{1,3}$/.test(timeout) && +timeout >= 1 && +timeout <= 600)) {
-    return null;
-  }
-  const policy = map.get('breakglass.policy');
-  return policy ? { policyFile: policy } : {};
-}
-
-/** A file's identity and state (FP2), `absent`, or null when it can't be told (or is racy). */
-function fingerprint(file: string, now: number): string | null {
-  let st: fs.BigIntStats;
-  try {
-    st = fs.statSync(file, { bigint: true });
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' || code === 'ENOTDIR' ? 'absent' : null;
-  }
-  const changed = Number((st.ctimeNs > st.mtimeNs ? st.ctimeNs : st.mtimeNs) / 1_000_000n);
-  if (changed > now - RACY_MS) return null;
-  return `${st.dev}:${st.ino}:${st.mode}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-}
-
-/** FP3: false when settings may come from the command line or GIT_CONFIG. */
-function cacheableEnv(env: NodeJS.ProcessEnv): boolean {
-  return UNCACHEABLE_ENV.every((k) => !env[k] || (k === 'GIT_CONFIG_COUNT' && env[k] === '0'));
-}
-
-function envKey(gitDir: string, env: NodeJS.ProcessEnv): string {
-  return JSON.stringify([gitDir, ...CONFIG_ENV.map((k) => env[k] ?? null)]);
-}
-
-/**
- * The files git reads settings from for this repository and environment (git's
- * do_git_config_sequence): system, global (XDG, then ~/.gitconfig, or GIT_CONFIG_GLOBAL),
- * the repository's config and config.worktree. The system file's compiled-in path is learned
- * once from git itself (`git config --system --edit` with `echo` as the editor).
- */
-async function configFiles(gitDir: string, env: NodeJS.ProcessEnv): Promise<string[] | null> {
-  const files = [path.join(gitDir, 'config'), path.join(gitDir, 'config.worktree')];
-  if (env.GIT_CONFIG_GLOBAL !== undefined) {
-    files.push(env.GIT_CONFIG_GLOBAL);
-  } else {
-    if (env.XDG_CONFIG_HOME) files.push(path.join(env.XDG_CONFIG_HOME, 'git', 'config'));
-    else if (env.HOME) files.push(path.join(env.HOME, '.config', 'git', 'config'));
-    if (env.HOME) files.push(path.join(env.HOME, '.gitconfig'));
-  }
-  let system = env.GIT_CONFIG_SYSTEM;
-  if (system === undefined) {
-    const r = await git(gitDir, { ...env, GIT_EDITOR: 'echo' }, ['config', '--system', '--edit']);
-    const out = r.out.toString('utf8').replace(/\n$/, '');
-    if (r.code !== 0 || !path.isAbsolute(out) || out.includes('\n')) return null;
-    system = out;
-  }
-  files.push(system);
-  return files.filter((f) => f !== '');
-}
-
-/** The settings from the cache, when FP2 holds for every file (else null). */
-function cachedConfig(
-  record: ConfigRecord | undefined,
+/** The `breakglass.*` settings as git reads them (as config.ts does), or null if git failed. */
+async function gitSettings(
   gitDir: string,
   env: NodeJS.ProcessEnv,
-  now: number,
-): [string, string][] | null {
-  if (!record || !cacheableEnv(env) || record.env !== envKey(gitDir, env)) return null;
-  for (const [file, print] of record.files) {
-    if (fingerprint(file, now) !== print) return null;
-  }
-  return record.values;
-}
-
-/** The settings as git reads them, and a record of them when they may be cached (FP2, FP3). */
-async function readConfig(
-  gitDir: string,
-  env: NodeJS.ProcessEnv,
-  now: number,
-): Promise<{ values: [string, string][]; record?: ConfigRecord } | null> {
-  // Fingerprints first, then the read: a change in between shows as a new fingerprint.
-  const files = cacheableEnv(env) ? await configFiles(gitDir, env) : null;
-  const prints = files?.map((f) => [f, fingerprint(f, now)] as const);
-  const r = await git(gitDir, env, [
-    'config',
-    '-z',
-    '--show-origin',
-    '--get-regexp',
-    '^(breakglass|include|includeif)\\.',
-  ]);
+): Promise<[string, string][] | null> {
+  const r = await git(gitDir, env, ['config', '-z', '--get-regexp', '^breakglass\\.']);
   if (r.code !== 0 && r.code !== 1) return null;
-  const values: [string, string][] = [];
-  const origins = new Set<string>();
-  let included = false;
-  const items = r.out.toString('utf8').split('\0');
-  for (let i = 0; i + 1 < items.length; i += 2) {
-    const origin = items[i]!;
-    const item = items[i + 1]!;
-    const nl = item.indexOf('\n');
-    const key = (nl < 0 ? item : item.slice(0, nl)).toLowerCase();
-    if (!key.startsWith('breakglass.')) {
-      included = true;
-      continue;
-    }
-    values.push([key, nl < 0 ? '' : item.slice(nl + 1)]);
-    origins.add(origin.startsWith('file:') ? path.resolve(origin.slice(5)) : origin);
-  }
-  if (!prints || included || prints.some(([, p]) => p === null)) return { values };
-  // git runs in our working directory: relative names mean the same to it and to us.
-  const known = new Set(prints.map(([f]) => path.resolve(f)));
-  if ([...origins].some((o) => !known.has(o))) return { values };
-  return {
-    values,
-    record: { env: envKey(gitDir, env), files: prints as [string, string][], values },
-  };
+  return settingsFromGit(r.out.toString('utf8'));
 }
 
-/** Identity of the hook bundles (a new build, a new cache). */
-function bundleId(): string {
-  // The same for both entries (bg-hook.cjs, bg-hook.js), so either can use the other's cache.
+/** Identity of the hook build this runs from (FP1: a new build, a new cache). */
+function buildId(): string {
   const dir = path.dirname(path.resolve(process.argv[1] ?? ''));
-  const ids = ['bg-hook.cjs', 'bg-hook.js'].map((name) => {
+  return BUILD_FILES.map((name) => {
     const f = path.join(dir, name);
     try {
       const st = fs.statSync(f);
@@ -288,8 +127,7 @@ function bundleId(): string {
     } catch {
       return `${f}:absent`;
     }
-  });
-  return ids.join(' ');
+  }).join(' ');
 }
 
 function readBounded(file: string, max: number): Buffer | null {
@@ -357,7 +195,7 @@ interface PolicyKey {
 
 /** The policy as the full hook would load it, when that is simple (else null; FP1). */
 function policyKey(gitDir: string, policyFile: string | undefined): PolicyKey | null {
-  const id = bundleId();
+  const id = buildId();
   if (policyFile) {
     const file = path.resolve(gitDir, policyFile);
     const policy = readBounded(file, MAX_POLICY_BYTES);
@@ -414,10 +252,6 @@ function noSymbolicRefs(gitDir: string, refs: readonly string[]): boolean {
   return true;
 }
 
-function isPair(x: unknown): x is [string, string] {
-  return Array.isArray(x) && x.length === 2 && x.every((s) => typeof s === 'string');
-}
-
 function readCache(gitDir: string): CacheFile | null {
   try {
     const bytes = readBounded(path.join(gitDir, CACHE_FILE), MAX_CACHE_BYTES);
@@ -426,20 +260,6 @@ function readCache(gitDir: string): CacheFile | null {
     if (c?.version !== CACHE_VERSION || typeof c.key !== 'string') return null;
     if (!Array.isArray(c.protected) || !c.protected.every((p) => typeof p === 'string')) {
       return null;
-    }
-    const r = c.config;
-    if (
-      r !== undefined &&
-      !(
-        typeof r === 'object' &&
-        typeof r.env === 'string' &&
-        Array.isArray(r.files) &&
-        r.files.every(isPair) &&
-        Array.isArray(r.values) &&
-        r.values.every(isPair)
-      )
-    ) {
-      return { version: c.version, key: c.key, protected: c.protected };
     }
     return c;
   } catch {
@@ -460,62 +280,40 @@ function writeCache(gitDir: string, body: CacheFile): void {
 }
 
 /**
- * Accepts a push at once when no updated ref is guarded or protected under the current policy
- * (by its cached patterns), with no push options and settings the full hook reads the same way.
+ * Accepts a push at once when the triage (engine/triage.ts) finds nothing in it that is this
+ * tool's business, answered from the handed-over settings, the cache and the ref files.
  * Otherwise "not decided", with what the full hook needs to write the cache when only the cache
- * was missing or stale. `now` is the hook's reference time (FP2's racy check).
+ * was missing or stale. `settings`: what the shim handed over (null: ask git).
  */
 export async function fastPreReceive(
   gitDir: string,
   env: NodeJS.ProcessEnv,
   stdin: Buffer,
-  now: number,
+  settings: readonly (readonly [string, string])[] | null,
 ): Promise<FastResult> {
-  const slow: FastResult = { decided: false };
+  let cacheMiss: CacheMiss | undefined;
+  const sources: TriageSources = {
+    settings: async () => settings ?? (await gitSettings(gitDir, env)),
+    policy: async (s: ServerSettings): Promise<PolicyView | null> => {
+      const key = policyKey(gitDir, s.policyFile);
+      if (!key) return null;
+      const cache = readCache(gitDir);
+      if (cache && cache.key === key.key) {
+        const patterns = cache.protected.map((p) => compileRefPattern(p));
+        return { kind: 'policy', protects: (ref) => patterns.some((p) => refMatches(p, ref)) };
+      }
+      const policy = key.policy ?? (key.commit ? await policyAt(gitDir, env, key.commit) : null);
+      if (policy) cacheMiss = { key: key.key, policy, source: key.source };
+      return null;
+    },
+    symbolicRefs: async (refs) => (noSymbolicRefs(gitDir, refs) ? new Map() : null),
+  };
   try {
-    const refs = plainRefs(stdin);
-    if (!refs) return slow;
-    // Push options may carry a malformed ticket id, which the full hook rejects (TM11).
-    if (env.GIT_PUSH_OPTION_COUNT !== undefined && env.GIT_PUSH_OPTION_COUNT !== '0') return slow;
-    const cache = readCache(gitDir);
-    // A ref protected under the cached policy goes to the full hook at once: whether the cache
-    // is current doesn't matter for that answer.
-    const patterns = cache?.protected.map((p) => compileRefPattern(p));
-    if (patterns && refs.some((ref) => patterns.some((p) => refMatches(p, ref)))) return slow;
-    if (!noSymbolicRefs(gitDir, refs)) return slow;
-
-    // Settings: from the cache while FP2 holds, else from git (and cached when FP3 allows).
-    let values = cachedConfig(cache?.config, gitDir, env, now);
-    let record = values ? cache?.config : undefined;
-    let fresh = false;
-    if (!values) {
-      const r = await readConfig(gitDir, env, now);
-      if (!r) return slow;
-      values = r.values;
-      record = r.record;
-      fresh = record !== undefined;
-    }
-    const config = simpleConfig(values);
-    if (!config) return slow;
-    const key = policyKey(gitDir, config.policyFile);
-    if (!key) return slow;
-    if (cache && patterns && cache.key === key.key) {
-      if (fresh) writeCache(gitDir, { ...cache, config: record });
-      return { decided: true, code: 0 };
-    }
-    const policy = key.policy ?? (key.commit ? await policyAt(gitDir, env, key.commit) : null);
-    if (!policy) return slow;
-    return {
-      decided: false,
-      cacheMiss: {
-        key: key.key,
-        policy,
-        source: key.source,
-        ...(record ? { config: record } : {}),
-      },
-    };
+    const t = await triage(stdin, env, sources);
+    if (t.kind === 'accept') return { decided: true, code: 0 };
+    return cacheMiss ? { decided: false, cacheMiss } : { decided: false };
   } catch {
-    return slow;
+    return { decided: false };
   }
 }
 
@@ -536,7 +334,6 @@ export function writeFastPathCache(
       version: CACHE_VERSION,
       key: miss.key,
       protected: patterns,
-      ...(miss.config ? { config: miss.config } : {}),
     });
   } catch {
     /* a cache: never worth failing a push over */

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import type { Pusher } from '../engine/evaluate.ts';
 import { principalForLogin, type Policy } from '../policy/policy.ts';
+import type { IdentityMode } from '../engine/triage.ts';
 
 /**
  * Where the pusher's login came from. The platform variables are set by the server software
@@ -34,7 +35,7 @@ export const IDENTITY_VARIABLES = [
  *   the holder check (T14) is skipped, nobody takes the normal path (`pushers`), nobody is a
  *   recorder, and tickets are only found when named with `-o breakglass=<id>` or pushed along.
  */
-export type IdentityMode = 'auto' | 'unix' | 'none';
+export type { IdentityMode } from '../engine/triage.ts';
 
 // Logins are names on a forge or a Unix account: bounded, printable, no spaces or separators
 // that could forge a note line.
@@ -45,12 +46,7 @@ export interface ResolvedLogin {
   readonly source: IdentitySource;
 }
 
-/** Parses the `breakglass.identity` setting; anything unknown is an error (fail closed). */
-export function parseIdentityMode(value: string | undefined): IdentityMode | null {
-  if (value === undefined || value === '' || value === 'auto') return 'auto';
-  if (value === 'unix' || value === 'none') return value;
-  return null;
-}
+export { parseIdentityMode } from '../engine/triage.ts';
 
 function unixUser(env: NodeJS.ProcessEnv): string {
   try {

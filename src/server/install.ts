@@ -4,8 +4,10 @@ import { constants as fsc, statSync } from 'node:fs';
 import { access, chmod, lstat, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { BreakglassError } from '../errors.ts';
+import { REFS } from '../engine/guard.ts';
 import { runGit } from '../git/git.ts';
 import { policyFromBytes } from '../policy/load.ts';
+import { refsBlockingRecording } from './namespace.ts';
 
 /** The hooks we install. */
 export const HOOK_NAMES = ['pre-receive', 'post-receive', 'reference-transaction'] as const;
@@ -53,7 +55,11 @@ die() {
   ${fail}
 }
 
-# One git process for both settings (this runs on every push); the last value of each wins.
+# One git process for every breakglass.* setting (this runs on every push): the shim takes
+# bundle and node from it, and hands all of it with git's exit status to the hook
+# (--git-config), which then sees exactly what git sees without a git process of its own.
+# The last value of each wins.
+settings=$(git config --get-regexp '^breakglass\\.' 2>/dev/null; echo "$?")
 bundle=
 node=
 while IFS= read -r line; do
@@ -62,7 +68,7 @@ while IFS= read -r line; do
     "breakglass.node "*) node=\${line#breakglass.node } ;;
   esac
 done <<EOF
-$(git config --get-regexp '^breakglass\\.(bundle|node)$' 2>/dev/null)
+$settings
 EOF
 [ -n "$bundle" ] || bundle=$bundle_default
 [ -n "$node" ] || node=$node_default
@@ -70,13 +76,11 @@ EOF
 
 [ -n "$bundle" ] || die "no bundle configured (git config breakglass.bundle /path/to/bg-sign.js)"
 [ -r "$bundle" ] || die "bundle $bundle is missing or unreadable"
-# The hooks' own entries, built beside bg-sign.js, start faster (same arguments): bg-hook.cjs
-# (needs bg-hook.js beside it), else bg-hook.js, else bg-sign.js itself.
+# The hooks' own build beside bg-sign.js starts faster (same arguments): bg-hook.cjs, which
+# loads bg-hook-full.cjs when it must; else bg-sign.js itself.
 case $bundle in */bg-sign.js)
   dir=\${bundle%/*}
-  if [ -r "$dir/bg-hook.js" ]; then
-    if [ -r "$dir/bg-hook.cjs" ]; then bundle=$dir/bg-hook.cjs; else bundle=$dir/bg-hook.js; fi
-  fi ;;
+  if [ -r "$dir/bg-hook.cjs" ] && [ -r "$dir/bg-hook-full.cjs" ]; then bundle=$dir/bg-hook.cjs; fi ;;
 esac
 [ -n "$node" ] || die "node is not installed or not on PATH (git config breakglass.node /path/to/node)"
 [ -x "$node" ] || die "node at $node is missing or not executable"
@@ -101,7 +105,7 @@ ${
   rm -f "$tmp"
 fi
 
-${pre ? 'exec "$node" "$bundle" hook pre-receive "$@"' : '"$node" "$bundle" hook post-receive "$@" || echo "git-breakglass: post-receive failed; pending events stay in the journal (bg-sign audit flush)" >&2\nexit 0'}
+${pre ? 'exec "$node" "$bundle" hook pre-receive "--git-config=$settings" "$@"' : '"$node" "$bundle" hook post-receive "--git-config=$settings" "$@" || echo "git-breakglass: post-receive failed; pending events stay in the journal (bg-sign audit flush)" >&2\nexit 0'}
 `;
 }
 
@@ -196,16 +200,35 @@ export interface InstallReport {
   readonly actions: string[];
   /** Things the admin should know (not errors). */
   readonly warnings: string[];
+  /**
+   * What keeps break-glass pushes from being recorded (E3): the hooks are installed, but refuse
+   * every break-glass push (RECORDING_BLOCKED) until it is fixed. The CLI exits 1.
+   */
+  readonly problems: string[];
 }
 
 /** git in the repository (or in `cwd` to find it), through the one runner in src/git/. */
-async function git(gitDir: string | null, args: string[], env: NodeJS.ProcessEnv, cwd?: string) {
-  const r = await runGit(gitDir ? { gitDir, env } : { cwd, env }, args, { allowFail: true });
+async function git(
+  gitDir: string | null,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  cwd?: string,
+  input?: string,
+) {
+  const r = await runGit(gitDir ? { gitDir, env } : { cwd, env }, args, {
+    allowFail: true,
+    ...(input === undefined ? {} : { input }),
+  });
   return { code: r.code, stdout: r.stdout.toString('utf8').trim(), stderr: r.stderr.trim() };
 }
 
-async function gitOk(gitDir: string, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
-  const r = await git(gitDir, args, env);
+async function gitOk(
+  gitDir: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  input?: string,
+): Promise<string> {
+  const r = await git(gitDir, args, env, undefined, input);
   if (r.code !== 0) {
     throw new BreakglassError('GIT_FAILED', `git ${args.join(' ')} failed: ${r.stderr}`);
   }
@@ -241,6 +264,67 @@ async function resolveGitDir(
   }
   const [gitDir, bare] = r.stdout.split('\n');
   return { gitDir: gitDir!, bare: bare === 'true' };
+}
+
+/** The first commit of refs/notes/breakglass: no notes, an empty tree. */
+const NOTES_ROOT_MESSAGE =
+  'git-breakglass: audit notes start here\n\nCreated by bg-sign install-hooks, so that no other ref can take the name.\n';
+
+/**
+ * E3: creates refs/notes/breakglass (a commit with the empty tree and no notes) unless it
+ * exists, so from now on git itself refuses any ref under or over it; reports refs that already
+ * keep the recorder from writing notes or use records (they must go; the hook refuses
+ * break-glass pushes while they exist). Returns the problems.
+ */
+async function prepareRecording(
+  gitDir: string,
+  env: NodeJS.ProcessEnv,
+  actions: string[],
+): Promise<string[]> {
+  const blockers = await refsBlockingRecording({ gitDir, env });
+  if (blockers.length) {
+    return blockers.map(
+      (ref) =>
+        `${ref} keeps the server from recording break-glass pushes (it sits under or over ${REFS.notes} or ${REFS.consumed}<id>); break-glass pushes are refused until it is gone. Look at it (git --git-dir ${gitDir} log -1 ${ref}), keep a copy elsewhere if it matters, delete it (git --git-dir ${gitDir} update-ref -d ${ref}), then run install-hooks again`,
+    );
+  }
+  const tip = await git(
+    gitDir,
+    ['rev-parse', '--verify', '--quiet', `${REFS.notes}^{commit}`],
+    env,
+  );
+  if (tip.code === 0) return [];
+  const any = await git(gitDir, ['rev-parse', '--verify', '--quiet', REFS.notes], env);
+  if (any.code === 0) {
+    return [
+      `${REFS.notes} points to ${any.stdout.slice(0, 12)}, which is not a commit: the recorder can't add notes to it; point it at the last good notes commit (git update-ref ${REFS.notes} <commit>)`,
+    ];
+  }
+  const ident = {
+    ...env,
+    GIT_AUTHOR_NAME: 'git-breakglass',
+    GIT_AUTHOR_EMAIL: 'install-hooks',
+    GIT_COMMITTER_NAME: 'git-breakglass',
+    GIT_COMMITTER_EMAIL: 'install-hooks',
+  };
+  const tree = await gitOk(gitDir, ['hash-object', '-t', 'tree', '-w', '--stdin'], env, '');
+  const commit = await gitOk(gitDir, ['commit-tree', tree, '-m', NOTES_ROOT_MESSAGE], ident);
+  // `create`: only if still absent (a push may have recorded the first note meanwhile).
+  const r = await git(
+    gitDir,
+    ['update-ref', '--stdin'],
+    env,
+    undefined,
+    `create ${REFS.notes} ${commit}\n`,
+  );
+  if (r.code === 0) {
+    actions.push(`created ${REFS.notes} (no notes yet), so no ref can take its name`);
+  } else if (
+    (await git(gitDir, ['rev-parse', '--verify', '--quiet', REFS.notes], env)).code !== 0
+  ) {
+    throw new BreakglassError('GIT_FAILED', `could not create ${REFS.notes}: ${r.stderr}`);
+  }
+  return [];
 }
 
 /**
@@ -360,5 +444,6 @@ export async function installHooks(o: InstallOptions): Promise<InstallReport> {
   if (!bare) {
     warnings.push(`${gitDir} belongs to a work tree; a server repository is normally bare`);
   }
-  return { gitDir, hooksDir, bare, actions, warnings };
+  const problems = await prepareRecording(gitDir, env, actions);
+  return { gitDir, hooksDir, bare, actions, warnings, problems };
 }

@@ -1,7 +1,8 @@
 import { BreakglassError, isBreakglassError, type ErrorCode } from '../errors.ts';
 import type { Failure, Pusher } from '../engine/evaluate.ts';
 import { ZERO_SHA } from '../engine/update.ts';
-import type { CatFileBatch } from '../git/git.ts';
+import { blockingRefPatterns, guardOf } from '../engine/guard.ts';
+import { runGit, type CatFileBatch, type GitContext } from '../git/git.ts';
 import { parseBreakglassRef, readEnvelopeAt, REFS } from '../git/store.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { Envelope } from '../ticket/dsse.ts';
@@ -23,15 +24,35 @@ import type { UpdateLine } from './push-input.ts';
  *       added one verifies under a policy key
  *   N7  a revocation: created once, and verifies against the ticket it names
  *   N8  a review: created or fast-forwarded, and verifies (R1-R5) against its ticket
- *   N9  nothing is pushed to refs/replace/* (checked in pre-receive: TM16)
+ *   N9  nothing is pushed to refs/replace/* (by name: engine/guard.ts, TM16)
+ *   N10 nothing is created under or over the names the recorder writes (by name:
+ *       engine/guard.ts; existing ones: refsBlockingRecording, E3)
  * (N0, in pre-receive: no break-glass refs in the bootstrap push.)
  */
 
 // TM8, TM10 (docs/threat-model.md): tickets, revocations, reviews, use records and notes are
 // evidence; this guard is what keeps a writer from rewriting, deleting or forging them (N1-N8).
-/** True for refs this module guards: `refs/breakglass/**` and the audit notes ref. */
-export function isGuardedRef(ref: string): boolean {
-  return ref.startsWith('refs/breakglass/') || ref === REFS.notes;
+// Which refs it judges is decided by name, once, in engine/guard.ts (guardOf: `evidence`).
+
+/**
+ * Existing refs that keep the recorder from creating refs/notes/breakglass or the use records of
+ * `ids` (default: any ticket's), as guardOf calls them `blocks-recording` (N10, E3). One git
+ * process; at most 20 names.
+ */
+export async function refsBlockingRecording(
+  ctx: GitContext,
+  ids?: readonly string[],
+): Promise<string[]> {
+  const r = await runGit(ctx, [
+    'for-each-ref',
+    '--count=20',
+    '--format=%(refname)',
+    ...blockingRefPatterns(ids),
+  ]);
+  return r.stdout
+    .toString('utf8')
+    .split('\n')
+    .filter((ref) => ref !== '' && guardOf(ref) === 'blocks-recording');
 }
 
 export interface NamespaceInput {

@@ -3,6 +3,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decidePush, type Candidate, type PushDecision } from '../engine/decide.ts';
 import { countedApprovers, type Failure, type Pusher } from '../engine/evaluate.ts';
+import { guardOf } from '../engine/guard.ts';
+import { triage, type TriageSources } from '../engine/triage.ts';
 import { ZERO_SHA } from '../engine/update.ts';
 import { BreakglassError, isBreakglassError } from '../errors.ts';
 import { CatFileBatch, type GitContext } from '../git/git.ts';
@@ -13,7 +15,7 @@ import { formatTime } from '../ticket/time.ts';
 import type { VerifiedTicket } from '../ticket/verify.ts';
 import { gatherCandidates } from './candidates.ts';
 import { classifyUpdates, type ClassifiedUpdate } from './classify.ts';
-import { DEFAULT_TIMEOUT_MS, readServerConfig } from './config.ts';
+import { DEFAULT_TIMEOUT_MS, readServerSettings } from './config.ts';
 import { pusherFor, resolveLogin, type ResolvedLogin } from './identity.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import { gitText } from '../git/git.ts';
@@ -32,15 +34,9 @@ import {
 } from './journal.ts';
 import { broughtIn, MAX_NOTED_COMMITS } from './brought-in.ts';
 import { findReceivePack, type ProcessRef } from './receive-pack.ts';
-import { checkNamespaceUpdate, isGuardedRef } from './namespace.ts';
-import { loadServerPolicy } from './policy-source.ts';
-import {
-  parsePushOptions,
-  parseUpdateLines,
-  readBounded,
-  type HookInput,
-  type UpdateLine,
-} from './push-input.ts';
+import { checkNamespaceUpdate, refsBlockingRecording } from './namespace.ts';
+import { loadServerPolicy, type PolicyLoad } from './policy-source.ts';
+import { readBoundedBytes, type HookInput, type UpdateLine } from './push-input.ts';
 import { checkPushedPolicies } from './pushed-policy.ts';
 import { formatBanner, formatRefFailures, formatRejectedUpdate, oneLine } from './report.ts';
 import { symbolicTargets } from './symref.ts';
@@ -70,6 +66,11 @@ export interface PreReceiveOptions {
    * null: not provable here (the push's outcome then comes from post-receive alone).
    */
   readonly receivePack?: ProcessRef | null;
+  /**
+   * The `breakglass.*` settings as the hook shim read them (git's own view, handed over so the
+   * hook starts no second `git config`); absent, the hook asks git.
+   */
+  readonly settings?: readonly (readonly [string, string])[];
 }
 
 const TAG = 'git-breakglass';
@@ -115,6 +116,15 @@ function rejectRefs(
     ...refused.flatMap(({ ref, fix, ...f }) => formatRefFailures(ref, [f], fix)),
   ]);
   return 1;
+}
+
+/** E3: existing refs make the notes ref or a use record impossible to write (N10). */
+function recordingBlocked(refs: readonly string[]): Failure {
+  return {
+    code: 'RECORDING_BLOCKED',
+    rule: 'E3',
+    message: `${refs.join(', ')} ${refs.length > 1 ? 'exist' : 'exists'} where git would have to create refs/notes/breakglass or this ticket's refs/breakglass/consumed/<id> (refs are paths: one cannot sit under or over another); this push could not be recorded`,
+  };
 }
 
 /**
@@ -169,7 +179,7 @@ async function bootstrap(
     if (!isBreakglassError(e)) throw e;
     return rejectAll(run, lines, e);
   }
-  const guarded = lines.filter((l) => isGuardedRef(l.ref));
+  const guarded = lines.filter((l) => guardOf(l.ref) === 'evidence');
   if (guarded.length) {
     run.err([
       `${TAG}: push rejected`,
@@ -236,7 +246,7 @@ async function protectedTips(ctx: GitContext, policy: Policy, exclude: string): 
   for (const line of out ? out.split('\n') : []) {
     const sp = line.indexOf(' ');
     const ref = line.slice(sp + 1);
-    if (ref !== exclude && !isGuardedRef(ref) && protectionFor(policy, ref)) {
+    if (ref !== exclude && guardOf(ref) === null && protectionFor(policy, ref)) {
       tips.add(line.slice(0, sp));
     }
   }
@@ -255,7 +265,7 @@ function transactionHookInstalled(gitDir: string, hooksPath: string | undefined)
 }
 
 /** What stops this server from recording a break-glass push now (E4), as one error. */
-async function recordingBlocked(
+async function recordingBroken(
   o: PreReceiveOptions,
   ctx: GitContext,
   rp: ProcessRef | null,
@@ -314,7 +324,7 @@ async function commitUses(
 ): Promise<{ failure: Failure } | { commits: Map<string, number> }> {
   const ctx: GitContext = { gitDir: o.gitDir, env: o.env };
   const rp = o.receivePack === undefined ? findReceivePack(process.ppid) : o.receivePack;
-  const blocked = await recordingBlocked(o, ctx, rp);
+  const blocked = await recordingBroken(o, ctx, rp);
   if (blocked) throw blocked;
 
   const updates = decision.updates.filter((d) => d.path === 'breakglass');
@@ -413,81 +423,48 @@ async function commitUses(
   }
 }
 
+/** The full hook's answers to the triage (engine/triage.ts): git's, never a cache. */
+function fullSources(
+  o: PreReceiveOptions,
+  ctx: GitContext & { gitDir: string },
+  reader: CatFileBatch,
+  loaded: { load?: Extract<PolicyLoad, { kind: 'policy' }> },
+  setTimeoutMs: (ms: number) => void,
+): TriageSources {
+  return {
+    settings: async () => o.settings ?? (await readServerSettings(ctx)),
+    policy: async (settings) => {
+      if (o.timeoutMs === undefined) setTimeoutMs(settings.timeoutMs);
+      const load = await loadServerPolicy(ctx, reader, settings.policyFile);
+      if (load.kind !== 'policy') return load;
+      loaded.load = load;
+      return { kind: 'policy', protects: (ref) => !!protectionFor(load.policy, ref) };
+    },
+    symbolicRefs: (refs) => symbolicTargets(ctx, refs),
+  };
+}
+
 async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number) => void) {
   const ctx: GitContext & { gitDir: string } = { gitDir: o.gitDir, env: o.env };
-  const lines = parseUpdateLines(await readBounded(o.stdin));
-  if (lines.length === 0) return 0;
+  const stdin = await readBoundedBytes(o.stdin);
   // Start the object reader while git config runs: two process start-ups overlap.
   // TM12: pushed objects are untrusted; the hook never needs one this big (envelopes and
   // policies are capped at 64 KiB), so a huge ticket.json is refused without being buffered.
   const reader = new CatFileBatch(ctx, { maxObjectBytes: MAX_HOOK_OBJECT_BYTES });
   try {
-    const config = await readServerConfig(ctx);
-    if (o.timeoutMs === undefined) setTimeoutMs(config.timeoutMs);
-    let optionIds: string[];
-    try {
-      optionIds = parsePushOptions(o.env);
-    } catch (e) {
-      if (!isBreakglassError(e)) throw e;
-      return rejectAll(run, lines, e);
+    const loaded: { load?: Extract<PolicyLoad, { kind: 'policy' }> } = {};
+    const t = await triage(stdin, o.env, fullSources(o, ctx, reader, loaded, setTimeoutMs));
+    if (t.kind === 'accept') return 0;
+    if (t.kind === 'refuse') return rejectAll(run, t.lines, t.error);
+    if (t.kind === 'refuse-refs') return rejectRefs(run, t.refused);
+    if (t.kind === 'bootstrap') return await bootstrap(run, reader, t.defaultRef, t.lines);
+    if (t.kind === 'unsure' || !loaded.load) {
+      throw new BreakglassError('INTERNAL', 'the triage could not decide with git as its source');
     }
-    // N9 (TM16): a replace ref makes git show another object in place of any commit, tree or
-    // blob (a protected branch's history, the policy, a note) to every reader that honours them.
-    // The hook itself never does (--no-replace-objects), but reviewers' `git log` would.
-    const replaced = lines.filter((l) => l.ref.startsWith('refs/replace/'));
-    if (replaced.length) {
-      return rejectRefs(
-        run,
-        replaced.map((l) => ({
-          ref: l.ref,
-          code: 'NAMESPACE_VIOLATION',
-          rule: 'N9',
-          message:
-            'replace refs would change what every reader sees as the history and content of protected branches',
-          fix: 'replace refs are not accepted by push; a server admin can create one on the server',
-        })),
-      );
-    }
-    const load = await loadServerPolicy(ctx, reader, config.policyFile);
-    if (load.kind === 'error') return rejectAll(run, lines, load.error);
-    if (load.kind === 'bootstrap') return await bootstrap(run, reader, load.defaultRef, lines);
-    const { policy } = load;
-    const login = resolveLogin(o.env, config.identity);
+    const { lines, optionIds, guarded, protected: protectedLines } = t;
+    const { policy, source } = loaded.load;
+    const login = resolveLogin(o.env, t.settings.identity);
     const pusher = pusherFor(login, policy);
-
-    // TM9: git moves a symbolic ref's target; judge the alias by it. An alias of a protected or
-    // guarded ref is refused outright: push the real ref, where the rules apply.
-    const aliases = await symbolicTargets(
-      ctx,
-      lines.map((l) => l.ref),
-    );
-    const viaAlias = lines.flatMap((l) => {
-      const target = aliases.get(l.ref);
-      if (target === undefined) return [];
-      if (!/^refs\//.test(target) || isGuardedRef(target) || protectionFor(policy, target)) {
-        return [{ ref: l.ref, target }];
-      }
-      return [];
-    });
-    if (viaAlias.length) {
-      return rejectRefs(
-        run,
-        viaAlias.map((a) => ({
-          ref: a.ref,
-          code: 'SYMBOLIC_REF',
-          rule: 'TM9',
-          message: `${a.ref} is a symbolic ref to ${a.target} on the server; the update would move ${a.target}`,
-          fix: `push ${a.target} itself`,
-        })),
-      );
-    }
-
-    const guarded = lines.filter((l) => isGuardedRef(l.ref));
-    const protectedLines = lines.filter(
-      (l) => !isGuardedRef(l.ref) && protectionFor(policy, l.ref),
-    );
-    // Fast path: nothing here is this tool's business.
-    if (guarded.length === 0 && protectedLines.length === 0) return 0;
 
     const pushed = new Map(lines.map((l) => [l.ref, l]));
     const nsFailures: { ref: string; failures: Failure[] }[] = [];
@@ -500,7 +477,7 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
 
     const classified = await classifyUpdates(ctx, protectedLines);
     // L6-L7: a pushed policy must load and leave a way to make tickets, ticket or not.
-    const policyRefusals = await checkPushedPolicies(reader, classified, load.branch);
+    const policyRefusals = await checkPushedPolicies(reader, classified, loaded.load.branch);
     const base = { policy, updates: classified, pusher, now: o.now };
     let decision = decidePush({ ...base, candidates: [] });
     let candidates: Candidate[] = [];
@@ -519,7 +496,7 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
       decision = decidePush({ ...base, candidates });
     }
     const header = [
-      `${TAG}: policy ${load.source}; pusher ${describePusher(login, pusher)}`,
+      `${TAG}: policy ${source}; pusher ${describePusher(login, pusher)}`,
       ...warnings.map((w) => `  warning: ${oneLine(w, 500)}`),
       // A shared account (git daemon, `git@` over ssh) is no person: say how to configure that.
       ...(login.source === 'unix' && pusher.known && !pusher.principal
@@ -553,6 +530,20 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
       return 1;
     }
     if (decision.ticketsUsed.length === 0) return 0;
+    // E3: a ref squatting on the recorder's names would let this push land unrecorded.
+    const blockers = await refsBlockingRecording(ctx, decision.ticketsUsed);
+    if (blockers.length) {
+      run.err([
+        `${TAG}: push rejected`,
+        ...header,
+        ...formatRefFailures(
+          'recording',
+          [recordingBlocked(blockers)],
+          `a server admin must delete ${blockers.length > 1 ? 'these refs' : 'it'} (git update-ref -d ${blockers[0]}), then push again; see docs/server-setup.md`,
+        ),
+      ]);
+      return 1;
+    }
 
     const used = await commitUses(run, o, decision, candidates, classified, policy, pusher);
     if ('failure' in used) {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { BreakglassError } from '../errors.ts';
 import { compileRefPattern } from '../policy/refs.ts';
+import { TICKET_ID } from './id.ts';
 import { findDuplicateKey } from './strict-json.ts';
 import { parseTime } from './time.ts';
 
@@ -16,8 +17,8 @@ export const ACTIONS = [
 ] as const;
 export type Action = (typeof ACTIONS)[number];
 
-/** Ticket ids sort by creation time and are safe as a ref path segment. */
-export const TICKET_ID = /^\d{8}T\d{6}Z-[0-9a-f]{6,32}$/;
+// In its own module so the hook's fast path can check ids without loading the schema (zod).
+export { TICKET_ID };
 export const PRINCIPAL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const COMMIT_SHA = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 

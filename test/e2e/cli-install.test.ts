@@ -77,6 +77,40 @@ describe('bg-sign install-hooks', () => {
     assert.equal(cfg.stdout.trim(), await realpath(BUNDLE));
   });
 
+  it("E3: names a ref in the recorder's way and exits 1; after the fix creates the notes ref", async () => {
+    const squatted = join(root, 'squatted.git');
+    const g = (args: string[]) =>
+      run('git', ['--git-dir', squatted, ...args], { env: env(), check: true });
+    await run('git', ['init', '-q', '--bare', squatted], { env: env(), check: true });
+    const tree = (await g(['hash-object', '-t', 'tree', '-w', '/dev/null'])).stdout.trim();
+    const c = (
+      await run('git', ['--git-dir', squatted, 'commit-tree', tree, '-m', 'squat'], {
+        env: {
+          ...env(),
+          GIT_AUTHOR_NAME: 'm',
+          GIT_AUTHOR_EMAIL: 'm@x',
+          GIT_COMMITTER_NAME: 'm',
+          GIT_COMMITTER_EMAIL: 'm@x',
+        },
+        check: true,
+      })
+    ).stdout.trim();
+    await g(['update-ref', 'refs/breakglass', c]);
+    const r = await bg(['install-hooks', squatted]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /refs\/breakglass keeps the server from recording break-glass pushes/);
+    assert.match(r.stderr, /update-ref -d refs\/breakglass/);
+    assert.match(r.stderr, /refused \(RECORDING_BLOCKED\) until the problem above is fixed/);
+    assert.match(r.stdout, /installed .*pre-receive/, 'the hooks are in place (failing closed)');
+
+    await g(['update-ref', '-d', 'refs/breakglass']);
+    const fixed = await bg(['install-hooks', squatted]);
+    assert.equal(fixed.code, 0, fixed.stderr);
+    assert.match(fixed.stdout, /created refs\/notes\/breakglass \(no notes yet\)/);
+    const log = await g(['log', '--format=%s', 'refs/notes/breakglass']);
+    assert.equal(log.stdout.trim(), 'git-breakglass: audit notes start here');
+  });
+
   it('says so when the path is not a repository', async () => {
     const r = await bg(['install-hooks', join(root, 'nope')]);
     assert.equal(r.code, 2);

@@ -62,8 +62,20 @@ for (const transport of ['file', 'git', 'ssh'] as Transport[]) {
         const pre = await log(server, 'pre-receive');
         assert.deepEqual(pre.at(-1)!.options, ['breakglass=20261129T031200Z-7f3a9c']);
         assert.equal(pre.at(-1)!.input, `${server.seed} ${head} refs/heads/main\n`);
+        // The shim's one `git config` is handed over: every breakglass.* entry, then git's
+        // exit status (engine/triage.ts settingsFromShim).
+        const arg = String((pre.at(-1)!.args as string[])[0]);
+        assert.ok(arg.startsWith('--git-config='), arg);
+        const lines = arg.slice('--git-config='.length).split('\n');
+        assert.ok(lines.includes(`breakglass.bundle ${STANDIN}`), arg);
+        assert.ok(
+          lines.some((l) => /^breakglass\.policy \S+policy\.yml$/.test(l)),
+          arg,
+        );
+        assert.equal(lines.at(-1), '0', 'ends with the exit status of git config');
         const post = await log(server, 'post-receive');
         assert.equal(post.length, 1);
+        assert.deepEqual(post[0]!.args, pre.at(-1)!.args);
         assert.equal(post[0]!.input, `${server.seed} ${head} refs/heads/main\n`);
         // Who pushed: file:// inherits the client's REMOTE_USER, sshd's forced command sets it,
         // git daemon knows nobody.

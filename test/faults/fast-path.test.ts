@@ -1,7 +1,7 @@
 // The hook entry's fast path (src/server/fast-path.ts) for pushes that touch nothing protected:
 // a stale or broken cache, a symbolic ref or a bad push option must never let through what the
 // full hook would refuse. Real pushes through the installed shims (which run dist/bg-hook.cjs,
-// and dist/bg-hook.js when the fast path can't decide).
+// which loads dist/bg-hook-full.cjs when the fast path can't decide).
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -27,9 +27,13 @@ describe('pre-receive fast path (dist/bg-hook.cjs)', () => {
     await server?.close();
   });
 
-  it('the hook entries are built beside the CLI bundle and the shims use them', async () => {
-    assert.ok(existsSync(join(BUNDLE, '..', 'bg-hook.js')), 'npm run build makes dist/bg-hook.js');
-    assert.ok(existsSync(join(BUNDLE, '..', 'bg-hook.cjs')), 'and dist/bg-hook.cjs');
+  it('the hook build sits beside the CLI bundle and the shims use it', async () => {
+    assert.ok(
+      existsSync(join(BUNDLE, '..', 'bg-hook.cjs')),
+      'npm run build makes dist/bg-hook.cjs',
+    );
+    assert.ok(existsSync(join(BUNDLE, '..', 'bg-hook-full.cjs')), 'and dist/bg-hook-full.cjs');
+    assert.ok(!existsSync(join(BUNDLE, '..', 'bg-hook.js')), 'and no ES module entry any more');
     const shim = await readFile(join(server.gitDir, 'hooks', 'pre-receive'), 'utf8');
     assert.match(shim, /bg-hook\.cjs/);
   });
@@ -89,7 +93,8 @@ describe('pre-receive fast path (dist/bg-hook.cjs)', () => {
   });
 
   it('writes to the evidence namespace always take the full hook', async () => {
-    const r = await alice.push([`${server.seed}:refs/notes/breakglass`]);
+    // Forced: install-hooks created refs/notes/breakglass, which seed does not descend from.
+    const r = await alice.push([`+${server.seed}:refs/notes/breakglass`]);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /NAMESPACE_VIOLATION/);
   });

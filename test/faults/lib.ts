@@ -172,19 +172,29 @@ async function looseObjects(gitDir: string): Promise<number> {
 }
 
 /** Classifies the state a kill left behind. */
-export async function killPhase(gitDir: string, objectsBefore: number): Promise<KillPhase> {
+export async function killPhase(
+  gitDir: string,
+  objectsBefore: number,
+  notesBefore: string | null,
+): Promise<KillPhase> {
   const j = join(gitDir, 'breakglass/journal');
   const pending = (await listJson(join(j, 'pending'))).length;
   const processing = (await listJson(join(j, 'processing'))).length;
   const done = (await listJson(join(j, 'done'))).length;
-  const notes =
-    (await git(gitDir, ['rev-parse', '--verify', '--quiet', 'refs/notes/breakglass'])).code === 0;
+  // install-hooks creates the notes ref (E3): "moved" is a tip other than the one before.
+  const notes = (await notesTip(gitDir)) !== notesBefore;
   if (processing === 0 && done === 0 && !notes) return 'untouched (all pending)';
   if (pending === 0 && processing === 0 && done > 0) return 'finished';
   if (notes) return 'refs moved, entry not filed';
   if ((await looseObjects(gitDir)) > objectsBefore) return 'objects written, refs not moved';
   if (processing > 0) return 'claimed, nothing written';
   return 'other';
+}
+
+/** The tip of refs/notes/breakglass, or null. */
+async function notesTip(gitDir: string): Promise<string | null> {
+  const r = await git(gitDir, ['rev-parse', '--verify', '--quiet', 'refs/notes/breakglass']);
+  return r.code === 0 ? r.stdout.trim() : null;
 }
 
 export { looseObjects };
@@ -332,6 +342,7 @@ export async function killTrial(
   const trial = await copyTemplate(t.server.gitDir);
   try {
     const before = await looseObjects(trial.gitDir);
+    const notesBefore = await notesTip(trial.gitDir);
     const h = hookProcess(trial.gitDir, 'post-receive');
     await Promise.race([sleep(delayMs), h.done]);
     try {
@@ -342,7 +353,7 @@ export async function killTrial(
     }
     await h.done;
     if (mode === 'node') await sleep(50); // git children still finishing on their own
-    const phase = await killPhase(trial.gitDir, before);
+    const phase = await killPhase(trial.gitDir, before, notesBefore);
     let flushes = 0;
     let aged = false;
     let note: string | undefined;

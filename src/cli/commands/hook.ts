@@ -1,3 +1,4 @@
+import { settingsFromShim } from '../../engine/triage.ts';
 import { runPostReceive } from '../../server/post-receive.ts';
 import { hookGitDir, runPreReceive } from '../../server/pre-receive.ts';
 import { defineCommand } from '../options.ts';
@@ -15,10 +16,20 @@ export default defineCommand({
   builder: (y) =>
     y
       .positional('which', { choices: HOOKS, demandOption: true, describe: 'which hook' })
+      .option('git-config', {
+        type: 'string',
+        hidden: true,
+        describe: "the shim's `git config --get-regexp '^breakglass\\.'` output and exit status",
+      })
       .example('$0 hook pre-receive < updates', 'decide a push (in a server repository)')
       .example('$0 hook post-receive < updates', 'record the pending break-glass events'),
   handler: async (argv) => {
-    const which = (argv as unknown as { which: (typeof HOOKS)[number] }).which;
+    const { which, gitConfig } = argv as unknown as {
+      which: (typeof HOOKS)[number];
+      gitConfig?: string;
+    };
+    // The settings the shim read (engine/triage.ts); unusable or absent, the hook asks git.
+    const settings = gitConfig === undefined ? null : settingsFromShim(gitConfig);
     const common = {
       gitDir: hookGitDir(process.env),
       env: process.env,
@@ -28,7 +39,9 @@ export default defineCommand({
       stderr: process.stderr,
     };
     const code =
-      which === 'pre-receive' ? await runPreReceive(common) : await runPostReceive(common);
+      which === 'pre-receive'
+        ? await runPreReceive({ ...common, ...(settings ? { settings } : {}) })
+        : await runPostReceive(common);
     process.exitCode = code;
     // A git child stuck past the watchdog must not keep the push waiting: leave shortly after.
     setTimeout(() => process.exit(code), 2000).unref();

@@ -2,6 +2,7 @@ import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { BreakglassError } from '../../errors.ts';
 import { installHooks } from '../../server/install.ts';
+import { EXIT } from '../exit.ts';
 import { cliFor, defineCommand, jsonOption } from '../options.ts';
 
 /**
@@ -79,6 +80,8 @@ export default defineCommand({
       env: cli.env,
     });
     const { output } = cli;
+    // Installed, but break-glass pushes can't be recorded (and are refused) until fixed.
+    if (report.problems.length) process.exitCode = EXIT.denied;
     if (argv.json) {
       output.json(report);
       return;
@@ -87,6 +90,12 @@ export default defineCommand({
     output.out(`Installed git-breakglass hooks in ${s.bold(report.gitDir)}`);
     for (const a of report.actions) output.out(`  ${s.green('✓')} ${a}`);
     for (const w of report.warnings) output.out(`  ${s.yellow('!')} ${w}`);
+    for (const p of report.problems) output.err(`  ${s.red('✗')} ${p}`);
     output.out('Pushes to protected refs now need a valid ticket: git push -o breakglass=<id> ...');
+    if (report.problems.length) {
+      output.err(
+        'Break-glass pushes are refused (RECORDING_BLOCKED) until the problem above is fixed.',
+      );
+    }
   },
 });
