@@ -169,6 +169,14 @@ function resolveGitDir(path: string, env: NodeJS.ProcessEnv): { gitDir: string; 
   delete e.GIT_DIR;
   delete e.GIT_WORK_TREE;
   const r = git(null, ['rev-parse', '--absolute-git-dir', '--is-bare-repository'], e, abs);
+  if (r.code !== 0 && /dubious ownership/.test(r.stderr)) {
+    // git refuses a repository another account owns (CVE-2022-24765); its own message names
+    // the fix. The better one is to run as the owner, whose account the hooks will run as.
+    const fix = /git config --global --add safe\.directory .*/.exec(r.stderr)?.[0];
+    throw new BreakglassError('USAGE', r.stderr.replace(/^fatal: /, '').split('\n')[0]!, {
+      hint: `run install-hooks as the account that owns ${abs} (sudo -u OWNER bg-sign install-hooks ...)${fix ? `, or trust it for this account: ${fix}` : ''}`,
+    });
+  }
   if (r.code !== 0) {
     throw new BreakglassError('USAGE', `${abs} is not a git repository`, {
       hint: 'create one with "git init --bare <dir>" or pass the path of an existing repository',

@@ -116,7 +116,13 @@ async function bootstrap(
   lines: readonly UpdateLine[],
 ): Promise<number> {
   const def = lines.find((l) => l.ref === defaultRef && !ZERO_SHA.test(l.newSha));
-  const hint = `push ${defaultRef} first, with a valid ${POLICY_PATH} (or pin one on the server: bg-sign install-hooks GIT_DIR --policy FILE)`;
+  // A server whose HEAD names another branch than the one pushed (gitolite and older git create
+  // repositories on master): the fix is on the server's HEAD, not in the push.
+  const other = lines.find((l) => l.ref.startsWith('refs/heads/') && !ZERO_SHA.test(l.newSha));
+  const hint =
+    !def && other
+      ? `this push creates ${other.ref}, but the server's default branch (HEAD) is ${defaultRef}: on the server run "git --git-dir GIT_DIR symbolic-ref HEAD ${other.ref}" (and "git config --global init.defaultBranch ${other.ref.slice('refs/heads/'.length)}" as the account that creates repositories), or push ${defaultRef} instead`
+      : `push ${defaultRef} first, with a valid ${POLICY_PATH} (or pin one on the server: bg-sign install-hooks GIT_DIR --policy FILE)`;
   if (!def) {
     return rejectAll(
       run,
