@@ -6,10 +6,28 @@ import { BreakglassError } from '../errors.ts';
 import type { GitContext } from '../git/git.ts';
 
 /**
- * A simple-git instance for a clone. simple-git strips ambient `GIT_*` (and `PAGER`, `EDITOR`)
- * variables unless allowed: that guards programs that pass untrusted environments, but here the
- * environment is the user's own shell (GIT_SSH_COMMAND, GIT_CONFIG_GLOBAL, ...), which git must
- * see as it would on the command line, so every variable present is allowed.
+ * simple-git's guards for variables of the environment (its `GitEnvKeys`). They protect programs
+ * that hand git an environment from untrusted input; ours is the user's own shell
+ * (GIT_SSH_COMMAND for a deploy key, GIT_CONFIG_GLOBAL, GIT_ASKPASS, ...), which git must see as
+ * it does on the command line. The arguments stay guarded: we pass only fixed options and
+ * checked remote names and refspecs.
+ */
+const USER_ENVIRONMENT = {
+  allowUnsafeAskPass: true,
+  allowUnsafeConfigEnvCount: true,
+  allowUnsafeConfigPaths: true,
+  allowUnsafeDiffExternal: true,
+  allowUnsafeEditor: true,
+  allowUnsafeExec: true,
+  allowUnsafeGitProxy: true,
+  allowUnsafePager: true,
+  allowUnsafeSshCommand: true,
+  allowUnsafeTemplateDir: true,
+} as const;
+
+/**
+ * A simple-git instance for a clone, with the user's environment passed through whole (see
+ * USER_ENVIRONMENT): simple-git would otherwise strip every ambient `GIT_*` variable.
  */
 export function porcelain(ctx: GitContext): SimpleGit {
   const env: NodeJS.ProcessEnv = { ...(ctx.env ?? process.env) };
@@ -17,6 +35,7 @@ export function porcelain(ctx: GitContext): SimpleGit {
   const git = simpleGit({
     ...(ctx.cwd ? { baseDir: ctx.cwd } : {}),
     allowEnvironment: Object.keys(env),
+    unsafe: USER_ENVIRONMENT,
     trimmed: false,
   });
   return git.env(env as Record<string, string>);
