@@ -33,14 +33,16 @@ function serverGit(gitDir: string, args: readonly string[]): Promise<RunResult> 
 async function breakGlass(alice: Developer, bob: Developer, url: string, gitDir: string) {
   await alice.clone(url);
   await bob.clone(url);
-  await writeFile(join(alice.dir, 'fix.txt'), 'hotfix\n');
+  await writeFile(join(alice.dir, 'fix.txt'), `hotfix from ${alice.dir}\n`);
   await alice.git(['add', 'fix.txt'], { check: true });
   await alice.git(['commit', '-qm', 'Fix payment timeout'], { check: true });
   const head = (await alice.git(['rev-parse', 'HEAD'], { check: true })).stdout.trim();
 
   const direct = await alice.git(['push', 'origin', 'HEAD:main']);
   assert.notEqual(direct.code, 0, `a direct push to main must be refused:\n${direct.stderr}`);
-  assert.match(direct.stderr, /TICKET_REQUIRED/);
+  // TICKET_REQUIRED, or (on a later round) why the pusher's earlier tickets don't cover it.
+  assert.match(direct.stderr, /refs\/heads\/main: fast-forward \S+ needs a ticket for: push/);
+  assert.match(direct.stderr, /pre-receive hook declined/);
   assert.match(direct.stderr, /pusher alice \(principal alice/, 'the server knows who pushed');
 
   const req = await alice.bg([
@@ -90,6 +92,113 @@ async function htpasswd(file: string): Promise<void> {
 const httpUrl = (port: number, user: 'alice' | 'bob', repo: string) =>
   `http://${user}:${user}-secret@127.0.0.1:${port}/git/${repo}`;
 
+/**
+ * sshd for the git-shell recipe (docs/server-setup.md §5 "Plain Git over ssh"): the `git`
+ * account, each person's key with environment="REMOTE_USER=<login>", allowed by
+ * `PermitUserEnvironment REMOTE_USER` (git-shell runs no forced command). Fills `keys`.
+ */
+async function startGitShellSshd(recipe: Recipe, keys: Map<string, string>): Promise<number> {
+  await ensureAccount('git', { shell: '/usr/bin/git-shell' });
+  // sshd reads authorized_keys as the account logging in: git must be able to read it.
+  const dir = join(recipe.root, 'sshd');
+  await mkdir(dir, { mode: 0o755 });
+  const lines: string[] = [];
+  for (const user of ['alice', 'bob']) {
+    const [file, pub] = await recipe.sshKey(`ssh-${user}`);
+    keys.set(user, file);
+    lines.push(
+      `environment="REMOTE_USER=${user}",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ${pub}`,
+    );
+  }
+  await writeFile(join(dir, 'authorized_keys'), lines.join('\n') + '\n', { mode: 0o644 });
+  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_ed25519')], {
+    check: true,
+  });
+  const port = await freePort();
+  await writeFile(
+    join(dir, 'sshd_config'),
+    [
+      `Port ${port}`,
+      'ListenAddress 127.0.0.1',
+      `HostKey ${join(dir, 'host_ed25519')}`,
+      `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
+      `PidFile ${join(dir, 'sshd.pid')}`,
+      'AllowUsers git',
+      'PermitUserEnvironment REMOTE_USER',
+      'StrictModes no',
+      'PubkeyAuthentication yes',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'UsePAM no',
+      'PrintMotd no',
+      'LogLevel ERROR',
+      '',
+    ].join('\n'),
+  );
+  await mkdir('/run/sshd', { recursive: true });
+  await recipe.start('sshd', '/usr/sbin/sshd', ['-D', '-e', '-f', join(dir, 'sshd_config')], {
+    port,
+  });
+  return port;
+}
+
+/**
+ * Apache with the http-backend recipe (docs/server-setup.md §5) serving `srv` under /git/, basic
+ * auth for alice and bob. `extra` lines go into the server config (e.g. safe.directory).
+ */
+async function startApache(recipe: Recipe, srv: string, extra: string[] = []): Promise<number> {
+  const dir = join(recipe.root, 'apache');
+  await mkdir(dir, { mode: 0o755 });
+  await htpasswd(join(dir, 'git.htpasswd'));
+  const port = await freePort();
+  const mods = '/usr/lib/apache2/modules';
+  // The modules Debian's default site enables, plus `a2enmod cgi` (prefork: mod_cgi).
+  const modules = [
+    'mpm_prefork',
+    'authz_core',
+    'authn_core',
+    'authn_file',
+    'auth_basic',
+    'authz_user',
+    'alias',
+    'env',
+    'cgi',
+  ].map((m) => `LoadModule ${m}_module ${mods}/mod_${m}.so`);
+  await writeFile(
+    join(dir, 'httpd.conf'),
+    [
+      ...modules,
+      'ServerName 127.0.0.1',
+      `Listen 127.0.0.1:${port}`,
+      `PidFile ${dir}/httpd.pid`,
+      `ErrorLog ${dir}/error.log`,
+      `DefaultRuntimeDir ${dir}`,
+      `Mutex file:${dir} default`,
+      'User www-data',
+      'Group www-data',
+      // The recipe, as docs/server-setup.md gives it:
+      `SetEnv GIT_PROJECT_ROOT ${srv}`,
+      'SetEnv GIT_HTTP_EXPORT_ALL',
+      'ScriptAlias /git/ /usr/lib/git-core/git-http-backend/',
+      '<Location /git/>',
+      '  AuthType Basic',
+      '  AuthName "Git"',
+      `  AuthUserFile ${dir}/git.htpasswd`,
+      '  Require valid-user',
+      '</Location>',
+      ...extra,
+      '',
+    ].join('\n'),
+  );
+  await recipe.start(
+    'apache2',
+    '/usr/sbin/apache2',
+    ['-f', join(dir, 'httpd.conf'), '-DFOREGROUND'],
+    { port },
+  );
+  return port;
+}
+
 describe('recipe: OpenSSH, one git account whose login shell is git-shell', () => {
   const skip = missing({
     '/usr/sbin/sshd': 'openssh-server',
@@ -106,48 +215,7 @@ describe('recipe: OpenSSH, one git account whose login shell is git-shell', () =
     await mkdir(join(recipe.root, 'srv'), { mode: 0o755 });
     gitDir = await recipe.repository(join(recipe.root, 'srv/api.git'), 'git');
 
-    // docs/server-setup.md §5 "Plain Git over ssh": environment= per key, allowed by
-    // PermitUserEnvironment for REMOTE_USER only (git-shell runs no forced command).
-    // sshd reads authorized_keys as the account logging in: git must be able to read it.
-    const dir = join(recipe.root, 'sshd');
-    await mkdir(dir, { mode: 0o755 });
-    const lines: string[] = [];
-    for (const user of ['alice', 'bob']) {
-      const [file, pub] = await recipe.sshKey(user);
-      keys.set(user, file);
-      lines.push(
-        `environment="REMOTE_USER=${user}",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ${pub}`,
-      );
-    }
-    await writeFile(join(dir, 'authorized_keys'), lines.join('\n') + '\n', { mode: 0o644 });
-    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_ed25519')], {
-      check: true,
-    });
-    port = await freePort();
-    await writeFile(
-      join(dir, 'sshd_config'),
-      [
-        `Port ${port}`,
-        'ListenAddress 127.0.0.1',
-        `HostKey ${join(dir, 'host_ed25519')}`,
-        `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
-        `PidFile ${join(dir, 'sshd.pid')}`,
-        'AllowUsers git',
-        'PermitUserEnvironment REMOTE_USER',
-        'StrictModes no',
-        'PubkeyAuthentication yes',
-        'PasswordAuthentication no',
-        'KbdInteractiveAuthentication no',
-        'UsePAM no',
-        'PrintMotd no',
-        'LogLevel ERROR',
-        '',
-      ].join('\n'),
-    );
-    await mkdir('/run/sshd', { recursive: true });
-    await recipe.start('sshd', '/usr/sbin/sshd', ['-D', '-e', '-f', join(dir, 'sshd_config')], {
-      port,
-    });
+    port = await startGitShellSshd(recipe, keys);
   });
   after(async () => {
     await recipe?.close();
@@ -190,56 +258,7 @@ describe('recipe: Apache + git http-backend with basic auth', () => {
     // Hooks run as www-data: the repository is www-data's (see the shared set-up below).
     gitDir = await recipe.repository(join(srv, 'api.git'), 'www-data');
     await runAs('www-data', 'git', ['--git-dir', gitDir, 'config', 'http.receivepack', 'true']);
-    const dir = join(recipe.root, 'apache');
-    await mkdir(dir, { mode: 0o755 });
-    await htpasswd(join(dir, 'git.htpasswd'));
-    port = await freePort();
-    const mods = '/usr/lib/apache2/modules';
-    // The modules Debian's default site enables, plus `a2enmod cgi` (prefork: mod_cgi).
-    const modules = [
-      'mpm_prefork',
-      'authz_core',
-      'authn_core',
-      'authn_file',
-      'auth_basic',
-      'authz_user',
-      'alias',
-      'env',
-      'cgi',
-    ].map((m) => `LoadModule ${m}_module ${mods}/mod_${m}.so`);
-    await writeFile(
-      join(dir, 'httpd.conf'),
-      [
-        ...modules,
-        'ServerName 127.0.0.1',
-        `Listen 127.0.0.1:${port}`,
-        `PidFile ${dir}/httpd.pid`,
-        `ErrorLog ${dir}/error.log`,
-        `DefaultRuntimeDir ${dir}`,
-        `Mutex file:${dir} default`,
-        'User www-data',
-        'Group www-data',
-        // The recipe, as docs/server-setup.md gives it:
-        `SetEnv GIT_PROJECT_ROOT ${srv}`,
-        'SetEnv GIT_HTTP_EXPORT_ALL',
-        'ScriptAlias /git/ /usr/lib/git-core/git-http-backend/',
-        '<Location /git/>',
-        '  AuthType Basic',
-        '  AuthName "Git"',
-        `  AuthUserFile ${dir}/git.htpasswd`,
-        '  Require valid-user',
-        '</Location>',
-        '',
-      ].join('\n'),
-    );
-    await recipe.start(
-      'apache2',
-      '/usr/sbin/apache2',
-      ['-f', join(dir, 'httpd.conf'), '-DFOREGROUND'],
-      {
-        port,
-      },
-    );
+    port = await startApache(recipe, srv);
   });
   after(async () => {
     await recipe?.close();
@@ -388,4 +407,222 @@ describe('a server whose HEAD names master (gitolite, older git) and a first pus
       await recipe.close();
     }
   });
+});
+
+describe('recipe: gitolite3 with repo-specific hooks', () => {
+  const skip = missing({
+    '/usr/sbin/sshd': 'openssh-server',
+    '/usr/bin/gitolite': 'gitolite3',
+  });
+  let recipe: Recipe;
+  let home: string;
+  let port: number;
+  const keys = new Map<string, string>();
+  const asGitolite = (args: string[]) =>
+    runAs('gitolite3', '/usr/bin/gitolite', args, cleanEnv({ HOME: home }));
+  before(async () => {
+    if (skip) return;
+    recipe = await Recipe.create('gitolite');
+    home = join(recipe.root, 'gitolite-home');
+    await mkdir(home, { mode: 0o755 });
+    // gitolite's account runs gitolite-shell through forced commands: it needs a real shell.
+    await ensureAccount('gitolite3', { shell: '/bin/sh', home });
+    await run('chown', ['gitolite3:', home], { check: true });
+    for (const user of ['admin', 'alice', 'bob']) {
+      const [file, pub] = await recipe.sshKey(user);
+      keys.set(user, file);
+      await writeFile(join(recipe.root, `${user}.pub`), pub + '\n', { mode: 0o644 });
+    }
+    const setup = await asGitolite(['setup', '-pk', join(recipe.root, 'admin.pub')]);
+    assert.equal(setup.code, 0, setup.stderr);
+
+    // docs/server-setup.md "gitolite": LOCAL_CODE, repo-specific-hooks, GIT_CONFIG_KEYS.
+    const rcFile = join(home, '.gitolite.rc');
+    let rc = await readFile(rcFile, 'utf8');
+    rc = rc
+      .replace(/^(\s*)# (LOCAL_CODE\s+=>\s+"\$ENV\{HOME\}\/local",)/m, '$1$2')
+      .replace(/^(\s*)# ('repo-specific-hooks',)/m, '$1$2')
+      .replace(/GIT_CONFIG_KEYS\s+=>\s+'',/, "GIT_CONFIG_KEYS => 'breakglass\\..* receive\\..*',");
+    assert.match(rc, /^\s*LOCAL_CODE\s+=>/m);
+    assert.match(rc, /^\s*'repo-specific-hooks',/m);
+    await writeFile(rcFile, rc);
+    const hooks = join(home, 'local/hooks/repo-specific');
+    await mkdir(hooks, { recursive: true });
+    await writeFile(
+      join(hooks, 'breakglass-pre'),
+      await readFile(join(recipe.opt, 'hooks/pre-receive'), 'utf8'),
+      { mode: 0o755 },
+    );
+    await writeFile(
+      join(hooks, 'breakglass-post'),
+      await readFile(join(recipe.opt, 'hooks/post-receive'), 'utf8'),
+      { mode: 0o755 },
+    );
+    for (const user of ['alice', 'bob']) {
+      await writeFile(
+        join(home, '.gitolite/keydir', `${user}.pub`),
+        await readFile(join(recipe.root, `${user}.pub`), 'utf8'),
+      );
+    }
+    await writeFile(
+      join(home, '.gitolite/conf/gitolite.conf'),
+      (await readFile(join(home, '.gitolite/conf/gitolite.conf'), 'utf8')) +
+        [
+          '',
+          'repo api',
+          '    RW+ = alice bob',
+          '    option hook.pre-receive  = breakglass-pre',
+          '    option hook.post-receive = breakglass-post',
+          '    config receive.advertisePushOptions = true',
+          '',
+        ].join('\n'),
+    );
+    await run('chown', ['-R', 'gitolite3:', home], { check: true });
+    // Server-side edits of the conf are compiled like a push to gitolite-admin would.
+    for (const args of [['compile'], ['trigger', 'POST_COMPILE'], ['setup']]) {
+      const r = await asGitolite(args);
+      assert.equal(r.code, 0, `gitolite ${args.join(' ')}: ${r.stderr}`);
+    }
+
+    const dir = join(recipe.root, 'sshd');
+    await mkdir(dir, { mode: 0o755 });
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_ed25519')], {
+      check: true,
+    });
+    port = await freePort();
+    await writeFile(
+      join(dir, 'sshd_config'),
+      [
+        `Port ${port}`,
+        'ListenAddress 127.0.0.1',
+        `HostKey ${join(dir, 'host_ed25519')}`,
+        'AuthorizedKeysFile %h/.ssh/authorized_keys',
+        `PidFile ${join(dir, 'sshd.pid')}`,
+        'AllowUsers gitolite3',
+        'StrictModes no',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'UsePAM no',
+        'LogLevel ERROR',
+        '',
+      ].join('\n'),
+    );
+    await mkdir('/run/sshd', { recursive: true });
+    await recipe.start('sshd', '/usr/sbin/sshd', ['-D', '-e', '-f', join(dir, 'sshd_config')], {
+      port,
+    });
+  });
+  after(async () => {
+    await recipe?.close();
+  });
+
+  it(
+    'first push of main meets HEAD on master with the right hint; after the fix, break-glass works end to end',
+    { skip: skip ? `skipped: ${skip}` : false },
+    async () => {
+      const url = `ssh://gitolite3@127.0.0.1:${port}/api`;
+      const gitDir = join(home, 'repositories/api.git');
+      const ssh = (user: string) => ({ GIT_SSH_COMMAND: sshCommand(keys.get(user)!) });
+      assert.equal(
+        (await serverGit(gitDir, ['symbolic-ref', 'HEAD'])).stdout.trim(),
+        'refs/heads/master',
+        'gitolite creates repositories on master (git < 3.0 without init.defaultBranch)',
+      );
+
+      // The first push: main with the policy. HEAD names master, so it is refused with the fix.
+      const first = await recipe.developer('alice', ssh('alice'));
+      await first.clone(url);
+      await mkdir(join(first.dir, '.breakglass'));
+      const { policyYaml } = await import('../helpers/fixtures.ts');
+      await writeFile(join(first.dir, '.breakglass/policy.yml'), policyYaml());
+      await first.git(['add', '-A'], { check: true });
+      await first.git(['commit', '-qm', 'policy'], { check: true });
+      const refused = await first.git(['push', 'origin', 'HEAD:main']);
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.stderr, /POLICY_MISSING/);
+      assert.match(refused.stderr, /symbolic-ref HEAD refs\/heads\/main/);
+      // The documented fix, as the gitolite account on the server.
+      const fix = await runAs(
+        'gitolite3',
+        'git',
+        ['--git-dir', gitDir, 'symbolic-ref', 'HEAD', 'refs/heads/main'],
+        cleanEnv({ HOME: home }),
+      );
+      assert.equal(fix.code, 0, fix.stderr);
+      const adopted = await first.git(['push', 'origin', 'HEAD:main']);
+      assert.equal(adopted.code, 0, adopted.stderr);
+      assert.match(adopted.stderr, /adopts the policy/);
+
+      const alice = await recipe.developer('alice', ssh('alice'));
+      const bob = await recipe.developer('bob', ssh('bob'));
+      await breakGlass(alice, bob, url, gitDir);
+    },
+  );
+});
+
+describe('recipe: one repository over ssh (git) and http (www-data), two Unix accounts', () => {
+  // Needs issue 10 E6 (the hook's state under $GIT_DIR/breakglass/ honours
+  // core.sharedRepository). Until it lands this test runs and reports as TODO, not as a pass.
+  const skip = missing({
+    '/usr/sbin/sshd': 'openssh-server',
+    '/usr/bin/git-shell': 'git',
+    '/usr/sbin/apache2': 'apache2',
+    '/usr/bin/htpasswd': 'apache2-utils',
+  });
+  let recipe: Recipe;
+  let gitDir: string;
+  let sshPort: number;
+  let httpPort: number;
+  const keys = new Map<string, string>();
+  before(async () => {
+    if (skip) return;
+    recipe = await Recipe.create('shared');
+    await ensureAccount('git', { shell: '/usr/bin/git-shell' });
+    // docs/server-setup.md "ssh and http on one repository": a group both accounts are in,
+    // a repository shared with it, and safe.directory for the web server's account.
+    await run('usermod', ['-aG', 'git', 'www-data'], { check: true });
+    const srv = join(recipe.root, 'srv');
+    await mkdir(srv, { mode: 0o755 });
+    gitDir = await recipe.repository(join(srv, 'api.git'), 'git', { shared: 'git' });
+    await runAs('git', 'git', ['--git-dir', gitDir, 'config', 'http.receivepack', 'true']);
+    const wwwConfig = join(recipe.root, 'www-data.gitconfig');
+    // git 2.39 (Debian 12) checks http-backend's repository as "." (its working directory), so
+    // only "*" matches there; the web server's account serves GIT_PROJECT_ROOT only.
+    await writeFile(wwwConfig, '[safe]\n\tdirectory = *\n', { mode: 0o644 });
+    sshPort = await startGitShellSshd(recipe, keys);
+    httpPort = await startApache(recipe, srv, [`SetEnv GIT_CONFIG_GLOBAL ${wwwConfig}`]);
+  });
+  after(async () => {
+    await recipe?.close();
+  });
+
+  it(
+    'break-glass pushes over ssh, then http, then ssh again all land with their notes',
+    {
+      skip: skip ? `skipped: ${skip}` : false,
+      todo: 'until issue 10 E6 lands: state written by one account must be writable by the other',
+    },
+    async () => {
+      const sshUrl = `ssh://git@127.0.0.1:${sshPort}${gitDir}`;
+      const ssh = (user: string) => ({ GIT_SSH_COMMAND: sshCommand(keys.get(user)!) });
+      await breakGlass(
+        await recipe.developer('alice', ssh('alice')),
+        await recipe.developer('bob', ssh('bob')),
+        sshUrl,
+        gitDir,
+      );
+      await breakGlass(
+        await recipe.developer('alice'),
+        await recipe.developer('bob'),
+        httpUrl(httpPort, 'alice', 'api.git'),
+        gitDir,
+      );
+      await breakGlass(
+        await recipe.developer('alice', ssh('alice')),
+        await recipe.developer('bob', ssh('bob')),
+        sshUrl,
+        gitDir,
+      );
+    },
+  );
 });

@@ -112,10 +112,26 @@ export class Recipe {
    * A bare repository owned by `owner`, seeded with main carrying `.breakglass/policy.yml` (the
    * default recipe: the policy lives in the repository), hooks installed by its owner.
    */
-  async repository(path: string, owner: string, o: { install?: boolean } = {}): Promise<string> {
+  async repository(
+    path: string,
+    owner: string,
+    o: { install?: boolean; shared?: string } = {},
+  ): Promise<string> {
     const env = cleanEnv({ HOME: join(this.root, 'home-admin') });
     await mkdir(env.HOME!, { recursive: true });
-    await run('git', ['init', '-q', '--bare', '--initial-branch=main', path], { env, check: true });
+    // `shared`: a group that writes it too (git init --shared=group, then chgrp).
+    await run(
+      'git',
+      [
+        'init',
+        '-q',
+        '--bare',
+        '--initial-branch=main',
+        ...(o.shared ? ['--shared=group'] : []),
+        path,
+      ],
+      { env, check: true },
+    );
     const seed = join(this.root, `seed-${this.clones++}`);
     await run('git', ['init', '-q', '--initial-branch=main', seed], { env, check: true });
     await mkdir(join(seed, '.breakglass'));
@@ -133,7 +149,7 @@ export class Recipe {
       'initial',
     ]);
     await g(['push', '-q', path, 'main']);
-    await run('chown', ['-R', `${owner}:`, path], { check: true });
+    await run('chown', ['-R', `${owner}:${o.shared ?? ''}`, path], { check: true });
     if (o.install !== false) {
       // As docs/server-setup.md §3 says: the repository's owner runs install-hooks.
       const r = await runAs(owner, this.bgSign, ['install-hooks', path]);
@@ -163,7 +179,7 @@ export class Recipe {
       try {
         await waitForPort(o.port, child, what);
       } catch (e) {
-        throw new Error(`${(e as Error).message}\n${stderr}`);
+        throw new Error(`${(e as Error).message}\n${stderr}`, { cause: e });
       }
     }
     return child;
@@ -199,7 +215,9 @@ export class Recipe {
   /** Stops every server it started and removes the temp folder. */
   async close(): Promise<void> {
     for (const c of this.children.reverse()) await killGroup(c);
-    await rm(this.root, { recursive: true, force: true });
+    // BG_RECIPE_KEEP=1 keeps the folder (server logs, repositories) to look into a failure.
+    if (process.env.BG_RECIPE_KEEP) console.error(`kept ${this.root}`);
+    else await rm(this.root, { recursive: true, force: true });
   }
 }
 
