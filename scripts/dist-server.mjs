@@ -9,7 +9,9 @@
 //   share/doc/git-breakglass/         README.md, LICENSE, docs/*.md
 //
 // Options: --prefix DIR (where the admin unpacks it; default /opt/git-breakglass), --node PATH
-// (baked into the launchers and shims; default: found on PATH at run time), --out DIR.
+// (baked into the launchers and shims; default: found on PATH at run time), --out DIR, and
+// --policy FILE, --identity MODE, --timeout 4s baked into the shims as the defaults of
+// breakglass.policy/.identity/.timeout where the hooks have no git config (GHES, Gitaly).
 // Run `npm run build` first (the npm script does).
 import { execFileSync } from 'node:child_process';
 import { chmod, cp, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
@@ -21,11 +23,23 @@ const { values } = parseArgs({
     prefix: { type: 'string', default: '/opt/git-breakglass' },
     node: { type: 'string', default: '' },
     out: { type: 'string', default: 'dist-server' },
+    // Baked into the shims for hosts with no git config (GHES, Gitaly); see config.ts.
+    policy: { type: 'string', default: '' },
+    identity: { type: 'string', default: '' },
+    timeout: { type: 'string', default: '' },
   },
 });
 const prefix = values.prefix.replace(/\/+$/, '');
 if (!isAbsolute(prefix)) throw new Error('--prefix must be an absolute path');
 if (values.node && !isAbsolute(values.node)) throw new Error('--node must be an absolute path');
+if (values.policy && !isAbsolute(values.policy))
+  throw new Error('--policy must be an absolute path');
+if (values.identity && !['auto', 'unix', 'none'].includes(values.identity)) {
+  throw new Error('--identity must be auto, unix or none');
+}
+if (values.timeout && !/^\d{1,3}(s|m)?$/.test(values.timeout)) {
+  throw new Error('--timeout must be seconds or a duration like 4s, 1m');
+}
 const pkg = JSON.parse(await readFile('package.json', 'utf8'));
 const out = resolve(values.out);
 const root = join(out, 'git-breakglass');
@@ -73,8 +87,14 @@ for (const f of await readdir('hooks')) {
     /^bundle_default=''$/m,
     `bundle_default=${shQuote(`${prefix}/lib/bg-sign.js`)}`,
   );
-  if (values.node)
-    text = text.replace(/^node_default=''$/m, `node_default=${shQuote(values.node)}`);
+  for (const key of ['node', 'policy', 'identity', 'timeout']) {
+    if (values[key]) {
+      text = text.replace(
+        new RegExp(`^${key}_default=''$`, 'm'),
+        `${key}_default=${shQuote(values[key])}`,
+      );
+    }
+  }
   await writeFile(join(root, 'hooks', f), text, { mode: 0o755 });
 }
 
@@ -95,7 +115,13 @@ for (const f of ['README.md', 'LICENSE']) await cp(f, join(doc, f));
 await cp('docs', join(doc, 'docs'), { recursive: true });
 await writeFile(
   join(root, 'VERSION'),
-  `git-breakglass ${pkg.version}\nprefix ${prefix}\nnode ${values.node || '(from PATH)'}\n`,
+  [
+    `git-breakglass ${pkg.version}`,
+    `prefix ${prefix}`,
+    `node ${values.node || '(from PATH)'}`,
+    ...['policy', 'identity', 'timeout'].flatMap((k) => (values[k] ? [`${k} ${values[k]}`] : [])),
+    '',
+  ].join('\n'),
 );
 
 const tarball = join(out, `git-breakglass-server-${pkg.version}.tar.gz`);

@@ -31,6 +31,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { compileRefPattern, isValidRefName, refMatches } from '../policy/refs.ts';
+import { configFromEnv } from './config-env.ts';
 import { SWEEP_WINDOW_MS, ticketIdTime } from './ticket-time.ts';
 
 /** Beside `$GIT_DIR/breakglass/` (not in it): it is a cache, never evidence or state. */
@@ -478,6 +479,9 @@ export async function fastPreReceive(
     if (!refs) return slow;
     // Push options may carry a malformed ticket id, which the full hook rejects (TM11).
     if (env.GIT_PUSH_OPTION_COUNT !== undefined && env.GIT_PUSH_OPTION_COUNT !== '0') return slow;
+    // Settings from the environment (BREAKGLASS_POLICY, ...: config.ts) are the full hook's: the
+    // cache knows only git config's, and a policy pinned this way may protect other refs.
+    if (configFromEnv(env)) return slow;
     const cache = readCache(gitDir);
     // A ref protected under the cached policy goes to the full hook at once: whether the cache
     // is current doesn't matter for that answer.

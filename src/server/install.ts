@@ -45,12 +45,21 @@ ${SHIM_MARKER} (${hook}); installed by "bg-sign install-hooks", safe to re-run.
 # Where things are: git config breakglass.bundle / breakglass.node, else the defaults below.
 bundle_default=${shQuote(defaults.bundle ?? '')}
 node_default=${shQuote(defaults.node ?? '')}
+# Settings for hosts with no git config of their own (GHES, Gitaly); npm run dist:server bakes them.
+policy_default=''
+identity_default=''
+timeout_default=''
 
 die() {
   echo "git-breakglass: $1" >&2
   echo "git-breakglass: ${what}" >&2
   ${fail}
 }
+
+# Exported only when the environment has none: git config > environment > these (config.ts).
+[ -z "$policy_default" ] || [ -n "\${BREAKGLASS_POLICY-}" ] || { BREAKGLASS_POLICY=$policy_default; export BREAKGLASS_POLICY; }
+[ -z "$identity_default" ] || [ -n "\${BREAKGLASS_IDENTITY-}" ] || { BREAKGLASS_IDENTITY=$identity_default; export BREAKGLASS_IDENTITY; }
+[ -z "$timeout_default" ] || [ -n "\${BREAKGLASS_TIMEOUT-}" ] || { BREAKGLASS_TIMEOUT=$timeout_default; export BREAKGLASS_TIMEOUT; }
 
 # One git process for both settings (this runs on every push); the last value of each wins.
 bundle=

@@ -33,6 +33,7 @@ import {
   type HookInput,
   type UpdateLine,
 } from './push-input.ts';
+import { forgeOrigin } from './forge.ts';
 import { formatBanner, formatRefFailures, formatRejectedUpdate, oneLine } from './report.ts';
 import { symbolicTargets } from './symref.ts';
 
@@ -424,7 +425,7 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
           (x): x is LoadedCandidate => x.id === d.ticketId && 'ticket' in x,
         )!;
         const n = classified.find((x) => x.ref === d.update.ref)!.newCommits.length;
-        return formatBanner(d, c, policy, o.now, n);
+        return formatBanner(d, c, policy, o.now, n, forgeOrigin(o.env));
       }),
     ]);
     return 0;
