@@ -30,9 +30,15 @@ function serverGit(gitDir: string, args: readonly string[]): Promise<RunResult> 
  * ticket with the CLI, Bob fetches and approves it, Alice's push with it is accepted with the
  * banner, and the server holds the note naming the ticket and Alice.
  */
-async function breakGlass(alice: Developer, bob: Developer, url: string, gitDir: string) {
-  await alice.clone(url);
-  await bob.clone(url);
+async function breakGlass(
+  alice: Developer,
+  bob: Developer,
+  url: string | { alice: string; bob: string },
+  gitDir: string,
+) {
+  // Over http each person's URL carries their own credentials; over ssh their key tells.
+  await alice.clone(typeof url === 'string' ? url : url.alice);
+  await bob.clone(typeof url === 'string' ? url : url.bob);
   await writeFile(join(alice.dir, 'fix.txt'), `hotfix from ${alice.dir}\n`);
   await alice.git(['add', 'fix.txt'], { check: true });
   await alice.git(['commit', '-qm', 'Fix payment timeout'], { check: true });
@@ -67,6 +73,13 @@ async function breakGlass(alice: Developer, bob: Developer, url: string, gitDir:
   assert.equal(fetched.code, 0, fetched.stderr);
   const approved = await bob.bg(['approve', id, '--push']);
   assert.equal(approved.code, 0, approved.stderr);
+  // The server tells the two apart: Bob's own direct push is refused as Bob's.
+  await writeFile(join(bob.dir, 'bob.txt'), `bob was here ${bob.dir}\n`);
+  await bob.git(['add', 'bob.txt'], { check: true });
+  await bob.git(['commit', '-qm', 'Bob tries main'], { check: true });
+  const bobs = await bob.git(['push', 'origin', 'HEAD:main']);
+  assert.notEqual(bobs.code, 0, bobs.stderr);
+  assert.match(bobs.stderr, /pusher bob \(principal bob/);
 
   const ok = await alice.git(['push', '-o', `breakglass=${id}`, 'origin', 'HEAD:main']);
   assert.equal(ok.code, 0, `the ticketed push must be accepted:\n${ok.stderr}`);
@@ -89,8 +102,11 @@ async function htpasswd(file: string): Promise<void> {
   await chmod(file, 0o644);
 }
 
-const httpUrl = (port: number, user: 'alice' | 'bob', repo: string) =>
-  `http://${user}:${user}-secret@127.0.0.1:${port}/git/${repo}`;
+/** Each person's clone URL for api.git, with their basic-auth credentials. */
+const httpUrls = (port: number) => ({
+  alice: `http://alice:alice-secret@127.0.0.1:${port}/git/api.git`,
+  bob: `http://bob:bob-secret@127.0.0.1:${port}/git/api.git`,
+});
 
 /**
  * sshd for the git-shell recipe (docs/server-setup.md §5 "Plain Git over ssh"): the `git`
@@ -270,9 +286,7 @@ describe('recipe: Apache + git http-backend with basic auth', () => {
     async () => {
       const alice = await recipe.developer('alice');
       const bob = await recipe.developer('bob');
-      await breakGlass(alice, bob, httpUrl(port, 'alice', 'api.git'), gitDir);
-      // The clone URLs carry each person's credentials, so bob's CLI pushes as bob.
-      assert.match(bob.env.HOME!, /home-bob/);
+      await breakGlass(alice, bob, httpUrls(port), gitDir);
     },
   );
 });
@@ -363,7 +377,7 @@ http {
     async () => {
       const alice = await recipe.developer('alice');
       const bob = await recipe.developer('bob');
-      await breakGlass(alice, bob, httpUrl(port, 'alice', 'api.git'), gitDir);
+      await breakGlass(alice, bob, httpUrls(port), gitDir);
     },
   );
 });
@@ -614,7 +628,7 @@ describe('recipe: one repository over ssh (git) and http (www-data), two Unix ac
       await breakGlass(
         await recipe.developer('alice'),
         await recipe.developer('bob'),
-        httpUrl(httpPort, 'alice', 'api.git'),
+        httpUrls(httpPort),
         gitDir,
       );
       await breakGlass(
