@@ -106,7 +106,19 @@ const completion = (shell) =>
     env: { PATH: process.env.PATH, SHELL: shell },
   });
 await mkdir(join(root, 'share/bash-completion/completions'), { recursive: true });
-await writeFile(join(root, 'share/bash-completion/completions/bg-sign'), completion('/bin/bash'));
+// git's own bash completion calls _git_<command> for `git breakglass ...`: hand it the same
+// completions (words/cword/__gitcomp_nl come from git's completion script).
+const gitCompletion = `
+_git_breakglass()
+{
+    local IFS=$'\\n'
+    __gitcomp_nl "$(bg-sign --get-yargs-completions bg-sign "\${words[@]:2:$((cword - 1))}" 2>/dev/null)"
+}
+`;
+await writeFile(
+  join(root, 'share/bash-completion/completions/bg-sign'),
+  completion('/bin/bash') + gitCompletion,
+);
 await mkdir(join(root, 'share/zsh/site-functions'), { recursive: true });
 await writeFile(join(root, 'share/zsh/site-functions/_bg-sign'), completion('/bin/zsh'));
 const doc = join(root, 'share/doc/git-breakglass');

@@ -187,6 +187,25 @@ describe('npm run dist:server', () => {
     assert.equal(v.stdout.trim(), '0.1.0', v.stderr);
     const g = await run(join(root, 'bin/git-breakglass'), ['--help'], { env: cleanEnv() });
     assert.match(g.stdout, /^git breakglass <command>/);
+    // Completion as a shell runs it: bash with git's own completion script, the bundle's file,
+    // and bin/ on PATH, for `bg-sign req<TAB>` and `git breakglass request --re<TAB>`.
+    const gitCompletion = '/usr/share/bash-completion/completions/git';
+    if (existsSync(gitCompletion)) {
+      const script = [
+        `source ${gitCompletion}`,
+        `source ${join(root, 'share/bash-completion/completions/bg-sign')}`,
+        'COMP_WORDS=(bg-sign req); COMP_CWORD=1',
+        '_bg-sign_yargs_completions; echo "bg-sign: ${COMPREPLY[*]}"',
+        'COMP_WORDS=(git breakglass request --re); COMP_CWORD=3',
+        'COMP_LINE="${COMP_WORDS[*]}"; COMP_POINT=${#COMP_LINE}',
+        '__git_wrap__git_main; echo "git: ${COMPREPLY[*]}"',
+      ].join('\n');
+      const c = await run('bash', ['-c', script], {
+        env: cleanEnv({ PATH: `${join(root, 'bin')}:${process.env.PATH}` }),
+      });
+      assert.match(c.stdout, /^bg-sign: request$/m, c.stderr);
+      assert.match(c.stdout, /^git: .*--ref .*--reason .*--remote/m, c.stderr);
+    }
     const list = await run('tar', ['-tzf', join(out, 'git-breakglass-server-0.1.0.tar.gz')]);
     assert.match(list.stdout, /^git-breakglass\/bin\/bg-sign$/m);
     assert.match(list.stdout, /^git-breakglass\/hooks\/pre-receive$/m);
