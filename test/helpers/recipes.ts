@@ -44,10 +44,13 @@ export async function ensureAccount(
 ): Promise<void> {
   const exists = (await run('id', ['-u', name])).code === 0;
   if (!exists) {
+    // A group of that name left behind (by a removed account) becomes the account's group.
+    const group = (await run('getent', ['group', name])).code === 0;
     await run(
       'useradd',
       [
         '--system',
+        ...(group ? ['--gid', name] : ['--user-group']),
         '--shell',
         o.shell,
         '--home-dir',
