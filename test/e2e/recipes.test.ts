@@ -103,9 +103,9 @@ async function htpasswd(file: string): Promise<void> {
 }
 
 /** Each person's clone URL for api.git, with their basic-auth credentials. */
-const httpUrls = (port: number) => ({
-  alice: `http://alice:alice-secret@127.0.0.1:${port}/git/api.git`,
-  bob: `http://bob:bob-secret@127.0.0.1:${port}/git/api.git`,
+const httpUrls = (port: number, repo = 'api.git') => ({
+  alice: `http://alice:alice-secret@127.0.0.1:${port}/git/${repo}`,
+  bob: `http://bob:bob-secret@127.0.0.1:${port}/git/${repo}`,
 });
 
 /**
@@ -265,16 +265,27 @@ describe('recipe: Apache + git http-backend with basic auth', () => {
   });
   let recipe: Recipe;
   let gitDir: string;
+  let gitOwned: string;
   let port: number;
   before(async () => {
     if (skip) return;
     recipe = await Recipe.create('apache');
     const srv = join(recipe.root, 'srv');
     await mkdir(srv, { mode: 0o755 });
-    // Hooks run as www-data: the repository is www-data's (see the shared set-up below).
+    // Hooks run as www-data: the simplest repository is www-data's.
     gitDir = await recipe.repository(join(srv, 'api.git'), 'www-data');
     await runAs('www-data', 'git', ['--git-dir', gitDir, 'config', 'http.receivepack', 'true']);
-    port = await startApache(recipe, srv);
+    // Another account's repository (git's), writable by www-data through the group: git
+    // refuses it as "dubious" (HTTP 500) unless www-data trusts it (safe.directory).
+    await ensureAccount('git', { shell: '/usr/bin/git-shell' });
+    await run('usermod', ['-aG', 'git', 'www-data'], { check: true });
+    gitOwned = await recipe.repository(join(srv, 'owned-by-git.git'), 'git', { shared: 'git' });
+    await runAs('git', 'git', ['--git-dir', gitOwned, 'config', 'http.receivepack', 'true']);
+    const wwwConfig = join(recipe.root, 'www-data.gitconfig');
+    // git 2.39 (Debian 12) checks http-backend's repository as "." (its working directory),
+    // so only "*" matches there; the web server's account serves GIT_PROJECT_ROOT only.
+    await writeFile(wwwConfig, '[safe]\n\tdirectory = *\n', { mode: 0o644 });
+    port = await startApache(recipe, srv, [`SetEnv GIT_CONFIG_GLOBAL ${wwwConfig}`]);
   });
   after(async () => {
     await recipe?.close();
@@ -287,6 +298,16 @@ describe('recipe: Apache + git http-backend with basic auth', () => {
       const alice = await recipe.developer('alice');
       const bob = await recipe.developer('bob');
       await breakGlass(alice, bob, httpUrls(port), gitDir);
+    },
+  );
+
+  it(
+    "serves another account's repository once www-data trusts it (safe.directory)",
+    { skip: skip ? `skipped: ${skip}` : false },
+    async () => {
+      const alice = await recipe.developer('alice');
+      const bob = await recipe.developer('bob');
+      await breakGlass(alice, bob, httpUrls(port, 'owned-by-git.git'), gitOwned);
     },
   );
 });
@@ -600,9 +621,7 @@ describe('recipe: one repository over ssh (git) and http (www-data), two Unix ac
     gitDir = await recipe.repository(join(srv, 'api.git'), 'git', { shared: 'git' });
     await runAs('git', 'git', ['--git-dir', gitDir, 'config', 'http.receivepack', 'true']);
     const wwwConfig = join(recipe.root, 'www-data.gitconfig');
-    // git 2.39 (Debian 12) checks http-backend's repository as "." (its working directory), so
-    // only "*" matches there; the web server's account serves GIT_PROJECT_ROOT only.
-    await writeFile(wwwConfig, '[safe]\n\tdirectory = *\n', { mode: 0o644 });
+    await writeFile(wwwConfig, '[safe]\n\tdirectory = *\n', { mode: 0o644 }); // as above
     sshPort = await startGitShellSshd(recipe, keys);
     httpPort = await startApache(recipe, srv, [`SetEnv GIT_CONFIG_GLOBAL ${wwwConfig}`]);
   });
