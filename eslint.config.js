@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'action/dist/', 'node_modules/', 'coverage/'] },
+  { ignores: ['dist/', 'dist-server/', 'action/dist/', 'node_modules/', 'coverage/'] },
   eslint.configs.recommended,
   ...tseslint.configs.recommended,
   {

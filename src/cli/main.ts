@@ -32,6 +32,11 @@ export async function main(args: readonly string[], invokedAs: string): Promise<
         command = typeof first === 'string' && known.has(first) ? first : undefined;
       }, true)
       .command([...commands])
+      // `bg-sign completion` prints a bash script (zsh when $SHELL is zsh); docs/install.md.
+      .completion(
+        'completion',
+        'Print a bash/zsh completion script (bg-sign completion >> ~/.bashrc)',
+      )
       .demandCommand(1, 'name a command')
       .strict()
       .help()

@@ -1,6 +1,7 @@
 import { BreakglassError } from '../errors.ts';
 import { runGit, type GitContext } from '../git/git.ts';
 import type { Author } from '../git/store.ts';
+import { configValue, gitFailure, porcelain } from './porcelain.ts';
 
 /** The clone the command runs in; fails with a clear message outside a repository. */
 export async function openRepo(cwd: string, env: NodeJS.ProcessEnv): Promise<GitContext> {
@@ -16,9 +17,10 @@ export async function openRepo(cwd: string, env: NodeJS.ProcessEnv): Promise<Git
 
 /** Git identity for ticket commits: the user's configured one, else the principal's. */
 export async function commitAuthor(ctx: GitContext, principal: string): Promise<Author> {
-  const get = async (key: string) =>
-    (await runGit(ctx, ['config', '--get', key], { allowFail: true })).stdout.toString().trim();
-  const [name, email] = await Promise.all([get('user.name'), get('user.email')]);
+  const [name, email] = await Promise.all([
+    configValue(ctx, 'user.name'),
+    configValue(ctx, 'user.email'),
+  ]);
   return {
     name: name || principal,
     email: email || `${principal}@breakglass.invalid`,
@@ -45,8 +47,10 @@ export async function resolveCommit(ctx: GitContext, rev: string): Promise<strin
 /** True if the remote is configured in this clone. */
 export async function remoteExists(ctx: GitContext, remote: string): Promise<boolean> {
   if (!isRemoteName(remote)) return false;
-  const r = await runGit(ctx, ['remote', 'get-url', remote], { allowFail: true });
-  return r.code === 0;
+  const remotes = await porcelain(ctx)
+    .getRemotes()
+    .catch(() => []);
+  return remotes.some((r) => r.name === remote);
 }
 
 /** The remotes configured in this clone. */
@@ -82,29 +86,25 @@ function isRemoteName(remote: string): boolean {
   return /^[A-Za-z0-9_][A-Za-z0-9._\-/]{0,99}$/.test(remote);
 }
 
-/** Pushes refs (exact refspecs) to a remote; never forced. */
+/** Pushes refs (exact refspecs) to a remote; never forced. Returns the remote refs it updated. */
 export async function pushRefs(
   ctx: GitContext,
   remote: string,
   refspecs: readonly string[],
-): Promise<string> {
+): Promise<string[]> {
   checkRemoteName(remote);
-  const r = await runGit(ctx, ['push', '--porcelain', remote, ...refspecs], { allowFail: true });
-  if (r.code !== 0) {
-    const detail = (r.stderr + '\n' + r.stdout.toString())
-      .split('\n')
-      .filter((l) => /^!|error|rejected|fatal/.test(l.trim()))
-      .slice(0, 5)
-      .join(' / ');
-    throw new BreakglassError(
-      'GIT_FAILED',
-      `push to ${remote} failed: ${detail || `exit ${r.code}`}`,
-      {
-        hint: 'run "bg-sign fetch" to pick up changes on the remote, then try again',
-      },
-    );
+  try {
+    const r = await porcelain(ctx).push(remote, undefined, [...refspecs]);
+    // simple-git lists "[up to date]" (=), "[new ...]" (*) and "[deleted]" (-) lines in
+    // `pushed`; a fast-forward line ("old..new") is not listed. Updated = all but up to date.
+    const upToDate = new Set(r.pushed.filter((p) => !p.new && !p.deleted).map((p) => p.remote));
+    return refspecs.map((s) => s.slice(s.indexOf(':') + 1)).filter((dst) => !upToDate.has(dst));
+  } catch (e) {
+    throw new BreakglassError('GIT_FAILED', `push to ${remote} failed: ${gitFailure(e)}`, {
+      hint: 'run "bg-sign fetch" to pick up changes on the remote, then try again',
+      cause: e,
+    });
   }
-  return r.stdout.toString();
 }
 
 /** Top-level directory of the working tree, or null in a bare repository. */

@@ -1,8 +1,9 @@
-import { BreakglassError, isBreakglassError } from '../errors.ts';
-import { runGit, type GitContext } from '../git/git.ts';
+import { BreakglassError } from '../errors.ts';
+import type { GitContext } from '../git/git.ts';
 import { refExists, refFor } from '../git/store.ts';
 import type { Cli } from './options.ts';
 import type { VerifiedTicket } from '../ticket/verify.ts';
+import { gitFailure, porcelain } from './porcelain.ts';
 import { checkRemoteName, fetchHint, remoteExists } from './repo.ts';
 import type { SigningContext } from './signed-command.ts';
 import { readTicketView, requireTicket, type TicketView } from './tickets.ts';
@@ -26,20 +27,16 @@ export async function ensureTicketLocal(
     });
   }
   cli.note(`ticket ${id} is not here; fetching it from ${remote}`);
-  const r = await runGit(ctx, ['fetch', '--quiet', '--no-tags', remote, `${ref}:${ref}`], {
-    allowFail: true,
-  });
-  if (r.code !== 0) {
-    cli.note(`fetch from ${remote} failed: ${r.stderr.trim().split('\n').pop() ?? ''}`);
+  const git = porcelain(ctx);
+  try {
+    await git.fetch(remote, `${ref}:${ref}`, ['--quiet', '--no-tags']);
+  } catch (e) {
+    cli.note(`fetch from ${remote} failed: ${gitFailure(e).split(' / ').pop() ?? ''}`);
     return;
   }
   // The revocation is optional; a missing one is not an error.
   const revoked = refFor('revoked', id);
-  await runGit(ctx, ['fetch', '--quiet', '--no-tags', remote, `${revoked}:${revoked}`], {
-    allowFail: true,
-  }).catch((e: unknown) => {
-    if (!isBreakglassError(e)) throw e;
-  });
+  await git.fetch(remote, `${revoked}:${revoked}`, ['--quiet', '--no-tags']).catch(() => {});
 }
 
 /** The ticket a command signs something about, verified as of `now`. */

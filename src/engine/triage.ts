@@ -137,27 +137,60 @@ export interface ServerSettings {
   readonly timeoutMs: number;
 }
 
-/** The settings from git's `breakglass.*` entries, in git's order (the last one wins). */
-export function parseSettings(entries: readonly (readonly [string, string])[]): ServerSettings {
+/**
+ * The `breakglass.*` settings that may also come from the environment, and their variables (for
+ * hook environments with no git config of their own: GHES, GitLab's Gitaly; the server bundle's
+ * shims export the defaults baked into them there).
+ */
+export const CONFIG_ENV_VARIABLES = {
+  'breakglass.policy': 'BREAKGLASS_POLICY',
+  'breakglass.identity': 'BREAKGLASS_IDENTITY',
+  'breakglass.timeout': 'BREAKGLASS_TIMEOUT',
+} as const;
+
+/** True when any setting comes from the environment. */
+export function configFromEnv(env: NodeJS.ProcessEnv): boolean {
+  return Object.values(CONFIG_ENV_VARIABLES).some((name) => !!env[name]);
+}
+
+/**
+ * The settings from git's `breakglass.*` entries, in git's order (the last one wins), each else
+ * from its environment variable (CONFIG_ENV_VARIABLES), else the built-in default. A bad value
+ * refuses (fail closed) and names where it came from.
+ */
+export function parseSettings(
+  entries: readonly (readonly [string, string])[],
+  env: NodeJS.ProcessEnv = {},
+): ServerSettings {
   const values = new Map(entries.map(([k, v]) => [k.toLowerCase(), v]));
-  const identity = parseIdentityMode(values.get('breakglass.identity'));
+  const setting = (key: keyof typeof CONFIG_ENV_VARIABLES) => {
+    const fromGit = values.get(key);
+    if (fromGit !== undefined) return { value: fromGit, where: `git config ${key}` };
+    const name = CONFIG_ENV_VARIABLES[key];
+    const fromEnv = env[name];
+    return fromEnv !== undefined && fromEnv !== ''
+      ? { value: fromEnv, where: `environment variable ${name}` }
+      : undefined;
+  };
+  const id = setting('breakglass.identity');
+  const identity = parseIdentityMode(id?.value);
   if (!identity) {
     throw new BreakglassError(
       'HOOK_FAILED',
-      `git config breakglass.identity is "${values.get('breakglass.identity')!.slice(0, 40)}"; use auto, unix or none`,
+      `${id!.where} is "${id!.value.slice(0, 40)}"; use auto, unix or none`,
     );
   }
-  const timeoutText = values.get('breakglass.timeout');
+  const timeout = setting('breakglass.timeout');
   let timeoutMs = DEFAULT_TIMEOUT_MS;
-  if (timeoutText !== undefined) {
-    timeoutMs = /^\d{1,4}$/.test(timeoutText)
-      ? Number(timeoutText) * 1000
-      : parseDuration(timeoutText, 'breakglass.timeout');
+  if (timeout !== undefined) {
+    timeoutMs = /^\d{1,4}$/.test(timeout.value)
+      ? Number(timeout.value) * 1000
+      : parseDuration(timeout.value, timeout.where);
     if (timeoutMs <= 0 || timeoutMs > 600_000) {
-      throw new BreakglassError('HOOK_FAILED', 'git config breakglass.timeout must be 1s..10m');
+      throw new BreakglassError('HOOK_FAILED', `${timeout.where} must be 1s..10m`);
     }
   }
-  const policyFile = values.get('breakglass.policy') || undefined;
+  const policyFile = setting('breakglass.policy')?.value || undefined;
   return { policyFile, identity, timeoutMs };
 }
 
@@ -319,7 +352,7 @@ export async function triage(
   let settings: ServerSettings;
   let optionIds: string[];
   try {
-    settings = parseSettings(entries);
+    settings = parseSettings(entries, env);
     optionIds = parsePushOptions(env); // TM11
   } catch (e) {
     return { kind: 'refuse', error: coded(e), lines };

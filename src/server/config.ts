@@ -2,7 +2,13 @@ import { BreakglassError } from '../errors.ts';
 import { runGit, type GitContext } from '../git/git.ts';
 import { parseSettings, settingsFromGit, type ServerSettings } from '../engine/triage.ts';
 
-/** Server settings from `git config breakglass.*` (engine/triage.ts parses them). */
+/**
+ * Server settings. Each comes from `git config breakglass.<key>` (the repository's, then
+ * system/global), else the environment variable `BREAKGLASS_<KEY>` (for hook environments with no
+ * git config of their own: GHES, GitLab's Gitaly; the server bundle's shims export the defaults
+ * baked into them there, without overriding a variable already set), else the built-in default.
+ * Precedence: git config > environment > baked default > built-in. Parsed in engine/triage.ts.
+ */
 export type ServerConfig = ServerSettings;
 export { DEFAULT_TIMEOUT_MS } from '../engine/triage.ts';
 
@@ -18,7 +24,18 @@ export async function readServerSettings(ctx: GitContext): Promise<[string, stri
   return settingsFromGit(r.stdout.toString('utf8'));
 }
 
-/** Reads every `breakglass.*` setting with one `git config` call. Bad values are errors. */
+/** Reads every `breakglass.*` setting with one `git config` call, then the environment. */
 export async function readServerConfig(ctx: GitContext): Promise<ServerConfig> {
-  return parseSettings(await readServerSettings(ctx));
+  return parseSettings(await readServerSettings(ctx), ctx.env ?? process.env);
+}
+
+/**
+ * The settings from git config's `breakglass.*` values (lower-cased keys) and the environment
+ * (CONFIG_ENV_VARIABLES). Bad values are errors that name where they came from (fail closed).
+ */
+export function parseServerConfig(
+  gitValues: ReadonlyMap<string, string>,
+  env: NodeJS.ProcessEnv,
+): ServerConfig {
+  return parseSettings([...gitValues], env);
 }

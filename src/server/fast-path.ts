@@ -30,6 +30,7 @@ import {
 } from '../engine/triage.ts';
 import { MAX_POLICY_BYTES } from '../policy/limits.ts';
 import { compileRefPattern, refMatches } from '../policy/refs.ts';
+import { configFromEnv } from './config-env.ts';
 
 /** Beside `$GIT_DIR/breakglass/` (not in it): it is a cache, never evidence or state. */
 export const CACHE_FILE = 'breakglass-hook-cache.json';
@@ -309,6 +310,9 @@ export async function fastPreReceive(
     symbolicRefs: async (refs) => (noSymbolicRefs(gitDir, refs) ? new Map() : null),
   };
   try {
+    // Settings from the environment (BREAKGLASS_POLICY, ...: hook environments without git
+    // config) are left to the full hook: the cache is kept for git config's settings only.
+    if (configFromEnv(env)) return { decided: false };
     const t = await triage(stdin, env, sources);
     if (t.kind === 'accept') return { decided: true, code: 0 };
     return cacheMiss ? { decided: false, cacheMiss } : { decided: false };

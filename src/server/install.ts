@@ -48,12 +48,21 @@ ${SHIM_MARKER} (${hook}); installed by "bg-sign install-hooks", safe to re-run.
 # Where things are: git config breakglass.bundle / breakglass.node, else the defaults below.
 bundle_default=${shQuote(defaults.bundle ?? '')}
 node_default=${shQuote(defaults.node ?? '')}
+# Settings for hosts with no git config of their own (GHES, Gitaly); npm run dist:server bakes them.
+policy_default=''
+identity_default=''
+timeout_default=''
 
 die() {
   echo "git-breakglass: $1" >&2
   echo "git-breakglass: ${what}" >&2
   ${fail}
 }
+
+# Exported only when the environment has none: git config > environment > these (config.ts).
+[ -z "$policy_default" ] || [ -n "\${BREAKGLASS_POLICY-}" ] || { BREAKGLASS_POLICY=$policy_default; export BREAKGLASS_POLICY; }
+[ -z "$identity_default" ] || [ -n "\${BREAKGLASS_IDENTITY-}" ] || { BREAKGLASS_IDENTITY=$identity_default; export BREAKGLASS_IDENTITY; }
+[ -z "$timeout_default" ] || [ -n "\${BREAKGLASS_TIMEOUT-}" ] || { BREAKGLASS_TIMEOUT=$timeout_default; export BREAKGLASS_TIMEOUT; }
 
 # One git process for every breakglass.* setting (this runs on every push): the shim takes
 # bundle and node from it, and hands all of it with git's exit status to the hook
@@ -257,6 +266,14 @@ async function resolveGitDir(
   delete e.GIT_DIR;
   delete e.GIT_WORK_TREE;
   const r = await git(null, ['rev-parse', '--absolute-git-dir', '--is-bare-repository'], e, abs);
+  if (r.code !== 0 && /dubious ownership/.test(r.stderr)) {
+    // git refuses a repository another account owns (CVE-2022-24765); its own message names
+    // the fix. The better one is to run as the owner, whose account the hooks will run as.
+    const fix = /git config --global --add safe\.directory .*/.exec(r.stderr)?.[0];
+    throw new BreakglassError('USAGE', r.stderr.replace(/^fatal: /, '').split('\n')[0]!, {
+      hint: `run install-hooks as the account that owns ${abs} (sudo -u OWNER bg-sign install-hooks ...)${fix ? `, or trust it for this account: ${fix}` : ''}`,
+    });
+  }
   if (r.code !== 0) {
     throw new BreakglassError('USAGE', `${abs} is not a git repository`, {
       hint: 'create one with "git init --bare <dir>" or pass the path of an existing repository',

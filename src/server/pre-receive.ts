@@ -38,6 +38,7 @@ import { checkNamespaceUpdate, refsBlockingRecording } from './namespace.ts';
 import { loadServerPolicy, type PolicyLoad } from './policy-source.ts';
 import { readBoundedBytes, type HookInput, type UpdateLine } from './push-input.ts';
 import { checkPushedPolicies } from './pushed-policy.ts';
+import { forgeOrigin } from './forge.ts';
 import { formatBanner, formatRefFailures, formatRejectedUpdate, oneLine } from './report.ts';
 import { symbolicTargets } from './symref.ts';
 
@@ -140,7 +141,13 @@ async function bootstrap(
   lines: readonly UpdateLine[],
 ): Promise<number> {
   const def = lines.find((l) => l.ref === defaultRef && !ZERO_SHA.test(l.newSha));
-  const hint = `push ${defaultRef} first, with a valid ${POLICY_PATH} (or pin one on the server: bg-sign install-hooks GIT_DIR --policy FILE)`;
+  // A server whose HEAD names another branch than the one pushed (gitolite and older git create
+  // repositories on master): the fix is on the server's HEAD, not in the push.
+  const other = lines.find((l) => l.ref.startsWith('refs/heads/') && !ZERO_SHA.test(l.newSha));
+  const hint =
+    !def && other
+      ? `this push creates ${other.ref}, but the server's default branch (HEAD) is ${defaultRef}: on the server run "git --git-dir GIT_DIR symbolic-ref HEAD ${other.ref}" (and "git config --global init.defaultBranch ${other.ref.slice('refs/heads/'.length)}" as the account that creates repositories), or push ${defaultRef} instead`
+      : `push ${defaultRef} first, with a valid ${POLICY_PATH} (or pin one on the server: bg-sign install-hooks GIT_DIR --policy FILE)`;
   if (!def) {
     return rejectAll(
       run,
@@ -558,7 +565,14 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
         const c = candidates.find(
           (x): x is LoadedCandidate => x.id === d.ticketId && 'ticket' in x,
         )!;
-        return formatBanner(d, c, policy, o.now, used.commits.get(d.update.ref) ?? 0);
+        return formatBanner(
+          d,
+          c,
+          policy,
+          o.now,
+          used.commits.get(d.update.ref) ?? 0,
+          forgeOrigin(o.env),
+        );
       }),
     ]);
     return 0;

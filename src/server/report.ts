@@ -73,6 +73,8 @@ export function formatBanner(
   policy: Policy,
   now: number,
   commitCount: number,
+  /** Where the forge says the push came from (forge.ts), e.g. a merge in its web UI. */
+  via: string | null = null,
 ): string[] {
   const p = candidate.ticket.payload;
   const approvers = countedApprovers(candidate.ticket, policy);
@@ -81,6 +83,7 @@ export function formatBanner(
     '  ================================================================',
     '  BREAK-GLASS PUSH ACCEPTED by git-breakglass (other server checks may still refuse it)',
     `  ref       ${d.update.ref}  ${describeUpdate(d.kind, d.update.oldSha, d.update.newSha)}  (${d.actions.join(', ')})`,
+    ...(via ? [`  via       ${oneLine(via)}`] : []),
     `  ticket    ${p.id}  held by ${p.holder}, requested by ${p.requester}`,
     `  approved  ${approvers.length ? approvers.join(', ') : '(no approvals required)'}`,
     `  reason    ${oneLine(p.reason)}`,

@@ -116,6 +116,25 @@ describe('bg-sign install-hooks', () => {
     assert.equal(r.code, 2);
     assert.match(r.stderr, /is not a git repository/);
   });
+
+  it(
+    "passes git's dubious-ownership refusal and its safe.directory fix through",
+    {
+      skip:
+        process.getuid?.() === 0 ? false : 'needs root to give the repository to another account',
+    },
+    async () => {
+      const other = join(root, 'owned-by-nobody.git');
+      await run('git', ['init', '-q', '--bare', other], { env: env(), check: true });
+      await run('chown', ['-R', 'nobody', other], { check: true });
+      const r = await bg(['install-hooks', other]);
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /detected dubious ownership in repository at/);
+      assert.doesNotMatch(r.stderr, /is not a git repository/);
+      assert.match(r.stderr, new RegExp(`git config --global --add safe\\.directory ${other}`));
+      assert.match(r.stderr, /run install-hooks as the account that owns/);
+    },
+  );
 });
 
 describe('a server with only some of the built files', () => {

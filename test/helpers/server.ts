@@ -93,7 +93,7 @@ export function freePort(): Promise<number> {
   });
 }
 
-async function waitForPort(port: number, child: ChildProcess, what: string): Promise<void> {
+export async function waitForPort(port: number, child: ChildProcess, what: string): Promise<void> {
   for (let i = 0; i < 200; i++) {
     if (child.exitCode !== null)
       throw new Error(`${what} exited (${child.exitCode}) before listening`);
@@ -124,13 +124,13 @@ process.on('exit', () => {
   }
 });
 
-function track(child: ChildProcess): ChildProcess {
+export function track(child: ChildProcess): ChildProcess {
   running.add(child);
   child.once('exit', () => running.delete(child));
   return child;
 }
 
-function killGroup(child: ChildProcess): Promise<void> {
+export function killGroup(child: ChildProcess): Promise<void> {
   return new Promise((res) => {
     if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) {
       return res();
@@ -457,8 +457,9 @@ export class TestServer {
   }
 
   /**
-   * sshd on a loopback port with its own host key and authorized_keys: each user's key gets a
-   * forced command that sets REMOTE_USER, as a plain-ssh server would identify people.
+   * sshd on a loopback port with its own host key and authorized_keys: each user's key sets
+   * REMOTE_USER (`environment=`, allowed by `PermitUserEnvironment REMOTE_USER`), as the plain-ssh
+   * recipe of docs/server-setup.md identifies people.
    */
   async startSshd(): Promise<number> {
     if (this.sshd) return this.sshPort;
@@ -479,7 +480,7 @@ export class TestServer {
       this.sshKeys.set(user, key);
       const pub = (await run('cat', [`${key}.pub`], { check: true })).stdout.trim();
       authorized.push(
-        `command="env REMOTE_USER=${user} git-shell -c \\"$SSH_ORIGINAL_COMMAND\\"",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ${pub}`,
+        `environment="REMOTE_USER=${user}",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ${pub}`,
       );
     }
     await writeFile(join(dir, 'authorized_keys'), authorized.join('\n') + '\n', { mode: 0o600 });
@@ -491,6 +492,7 @@ export class TestServer {
       `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
       `PidFile ${join(dir, 'sshd.pid')}`,
       'PermitRootLogin yes',
+      'PermitUserEnvironment REMOTE_USER',
       'StrictModes no',
       'PubkeyAuthentication yes',
       'PasswordAuthentication no',

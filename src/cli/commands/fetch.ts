@@ -3,6 +3,7 @@ import { CatFileBatch, gitText, runGit, type GitContext } from '../../git/git.ts
 import { parseBreakglassRef, readEnvelopeAt, REFS, writeEnvelope } from '../../git/store.ts';
 import { MAX_SIGNATURES, type Envelope, type EnvelopeSignature } from '../../ticket/dsse.ts';
 import { checkRemoteName, commitAuthor, fetchHint, openRepo, remoteExists } from '../repo.ts';
+import { gitFailure, porcelain, porcelainRun } from '../porcelain.ts';
 import { cliFor, defineCommand, jsonOption, remoteOption } from '../options.ts';
 
 const NOTES_REMOTE = 'refs/notes/breakglass-remote';
@@ -26,33 +27,26 @@ export default defineCommand({
       });
     }
     const before = await snapshot(ctx);
-    const r = await runGit(
-      ctx,
-      ['fetch', '--no-tags', remote, '+refs/breakglass/*:refs/breakglass/*'],
-      {
-        allowFail: true,
-      },
+    const git = porcelain(ctx);
+    await porcelainRun(`fetch from ${remote}`, () =>
+      git.fetch(remote, '+refs/breakglass/*:refs/breakglass/*', ['--no-tags']),
     );
-    if (r.code !== 0) {
-      throw new BreakglassError(
-        'GIT_FAILED',
-        `fetch from ${remote} failed: ${gitReason(r.stderr)}`,
-      );
-    }
     // Notes only fast-forward: local notes are never overwritten by the remote's history.
     let notes: 'updated' | 'unchanged' | 'absent' | 'diverged' = 'unchanged';
-    const n = await runGit(ctx, ['fetch', '--no-tags', remote, `${REFS.notes}:${REFS.notes}`], {
-      allowFail: true,
-    });
-    if (n.code !== 0) {
-      if (/couldn't find remote ref/i.test(n.stderr)) notes = 'absent';
-      else if (/rejected|non-fast-forward/i.test(n.stderr)) {
-        await runGit(ctx, ['fetch', '--no-tags', remote, `+${REFS.notes}:${NOTES_REMOTE}`]);
+    try {
+      await git.fetch(remote, `${REFS.notes}:${REFS.notes}`, ['--no-tags']);
+    } catch (e) {
+      const why = gitFailure(e);
+      if (/couldn't find remote ref/i.test(why)) notes = 'absent';
+      else if (/rejected|non-fast-forward/i.test(why)) {
+        await porcelainRun(`fetch of ${REFS.notes} from ${remote}`, () =>
+          git.fetch(remote, `+${REFS.notes}:${NOTES_REMOTE}`, ['--no-tags']),
+        );
         notes = 'diverged';
       } else
         throw new BreakglassError(
           'GIT_FAILED',
-          `fetching ${REFS.notes} from ${remote} failed: ${gitReason(n.stderr)}`,
+          `fetching ${REFS.notes} from ${remote} failed: ${why}`,
         );
     }
     const kept = await keepLocalWork(ctx, before);
@@ -195,10 +189,4 @@ async function snapshot(ctx: GitContext): Promise<Map<string, string>> {
       return [ref, sha];
     }),
   );
-}
-
-/** The line of git's stderr that says what went wrong (its first `fatal:`/`error:`). */
-function gitReason(text: string): string {
-  const lines = text.trim().split('\n');
-  return lines.find((l) => /^(fatal|error): /.test(l)) ?? lines.pop() ?? '';
 }

@@ -43,16 +43,11 @@ export default defineCommand({
       if (argv.json) cli.output.json({ remote: argv.remote, pushed: [] });
       return;
     }
-    const porcelain = await pushRefs(
+    const updated = await pushRefs(
       ctx,
       argv.remote,
       pushed.map((r) => `${r}:${r}`),
     );
-    // --porcelain: "<flag>\t<from>:<to>\t<summary>"; "=" means already up to date.
-    const updated = porcelain
-      .split('\n')
-      .filter((l) => /^[ +*-]\t/.test(l))
-      .map((l) => l.split('\t')[1]?.split(':')[1] ?? '');
     if (missing.length) process.exitCode = 1;
     if (argv.json) {
       cli.output.json({ remote: argv.remote, pushed, updated });
