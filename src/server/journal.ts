@@ -83,6 +83,8 @@ export interface JournalEntry {
   readonly reservations: Reservation[];
   /** The git receive-pack that ran pre-receive (null: not provable here, see receive-pack.ts). */
   readonly receivePack?: ProcessRef | null;
+  /** false: no reference-transaction hook reported on this push (a forge's own hook set). */
+  readonly transactionHook?: false;
   /** Flushes that failed on this entry, and the last error (E4: reported, blocks new pushes). */
   readonly failures?: number;
   readonly lastError?: string;
@@ -619,6 +621,44 @@ export async function readTxMarkers(
   return out;
 }
 
+/**
+ * An admin's word on an entry git left uncertain (E2: prepared, then no outcome; or no
+ * reference-transaction hook on this platform): written as the record git would have written,
+ * for every update of the entry, so the next flush records it (`landed`) or gives its uses back
+ * (`dropped`). `bg-sign audit flush GIT_DIR --resolve <entry>=landed|dropped`.
+ */
+export async function resolveEntry(
+  gitDir: string,
+  name: string,
+  outcome: 'landed' | 'dropped',
+): Promise<JournalEntry> {
+  if (!ENTRY_NAME.test(name)) {
+    throw new BreakglassError('USAGE', `"${name.slice(0, 80)}" is not a journal entry name`);
+  }
+  let found: JournalEntry | null = null;
+  for (const which of ['pending', 'processing'] as const) {
+    for (const f of await listJson(journalDir(gitDir, which))) {
+      if (f.replace(/\.json$/, '').replace(CLAIM_SUFFIX, '') !== name) continue;
+      found = (await readEntry(path.join(journalDir(gitDir, which), f))).entry;
+    }
+  }
+  if (!found) {
+    throw new BreakglassError(
+      'USAGE',
+      `no open journal entry ${name} (bg-sign audit flush lists them)`,
+    );
+  }
+  const lines = found.events.map((e) => `${e.oldSha} ${e.newSha} ${e.ref}`).join('\n') + '\n';
+  const state: TxState = outcome === 'landed' ? 'committed' : 'aborted';
+  await writeDurably(
+    path.join(journalDir(gitDir, 'tx'), name),
+    `${state}-admin${randomBytes(4).toString('hex')}`,
+    lines,
+    journalDir(gitDir, 'tmp'),
+  );
+  return found;
+}
+
 export type EventStatus = 'landed' | 'dropped' | 'waiting' | 'uncertain';
 
 export interface StatusFacts {
@@ -628,6 +668,8 @@ export interface StatusFacts {
   readonly own: boolean;
   readonly markers: Record<TxState, ReadonlySet<string>>;
   readonly receivePack: Liveness;
+  /** Whether git's reference-transaction hook reported on this push (else no marker proves). */
+  readonly transactionHook: boolean;
 }
 
 // E2: only what git says decides, never where the ref points now.
@@ -642,7 +684,11 @@ export function eventStatus(key: string, f: StatusFacts): EventStatus {
   if (f.updated.has(key) || f.markers.committed.has(key)) return 'landed';
   if (f.markers.aborted.has(key)) return 'dropped';
   if (f.own) return 'dropped';
-  if (f.receivePack === 'gone') return f.markers.prepared.has(key) ? 'uncertain' : 'dropped';
+  if (f.receivePack === 'gone') {
+    // Without the hook, "no prepared record" proves nothing.
+    if (!f.transactionHook || f.markers.prepared.has(key)) return 'uncertain';
+    return 'dropped';
+  }
   return 'waiting';
 }
 
@@ -682,7 +728,13 @@ export async function reclaimSlots(
     if (!c.entry) continue; // picked up again by the next flush, which files it under bad/
     const markers = await readTxMarkers(gitDir, c.entry.name);
     const rp = liveness(c.entry.receivePack);
-    const facts = { updated: new Set<string>(), own: false, markers, receivePack: rp };
+    const facts = {
+      updated: new Set<string>(),
+      own: false,
+      markers,
+      receivePack: rp,
+      transactionHook: c.entry.transactionHook !== false,
+    };
     const all = c.entry.events.map((e) => eventStatus(updateKey(e.ref, e.oldSha, e.newSha), facts));
     if (all.length > 0 && all.every((s) => s === 'dropped')) {
       for (const r of c.entry.reservations) {

@@ -45,6 +45,8 @@ export interface FlushOptions {
 }
 
 export interface FlushedEvent {
+  /** The journal entry (the push). */
+  readonly entry: string;
   readonly ticket: string;
   readonly ref: string;
   readonly oldSha: string;
@@ -169,8 +171,8 @@ export function mergeRefs(items: readonly RecordItem[]): RecordItem[] {
   return out;
 }
 
-function flushed(e: PendingEvent, commits: number): FlushedEvent {
-  return { ticket: e.ticket, ref: e.ref, oldSha: e.oldSha, newSha: e.newSha, commits };
+function flushed(entry: string, e: PendingEvent, commits: number): FlushedEvent {
+  return { entry, ticket: e.ticket, ref: e.ref, oldSha: e.oldSha, newSha: e.newSha, commits };
 }
 
 async function flushEntry(
@@ -193,6 +195,7 @@ async function flushEntry(
         entry.events.some((e) => updated.has(updateKey(e.ref, e.oldSha, e.newSha)))),
     markers: await readTxMarkers(ctx.gitDir, entry.name),
     receivePack: liveness(entry.receivePack),
+    transactionHook: entry.transactionHook !== false,
   };
   const status = new Map<PendingEvent, EventStatus>();
   for (const e of entry.events)
@@ -224,7 +227,9 @@ async function flushEntry(
       now,
       onWarning: (m) => result.errors.push(m),
     });
-    perEvent.forEach((it, i) => result.recorded.push(flushed(landed[i]!, it.commits.length)));
+    perEvent.forEach((it, i) =>
+      result.recorded.push(flushed(entry.name, landed[i]!, it.commits.length)),
+    );
   }
   // E2: a use is given back only when git committed nothing it authorised in this push.
   const keep: Reservation[] = [];
@@ -238,8 +243,8 @@ async function flushEntry(
     await releaseUse(ctx.gitDir, r);
     result.released.push(r);
   }
-  result.dropped.push(...dropped.map((e) => flushed(e, 0)));
-  result.uncertain.push(...only('uncertain').map((e) => flushed(e, 0)));
+  result.dropped.push(...dropped.map((e) => flushed(entry.name, e, 0)));
+  result.uncertain.push(...only('uncertain').map((e) => flushed(entry.name, e, 0)));
   if (open.length) {
     (result as { waiting: number }).waiting += only('waiting').length;
     await unclaim(ctx.gitDir, c, {
@@ -343,7 +348,7 @@ export function formatFlush(r: FlushResult): string[] {
   }
   for (const e of r.uncertain) {
     out.push(
-      `git-breakglass: warning: git prepared ${e.ref} -> ${e.newSha.slice(0, 12)} for ticket ${e.ticket} and then said nothing more; kept pending with its use (bg-sign audit shows it)`,
+      `git-breakglass: warning: uncertain whether git applied ${e.ref} -> ${e.newSha.slice(0, 12)} (ticket ${e.ticket}, journal entry ${e.entry}); kept pending with its use: check the ref, then bg-sign audit flush GIT_DIR --resolve ${e.entry}=landed|dropped`,
     );
   }
   for (const e of r.errors) out.push(`git-breakglass: warning: ${e}`);

@@ -271,12 +271,21 @@ function transactionHookInstalled(gitDir: string, hooksPath: string | undefined)
   }
 }
 
+/**
+ * Whether git will tell the recorder about each update of this push (E2): our
+ * reference-transaction hook is installed where git looks for hooks. Forges that run only their
+ * own hook set (GitLab's Gitaly, GHES, gitolite's repo-specific hooks) have none; then an update
+ * whose post-receive did not run is kept as uncertain rather than judged (fail closed).
+ */
+async function transactionHook(o: PreReceiveOptions, ctx: GitContext): Promise<boolean> {
+  const hooksPath = (
+    await gitText(ctx, ['config', '--get', 'core.hooksPath']).catch(() => '')
+  ).trim();
+  return transactionHookInstalled(o.gitDir, hooksPath || undefined);
+}
+
 /** What stops this server from recording a break-glass push now (E4), as one error. */
-async function recordingBroken(
-  o: PreReceiveOptions,
-  ctx: GitContext,
-  rp: ProcessRef | null,
-): Promise<BreakglassError | null> {
+async function recordingBroken(o: PreReceiveOptions): Promise<BreakglassError | null> {
   let problems;
   try {
     problems = await recordingProblems(o.gitDir);
@@ -301,18 +310,6 @@ async function recordingBroken(
       },
     );
   }
-  if (rp) {
-    const hooksPath = (
-      await gitText(ctx, ['config', '--get', 'core.hooksPath']).catch(() => '')
-    ).trim();
-    if (!transactionHookInstalled(o.gitDir, hooksPath || undefined)) {
-      return new BreakglassError(
-        'RECORDING_BROKEN',
-        'the reference-transaction hook of git-breakglass is not installed in this repository, so the server could not tell which break-glass updates git applied',
-        { hint: 'a server admin runs `bg-sign install-hooks GIT_DIR` again' },
-      );
-    }
-  }
   return null;
 }
 
@@ -328,11 +325,12 @@ async function commitUses(
   classified: readonly ClassifiedUpdate[],
   policy: Policy,
   pusher: Pusher,
-): Promise<{ failure: Failure } | { commits: Map<string, number> }> {
+): Promise<{ failure: Failure } | { commits: Map<string, number>; txHook: boolean }> {
   const ctx: GitContext = { gitDir: o.gitDir, env: o.env };
   const rp = o.receivePack === undefined ? findReceivePack(process.ppid) : o.receivePack;
-  const blocked = await recordingBroken(o, ctx, rp);
+  const blocked = await recordingBroken(o);
   if (blocked) throw blocked;
+  const txHook = rp ? await transactionHook(o, ctx) : false;
 
   const updates = decision.updates.filter((d) => d.path === 'breakglass');
   // E1, E5: what each update brings into its ref is what gets noted; counted here, so a push too
@@ -408,6 +406,7 @@ async function commitUses(
       createdAtMs: o.now,
       recordedBy: `pre-receive@${o.hostname ?? os.hostname()}`,
       receivePack: rp,
+      ...(rp && !txHook ? { transactionHook: false } : {}),
       events,
       reservations,
     };
@@ -415,7 +414,7 @@ async function commitUses(
     // From here git's reference-transaction hook writes down what it does with these updates.
     await arm(o.gitDir, entry);
     if (run.aborted) throw new BreakglassError('HOOK_FAILED', 'timed out');
-    return { commits };
+    return { commits, txHook: txHook || !rp };
   } catch (e) {
     await rollback().catch(() => {});
     if (isBreakglassError(e)) throw e;
@@ -560,6 +559,11 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
     run.out([
       `${TAG}: accepted`,
       ...header,
+      ...(used.txHook
+        ? []
+        : [
+            "  warning: git-breakglass's reference-transaction hook is not installed here: if another check refuses this push, its ticket use is kept until an admin resolves it (bg-sign audit flush)",
+          ]),
       ...decision.updates.flatMap((d) => {
         if (d.path !== 'breakglass') return [];
         const c = candidates.find(

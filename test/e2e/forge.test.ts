@@ -46,7 +46,7 @@ describe('forge hooks: the server bundle shims with baked settings, no git confi
     assert.equal(r.code, 0, r.stderr);
     // What the GitLab/GHES recipes do: copy the shims, set nothing in git config but push
     // options (GitLab advertises them itself; here git must be told).
-    for (const hook of ['pre-receive', 'post-receive']) {
+    for (const hook of ['pre-receive', 'post-receive', 'reference-transaction']) {
       await copyFile(join(opt, 'hooks', hook), join(server.gitDir, 'hooks', hook));
     }
     await server.git(['config', 'receive.advertisePushOptions', 'true']);

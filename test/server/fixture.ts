@@ -236,12 +236,14 @@ export class Fixture {
       now?: number;
       timeoutMs?: number;
       receivePack?: FakeReceivePack;
+      /** Leave the reference-transaction hook out (a forge that runs only its own hook set). */
+      noTransactionHook?: boolean;
     } = {},
   ): Promise<HookRun> {
     let out = '';
     let err = '';
     // pre-receive checks that git will report the outcome (E2) before it arms receive-pack.
-    if (o.receivePack) this.installTransactionHook();
+    if (o.receivePack && !o.noTransactionHook) this.installTransactionHook();
     const code = await runPreReceive({
       gitDir: this.server,
       env: this.hookEnv(o.env, o.options),
@@ -274,7 +276,6 @@ export class Fixture {
 
   /** A receive-pack stand-in for this server repository. */
   receivePack(): FakeReceivePack {
-    this.installTransactionHook();
     return new FakeReceivePack(this.server);
   }
 

@@ -7,6 +7,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { approvedEnvelope, T0 } from '../helpers/fixtures.ts';
 import { formatTicketId } from '../../src/ticket/sign.ts';
+import { resolveEntry } from '../../src/server/journal.ts';
 import { runPostReceive } from '../../src/server/post-receive.ts';
 import { Fixture, NOW, ZERO } from './fixture.ts';
 
@@ -142,6 +143,65 @@ test('E2: prepared, then receive-pack ended with no outcome: kept pending with i
     assert.deepEqual(res.released, []);
     assert.deepEqual(f.state('reservations'), [`${ID}/0`]);
     assert.equal(f.state('journal/pending').length, 1);
+  }));
+
+test('E2: an uncertain entry waits for an admin: --resolve dropped gives the use back, landed records it', () =>
+  withFixture(async (f) => {
+    await f.serverTicket(ID, approvedEnvelope());
+    const old = f.serverRef('refs/heads/main')!;
+    const sha = f.commit();
+    const rp = f.receivePack();
+    assert.equal(
+      (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp })).code,
+      0,
+    );
+    assert.equal(await f.tx(rp, 'prepared', [[old, sha, 'refs/heads/main']]), 0);
+    await rp.end();
+    const [file] = f.state('journal/pending');
+    const name = file!.replace(/\.json$/, '');
+    assert.equal((await f.flush(NOW + 2000)).uncertain[0]?.entry, name);
+    await assert.rejects(
+      resolveEntry(f.server, '20261129T000000Z-1-abcdef', 'landed'),
+      /USAGE|no open/,
+    );
+    await resolveEntry(f.server, name, 'dropped');
+    const res = await f.flush(NOW + 3000);
+    assert.deepEqual(res.released, [{ ticket: ID, slot: 0 }]);
+    assert.deepEqual(f.state('journal/pending'), []);
+
+    // The same for a push that did land: the admin says so, and it is recorded.
+    const rp2 = f.receivePack();
+    assert.equal(
+      (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp2 })).code,
+      0,
+    );
+    assert.equal(await f.tx(rp2, 'prepared', [[old, sha, 'refs/heads/main']]), 0);
+    f.land(sha, 'refs/heads/main');
+    await rp2.end();
+    const [file2] = f.state('journal/pending');
+    await resolveEntry(f.server, file2!.replace(/\.json$/, ''), 'landed');
+    assert.equal((await f.flush(NOW + 4000)).recorded.length, 1);
+    assert.match(note(f, sha), new RegExp(`Break-glass-Ticket: ${ID}`));
+  }));
+
+test("E2 without the reference-transaction hook (a forge's own hook set): accepted with a warning; with no post-receive the entry stays uncertain, never dropped", () =>
+  withFixture(async (f) => {
+    await f.serverTicket(ID, approvedEnvelope());
+    const old = f.serverRef('refs/heads/main')!;
+    const sha = f.commit();
+    const rp = f.receivePack();
+    const r = await f.pre([[old, sha, 'refs/heads/main']], {
+      ...opts,
+      receivePack: rp,
+      noTransactionHook: true,
+    });
+    assert.equal(r.code, 0, r.text);
+    assert.match(r.out, /reference-transaction hook is not installed/);
+    f.land(sha, 'refs/heads/main');
+    await rp.end();
+    const res = await f.flush(NOW + 2000);
+    assert.equal(res.uncertain.length, 1);
+    assert.deepEqual(f.state('reservations'), [`${ID}/0`]);
   }));
 
 test('E2: the reference-transaction hook refuses (exit 1) a prepared update it cannot write down', () =>

@@ -15,6 +15,7 @@ import { parseTime } from '../../ticket/time.ts';
 import { readServerConfig } from '../../server/config.ts';
 import { loadServerPolicy } from '../../server/policy-source.ts';
 import { flushJournal, formatFlush } from '../../server/post-receive.ts';
+import { resolveEntry } from '../../server/journal.ts';
 import { EXIT, fromArg } from '../exit.ts';
 import { loadPolicy } from '../policy-source.ts';
 import { openRepo } from '../repo.ts';
@@ -220,8 +221,20 @@ const flush = defineCommand({
   builder: (y) =>
     y
       .positional('gitdir', { type: 'string', demandOption: true, describe: 'server repository' })
-      .options({ ...jsonOption })
-      .example('$0 audit flush /srv/git/api.git', 'finish what a crashed post-receive left'),
+      .options({
+        ...jsonOption,
+        resolve: {
+          type: 'string',
+          array: true,
+          describe:
+            'ENTRY=landed|dropped: an admin\'s word on an entry git left uncertain (see docs/server-setup.md, "When recording is broken")',
+        },
+      })
+      .example('$0 audit flush /srv/git/api.git', 'finish what a crashed post-receive left')
+      .example(
+        '$0 audit flush /srv/git/api.git --resolve 20261129T031400Z-4242-0a1b2c3d4e5f=dropped',
+        'the reflog shows git did not apply it: give its use back',
+      ),
   handler: async (argv) => {
     const cli = cliFor(argv);
     const now = Date.now();
@@ -230,6 +243,15 @@ const flush = defineCommand({
       allowFail: true,
     });
     if (check.code !== 0) throw new BreakglassError('USAGE', `${dir} is not a Git repository`);
+    for (const item of (argv.resolve as string[] | undefined) ?? []) {
+      const m = /^([^=]+)=(landed|dropped)$/.exec(item);
+      if (!m)
+        throw new BreakglassError(
+          'USAGE',
+          `--resolve takes ENTRY=landed or ENTRY=dropped, not "${item.slice(0, 80)}"`,
+        );
+      await resolveEntry(dir, m[1]!, m[2] as 'landed' | 'dropped');
+    }
     const r = await flushJournal(dir, cli.env, now, { sweep: true });
     if (argv.json) {
       cli.output.json({
