@@ -81,7 +81,8 @@ export interface ReviewFacts {
 
 /** A problem found while reading (malformed note, unreadable record, forged review...). */
 export interface AuditProblem {
-  readonly kind: 'note' | 'use' | 'ticket' | 'review' | 'revocation';
+  /** `journal`: a server's break-glass event not (yet) recorded (E1, E4). */
+  readonly kind: 'note' | 'use' | 'ticket' | 'review' | 'revocation' | 'journal';
   readonly where: string;
   readonly message: string;
 }

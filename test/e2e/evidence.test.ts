@@ -79,9 +79,26 @@ describe('evidence (issue 10)', () => {
       const again = await alice.push([`${fix}:refs/heads/main`], { tickets: [hotfix] });
       assert.notEqual(again.code, 0);
       assert.match(again.stderr, /TICKET_USED_UP/);
+      // E1/E4: until it is recorded, the audit shows it as a problem (exit 1), never as nothing.
+      const unrecorded = await run(process.execPath, [BUNDLE, 'audit', server.gitDir, '--json'], {
+        env: { PATH: process.env.PATH, HOME: server.root, NO_COLOR: '1' },
+      });
+      assert.equal(unrecorded.code, 1, unrecorded.stderr);
+      assert.match(unrecorded.stderr, /not recorded yet; run: bg-sign audit flush/);
+      const problems = (
+        JSON.parse(unrecorded.stdout) as { problems: { kind: string; message: string }[] }
+      ).problems;
+      assert.ok(
+        problems.some((p) => p.kind === 'journal' && p.message.includes(hotfix)),
+        JSON.stringify(problems),
+      );
       const f = await flush(server);
       assert.equal(f.code, 0, f.stdout + f.stderr);
       assert.match((await server.note(fix)) ?? '', new RegExp(`Break-glass-Ticket: ${hotfix}`));
+      const after = await run(process.execPath, [BUNDLE, 'audit', server.gitDir, '--json'], {
+        env: { PATH: process.env.PATH, HOME: server.root, NO_COLOR: '1' },
+      });
+      assert.equal(after.code, 0, after.stderr);
       assert.equal(await uses(server, hotfix), 1);
       assert.equal(await uses(server, rollback), 1);
 

@@ -5,7 +5,13 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Writable } from 'node:stream';
 import { BreakglassError, isBreakglassError } from '../../errors.ts';
-import { formatReport, planReport, type AuditRow, type ReportView } from '../../audit/report.ts';
+import {
+  formatReport,
+  planReport,
+  type AuditProblem,
+  type AuditRow,
+  type ReportView,
+} from '../../audit/report.ts';
 import { readAuditData, type Progress } from '../../git/audit-source.ts';
 import { CatFileBatch, runGit, type GitContext } from '../../git/git.ts';
 import { formatDuration, parseDurationAllowZero } from '../../policy/duration.ts';
@@ -15,7 +21,7 @@ import { parseTime } from '../../ticket/time.ts';
 import { readServerConfig } from '../../server/config.ts';
 import { loadServerPolicy } from '../../server/policy-source.ts';
 import { flushJournal, formatFlush } from '../../server/post-receive.ts';
-import { resolveEntry } from '../../server/journal.ts';
+import { openEntries, resolveEntry } from '../../server/journal.ts';
 import { EXIT, fromArg } from '../exit.ts';
 import { loadPolicy } from '../policy-source.ts';
 import { openRepo } from '../repo.ts';
@@ -211,6 +217,32 @@ function overdueMessage(report: ReportView): string {
   );
 }
 
+/** The server journal's open entries as problems: each event pending, failed or unreadable. */
+async function journalProblems(gitDir: string): Promise<AuditProblem[]> {
+  let open;
+  try {
+    open = await openEntries(gitDir);
+  } catch (e) {
+    return [
+      { kind: 'journal', where: gitDir, message: `journal unreadable: ${(e as Error).message}` },
+    ];
+  }
+  return open.flatMap(({ file, entry, error }): AuditProblem[] => {
+    if (!entry)
+      return [
+        { kind: 'journal', where: file, message: `unreadable journal file: ${error ?? 'unknown'}` },
+      ];
+    const state = entry.failures
+      ? `recording failed ${entry.failures} time(s): ${entry.lastError ?? ''}`
+      : 'accepted, not recorded yet';
+    return entry.events.map((e) => ({
+      kind: 'journal',
+      where: `${entry.name} ${e.ref}`,
+      message: `ticket ${e.ticket} ${e.ref} ${e.oldSha.slice(0, 12)}..${e.newSha.slice(0, 12)} (${entry.createdAt}): ${state}`,
+    }));
+  });
+}
+
 /**
  * `bg-sign audit flush GIT_DIR`: finishes pending journal entries (a crashed post-receive, or
  * GHES where there is no post-receive) with the hook's own flushJournal, and says what it wrote.
@@ -368,6 +400,7 @@ export default defineCommand({
     policyLoad.catch(() => {}); // awaited below; a failure is reported from there
     const tty = ttyProgress();
     let report: ReportView;
+    let pending: number;
     try {
       let repo: Omit<AuditRepo, 'ctx'> | undefined;
       const policy = policyLoad.then((r) => {
@@ -385,20 +418,27 @@ export default defineCommand({
         },
       );
       data.catch(() => {}); // awaited below, once the repository is known to be one
-      await checked;
+      const gitDirChecked = await checked;
+      // E1, E4: on a server, events git committed but not yet recorded, or that failed to be.
+      const journal = gitDirChecked.gitDir ? await journalProblems(gitDirChecked.gitDir) : [];
+      pending = journal.length;
       // The rows are made one by one as the report is written, never all held (DESIGN §9).
-      report = planReport(await data, {
-        now,
-        since,
-        until,
-        ticket,
-        refFilter: refPattern ? (ref) => refMatches(refPattern, ref) : undefined,
-        refText: refPattern?.source,
-        unreviewed: argv.unreviewed,
-        olderThanMs,
-        repository: repo!.policy?.repository ?? null,
-        policySource: repo!.policySource,
-      });
+      const read = await data;
+      report = planReport(
+        journal.length ? { ...read, problems: [...read.problems, ...journal] } : read,
+        {
+          now,
+          since,
+          until,
+          ticket,
+          refFilter: refPattern ? (ref) => refMatches(refPattern, ref) : undefined,
+          refText: refPattern?.source,
+          unreviewed: argv.unreviewed,
+          olderThanMs,
+          repository: repo!.policy?.repository ?? null,
+          policySource: repo!.policySource,
+        },
+      );
     } finally {
       tty.done();
     }
@@ -410,6 +450,14 @@ export default defineCommand({
           `warning: ${report.problems.length} problem(s) reading the records (listed in the report)`,
         ),
       );
+    }
+    if (pending) {
+      cli.output.err(
+        cli.output.errStyle.yellow(
+          `${pending} break-glass event(s) in the server journal are not recorded yet; run: bg-sign audit flush ${argv.gitdir ?? 'GIT_DIR'}`,
+        ),
+      );
+      process.exitCode = EXIT.denied;
     }
     // The review duty as a CI check: anything listed here is overdue.
     if (olderThanMs !== undefined && report.rows.length > 0) {
