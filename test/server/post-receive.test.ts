@@ -23,6 +23,20 @@ async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<void> {
   }
 }
 
+/**
+ * A ticketed fast-forward of main that pre-receive accepted, run by a receive-pack stand-in
+ * (`rp`) that is still running: what git does next is up to the test.
+ */
+async function acceptedVia(f: Fixture) {
+  await f.serverTicket(ID, approvedEnvelope());
+  const old = f.serverRef('refs/heads/main')!;
+  const sha = f.commit();
+  const rp = f.receivePack();
+  const r = await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp });
+  assert.equal(r.code, 0, r.text);
+  return { old, sha, rp };
+}
+
 function note(f: Fixture, commit: string): string {
   return f.sgit('notes', '--ref=breakglass', 'show', commit);
 }
@@ -75,14 +89,7 @@ test('post-receive writes the note and the consumed record; the reservation stay
 
 test('E2: an accepted push that git did not apply is dropped once its receive-pack ended, and its use comes back', () =>
   withFixture(async (f) => {
-    await f.serverTicket(ID, approvedEnvelope());
-    const old = f.serverRef('refs/heads/main')!;
-    const sha = f.commit();
-    const rp = f.receivePack();
-    assert.equal(
-      (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp })).code,
-      0,
-    );
+    const { old, sha, rp } = await acceptedVia(f);
     // Still in flight (receive-pack runs): kept, however long it takes.
     const soon = await f.flush(NOW + 3_600_000);
     assert.equal(soon.waiting, 1);
@@ -104,15 +111,8 @@ test('E2: an accepted push that git did not apply is dropped once its receive-pa
 
 test('E2: a transaction git aborted gives the use back in its own post-receive, while receive-pack runs', () =>
   withFixture(async (f) => {
-    await f.serverTicket(ID, approvedEnvelope());
-    const old = f.serverRef('refs/heads/main')!;
-    const sha = f.commit();
-    const rp = f.receivePack();
+    const { old, sha, rp } = await acceptedVia(f);
     try {
-      assert.equal(
-        (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp })).code,
-        0,
-      );
       assert.equal(await f.tx(rp, 'prepared', [[old, sha, 'refs/heads/main']]), 0);
       assert.equal(await f.tx(rp, 'aborted', [[old, sha, 'refs/heads/main']]), 0);
       // Another push's flush leaves a running push alone (its own post-receive decides)...
@@ -128,14 +128,7 @@ test('E2: a transaction git aborted gives the use back in its own post-receive, 
 
 test('E2: prepared, then receive-pack ended with no outcome: kept pending with its use, reported as uncertain', () =>
   withFixture(async (f) => {
-    await f.serverTicket(ID, approvedEnvelope());
-    const old = f.serverRef('refs/heads/main')!;
-    const sha = f.commit();
-    const rp = f.receivePack();
-    assert.equal(
-      (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp })).code,
-      0,
-    );
+    const { old, sha, rp } = await acceptedVia(f);
     assert.equal(await f.tx(rp, 'prepared', [[old, sha, 'refs/heads/main']]), 0);
     await rp.end();
     const res = await f.flush(NOW + 2000);
@@ -147,14 +140,7 @@ test('E2: prepared, then receive-pack ended with no outcome: kept pending with i
 
 test('E2: an uncertain entry waits for an admin: --resolve dropped gives the use back, landed records it', () =>
   withFixture(async (f) => {
-    await f.serverTicket(ID, approvedEnvelope());
-    const old = f.serverRef('refs/heads/main')!;
-    const sha = f.commit();
-    const rp = f.receivePack();
-    assert.equal(
-      (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp })).code,
-      0,
-    );
+    const { old, sha, rp } = await acceptedVia(f);
     assert.equal(await f.tx(rp, 'prepared', [[old, sha, 'refs/heads/main']]), 0);
     await rp.end();
     const [file] = f.state('journal/pending');
@@ -206,15 +192,8 @@ test("E2 without the reference-transaction hook (a forge's own hook set): accept
 
 test('E2: the reference-transaction hook refuses (exit 1) a prepared update it cannot write down', () =>
   withFixture(async (f) => {
-    await f.serverTicket(ID, approvedEnvelope());
-    const old = f.serverRef('refs/heads/main')!;
-    const sha = f.commit();
-    const rp = f.receivePack();
+    const { old, sha, rp } = await acceptedVia(f);
     try {
-      assert.equal(
-        (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp })).code,
-        0,
-      );
       const [name] = fs.readdirSync(path.join(f.server, 'breakglass/journal/tx'));
       const dir = path.join(f.server, 'breakglass/journal/tx', name!);
       fs.rmSync(dir, { recursive: true });
@@ -287,14 +266,7 @@ test('a force push notes the new commit, the replaced tip and the dropped commit
 
 test("E1/E2: an entry whose post-receive never ran is recorded from git's committed state, even after a rollback", () =>
   withFixture(async (f) => {
-    await f.serverTicket(ID, approvedEnvelope());
-    const old = f.serverRef('refs/heads/main')!;
-    const sha = f.commit();
-    const rp = f.receivePack();
-    assert.equal(
-      (await f.pre([[old, sha, 'refs/heads/main']], { ...opts, receivePack: rp })).code,
-      0,
-    );
+    const { old, sha, rp } = await acceptedVia(f);
     await f.landVia(rp, old, sha, 'refs/heads/main');
     await rp.end(); // post-receive killed, or none (GHES)
     // The hotfix is rolled back by a force push before anything was recorded.
