@@ -25,6 +25,12 @@ const SECTIONS: Section[] = [
     args: ['30'],
     what: 'pre-receive start-up and a 1,000-commit push',
   },
+  {
+    name: 'push',
+    file: 'bench/push.ts',
+    args: [],
+    what: 'whole git pushes, hooks vs none, by repository state (BG_BENCH_PUSH_PAIRS)',
+  },
   { name: 'notes', file: 'bench/notes.ts', args: [], what: 'audit notes for 10,000 commits' },
   { name: 'audit', file: 'bench/audit.ts', args: [], what: '`bg-sign audit` over 100,000 events' },
   { name: 'crypto', file: 'bench/crypto.ts', args: [], what: 'Ed25519 verify' },
@@ -154,7 +160,7 @@ const doc = [
   `- Load average (1/5/15 min) at start ${load0.map((x) => x.toFixed(1)).join(' / ')}, at end ${load1.map((x) => x.toFixed(1)).join(' / ')}. ` +
     'The machine is shared (2 cores, other jobs running): wall times carry that load; the CPU columns (user + system) are much less affected.',
   `- Command: \`npm run bench\` = \`npm run build && node --import tsx bench/run.ts\`; total ${total.toFixed(0)} s. ` +
-    'Single sections: `node --import tsx bench/run.ts hook|notes|audit|crypto`.',
+    'Single sections: `node --import tsx bench/run.ts hook|push|notes|audit|crypto`.',
   '',
   '## Targets at a glance',
   '',
