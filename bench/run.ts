@@ -112,6 +112,13 @@ const OPTIMISATIONS = [
     'installed hook (sh and its one `git config`).',
   "- **Protected push.** The same split takes the CLI's start-up off the 1,000-commit push; with a ref the cached " +
     'policy protects, the fast path hands over without starting any git process.',
+  '- **Per-push cost in every repository state (issue 12 §4).** Measured over real transports, after any break-glass ' +
+    'use post-receive added ~80 ms to every push for 8 days (a reservation sweep), and a refused or auto-discovering push ' +
+    'started one `git rev-list` per recent ticket of the pusher (104 used tickets: 475 ms vs 134 ms with none). Fix: ' +
+    'post-receive exits without loading the recorder unless a journal entry is pending or in processing, and pre-receive ' +
+    'counts recorded uses by walking `refs/breakglass/consumed/<id>` with its one object reader. The push section ' +
+    '(`bench/push.ts`) times whole `git push` commands in each state against the same push into a repository with no ' +
+    'hooks, and counts the git processes of each push.',
 ];
 
 /**
