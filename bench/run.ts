@@ -25,6 +25,12 @@ const SECTIONS: Section[] = [
     args: ['30'],
     what: 'pre-receive start-up and a 1,000-commit push',
   },
+  {
+    name: 'push',
+    file: 'bench/push.ts',
+    args: [],
+    what: 'whole git pushes, hooks vs none, by repository state (BG_BENCH_PUSH_PAIRS)',
+  },
   { name: 'notes', file: 'bench/notes.ts', args: [], what: 'audit notes for 10,000 commits' },
   { name: 'audit', file: 'bench/audit.ts', args: [], what: '`bg-sign audit` over 100,000 events' },
   { name: 'crypto', file: 'bench/crypto.ts', args: [], what: 'Ed25519 verify' },
@@ -106,6 +112,13 @@ const OPTIMISATIONS = [
     'installed hook (sh and its one `git config`).',
   "- **Protected push.** The same split takes the CLI's start-up off the 1,000-commit push; with a ref the cached " +
     'policy protects, the fast path hands over without starting any git process.',
+  '- **Per-push cost in every repository state (issue 12 §4).** Measured over real transports, after any break-glass ' +
+    'use post-receive added ~80 ms to every push for 8 days (a reservation sweep), and a refused or auto-discovering push ' +
+    'started one `git rev-list` per recent ticket of the pusher (104 used tickets: 475 ms vs 134 ms with none). Fix: ' +
+    'post-receive exits without loading the recorder unless a journal entry is pending or in processing, and pre-receive ' +
+    'counts recorded uses by walking `refs/breakglass/consumed/<id>` with its one object reader. The push section ' +
+    '(`bench/push.ts`) times whole `git push` commands in each state against the same push into a repository with no ' +
+    'hooks, and counts the git processes of each push.',
 ];
 
 /**
@@ -154,7 +167,7 @@ const doc = [
   `- Load average (1/5/15 min) at start ${load0.map((x) => x.toFixed(1)).join(' / ')}, at end ${load1.map((x) => x.toFixed(1)).join(' / ')}. ` +
     'The machine is shared (2 cores, other jobs running): wall times carry that load; the CPU columns (user + system) are much less affected.',
   `- Command: \`npm run bench\` = \`npm run build && node --import tsx bench/run.ts\`; total ${total.toFixed(0)} s. ` +
-    'Single sections: `node --import tsx bench/run.ts hook|notes|audit|crypto`.',
+    'Single sections: `node --import tsx bench/run.ts hook|push|notes|audit|crypto`.',
   '',
   '## Targets at a glance',
   '',
