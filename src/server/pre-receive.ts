@@ -246,18 +246,56 @@ function pendingEvent(
 
 type LoadedCandidate = Extract<Candidate, { ticket: unknown }>;
 
-/** Tips of the protected refs as they are before this push (the base of a created ref, E1). */
-async function protectedTips(ctx: GitContext, policy: Policy, exclude: string): Promise<string[]> {
+/**
+ * Tips of the protected refs as they are before this push (the base of a created ref, E1; a ref
+ * this push creates does not exist yet, so it is not among them).
+ */
+async function protectedTips(ctx: GitContext, policy: Policy): Promise<string[]> {
   const out = await gitText(ctx, ['for-each-ref', '--format=%(objectname) %(refname)', 'refs/']);
   const tips = new Set<string>();
   for (const line of out ? out.split('\n') : []) {
     const sp = line.indexOf(' ');
     const ref = line.slice(sp + 1);
-    if (ref !== exclude && guardOf(ref) === null && protectionFor(policy, ref)) {
+    if (guardOf(ref) === null && protectionFor(policy, ref)) {
       tips.add(line.slice(0, sp));
     }
   }
   return [...tips];
+}
+
+/** For each protected update of a push: what it brings into its ref, and a created ref's base. */
+interface RecordingPrep {
+  readonly bases: Map<string, string[]>;
+  readonly lists: Map<string, string[]>;
+}
+
+/**
+ * What recording a ticketed update will note (E1), asked of git once per distinct range. Started
+ * while the candidate tickets are read, so its processes overlap theirs.
+ */
+async function prepareRecording(
+  ctx: GitContext,
+  classified: readonly ClassifiedUpdate[],
+  policy: Policy,
+): Promise<RecordingPrep> {
+  const bases = new Map<string, string[]>();
+  const lists = new Map<string, string[]>();
+  const ranges = new Map<string, Promise<string[]>>();
+  let tips: Promise<string[]> | undefined;
+  for (const u of classified) {
+    if (ZERO_SHA.test(u.oldSha)) {
+      tips ??= protectedTips(ctx, policy);
+      bases.set(u.ref, await tips);
+    }
+    const base = bases.get(u.ref) ?? [];
+    const key = `${u.oldSha}..${u.newSha} ${base.join(' ')}`;
+    if (!ranges.has(key)) ranges.set(key, broughtIn(ctx, { ...u, base }));
+  }
+  for (const u of classified) {
+    const base = bases.get(u.ref) ?? [];
+    lists.set(u.ref, await ranges.get(`${u.oldSha}..${u.newSha} ${base.join(' ')}`)!);
+  }
+  return { bases, lists };
 }
 
 /** The reference-transaction hook is ours (E2: it tells which updates git committed). */
@@ -278,6 +316,7 @@ function transactionHookInstalled(gitDir: string, hooksPath: string | undefined)
  * whose post-receive did not run is kept as uncertain rather than judged (fail closed).
  */
 async function transactionHook(o: PreReceiveOptions, ctx: GitContext): Promise<boolean> {
+  if (transactionHookInstalled(o.gitDir, undefined)) return true; // the usual place: no git
   const hooksPath = (
     await gitText(ctx, ['config', '--get', 'core.hooksPath']).catch(() => '')
   ).trim();
@@ -325,6 +364,7 @@ async function commitUses(
   classified: readonly ClassifiedUpdate[],
   policy: Policy,
   pusher: Pusher,
+  recording: Promise<RecordingPrep>,
 ): Promise<{ failure: Failure } | { commits: Map<string, number>; txHook: boolean }> {
   const ctx: GitContext = { gitDir: o.gitDir, env: o.env };
   const rp = o.receivePack === undefined ? findReceivePack(process.ppid) : o.receivePack;
@@ -335,30 +375,22 @@ async function commitUses(
   const updates = decision.updates.filter((d) => d.path === 'breakglass');
   // E1, E5: what each update brings into its ref is what gets noted; counted here, so a push too
   // large to record whole is refused now, never accepted and then recorded in part.
-  const bases = new Map<string, string[]>();
+  const { bases, lists } = await recording;
   const commits = new Map<string, number>();
   const distinct = new Set<string>();
-  const listed = new Map<string, string[]>();
   for (const d of updates) {
-    const u = classified.find((x) => x.ref === d.update.ref)!;
-    if (ZERO_SHA.test(u.oldSha)) bases.set(u.ref, await protectedTips(ctx, policy, u.ref));
-    const range = `${u.oldSha}..${u.newSha} ${(bases.get(u.ref) ?? []).join(' ')}`;
-    let list = listed.get(range);
-    if (!list) {
-      list = await broughtIn(ctx, { ...u, base: bases.get(u.ref) ?? [] });
-      listed.set(range, list);
-      for (const c of list) distinct.add(c);
-    }
-    commits.set(u.ref, list.length);
-    if (distinct.size > MAX_NOTED_COMMITS) {
-      throw new BreakglassError(
-        'INPUT_TOO_LARGE',
-        `this break-glass push brings more than ${MAX_NOTED_COMMITS} commits into protected refs; at most ${MAX_NOTED_COMMITS} can be recorded with audit notes per push`,
-        {
-          hint: 'push the history in several smaller steps (each with the ticket, if it allows several uses), or ask for a ticket per step',
-        },
-      );
-    }
+    const list = lists.get(d.update.ref)!;
+    commits.set(d.update.ref, list.length);
+    for (const c of list) distinct.add(c);
+  }
+  if (distinct.size > MAX_NOTED_COMMITS) {
+    throw new BreakglassError(
+      'INPUT_TOO_LARGE',
+      `this break-glass push brings more than ${MAX_NOTED_COMMITS} commits into protected refs; at most ${MAX_NOTED_COMMITS} can be recorded with audit notes per push`,
+      {
+        hint: 'push the history in several smaller steps (each with the ticket, if it allows several uses), or ask for a ticket per step',
+      },
+    );
   }
 
   const name = newEntryName(o.now);
@@ -488,7 +520,10 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
     let decision = decidePush({ ...base, candidates: [] });
     let candidates: Candidate[] = [];
     let warnings: string[] = [];
+    let recording: Promise<RecordingPrep> | undefined;
     if (!decision.accepted) {
+      recording = prepareRecording(ctx, classified, policy);
+      recording.catch(() => {}); // awaited by commitUses; unused if the push is refused
       ({ candidates, warnings } = await gatherCandidates({
         ctx,
         reader,
@@ -551,7 +586,16 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
       return 1;
     }
 
-    const used = await commitUses(run, o, decision, candidates, classified, policy, pusher);
+    const used = await commitUses(
+      run,
+      o,
+      decision,
+      candidates,
+      classified,
+      policy,
+      pusher,
+      recording ?? prepareRecording(ctx, classified, policy),
+    );
     if ('failure' in used) {
       run.err([`${TAG}: push rejected`, ...header, ...formatRefFailures('ticket', [used.failure])]);
       return 1;
