@@ -1,0 +1,140 @@
+// SSH keys in tests: real ssh-keygen / ssh-agent, and software signers for the SSHSIG forms
+// (the sk- FIDO form is made from a software Ed25519 key: no hardware in CI).
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import nacl from 'tweetnacl';
+import {
+  publicKeyFromWire,
+  signingKeyFromSeed,
+  SK_SSH_ED25519,
+  sshString,
+  SSH_ED25519,
+  type PublicKey,
+  type SshSigner,
+} from '../../src/ticket/keys.ts';
+import {
+  encodeSshSig,
+  skSignedData,
+  sshSigSignedData,
+  SSHSIG_HASH,
+} from '../../src/ticket/sshsig.ts';
+import { createHash } from 'node:crypto';
+
+export function tmp(prefix = 'bg-ssh-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Runs a program; returns status, stdout, stderr (never throws). */
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { input?: Buffer | string; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(cmd, args, {
+    input: opts.input,
+    env: opts.env ?? process.env,
+    cwd: opts.cwd,
+    encoding: 'latin1',
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A new ssh-ed25519 key made by ssh-keygen: private key path and its public key line. */
+export function sshKeygenKey(
+  dir: string,
+  name: string,
+  passphrase = '',
+): { path: string; pub: string } {
+  const path = join(dir, name);
+  const r = run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', passphrase, '-C', name, '-f', path]);
+  if (r.status !== 0) throw new Error(`ssh-keygen failed: ${r.stderr}`);
+  return { path, pub: readFileSync(path + '.pub', 'latin1').trim() };
+}
+
+/** `SHA256:...` as ssh-keygen -l prints it for a public key line. */
+export function sshKeygenFingerprint(pubLine: string): string {
+  const dir = tmp();
+  const file = join(dir, 'k.pub');
+  writeFileSync(file, pubLine + '\n');
+  const r = run('ssh-keygen', ['-l', '-E', 'sha256', '-f', file]);
+  if (r.status !== 0) throw new Error(`ssh-keygen -l failed: ${r.stderr}`);
+  return r.stdout.split(' ')[1]!;
+}
+
+export interface SoftSshKey extends SshSigner {
+  readonly line: string;
+  /** Signs with chosen fields, for hostile cases. */
+  blob(
+    message: Buffer,
+    o?: { namespace?: string; hash?: string; signHash?: 'sha256' | 'sha512'; flags?: number },
+  ): Buffer;
+}
+
+/**
+ * A software OpenSSH key from a seed: `ssh-ed25519`, or `sk-ssh-ed25519@openssh.com` signing the
+ * FIDO form with chosen flags (default: user presence).
+ */
+export function softSshKey(seedText: string, sk = false, application = 'ssh:'): SoftSshKey {
+  const key = signingKeyFromSeed(createHash('sha256').update(seedText).digest());
+  const type = sk ? SK_SSH_ED25519 : SSH_ED25519;
+  const wire = Buffer.concat([
+    sshString(type),
+    sshString(key.publicKey.raw),
+    ...(sk ? [sshString(application)] : []),
+  ]);
+  const publicKey: PublicKey = publicKeyFromWire(wire, (m) => {
+    throw new Error(m);
+  });
+  const blob: SoftSshKey['blob'] = (message, o = {}) => {
+    const namespace = o.namespace ?? 'git-breakglass';
+    const hash = o.hash ?? SSHSIG_HASH;
+    const signHash = o.signHash ?? 'sha512';
+    // The signed data, built by hand so the hash inside can differ from the one declared.
+    const signed =
+      signHash === 'sha512' && hash === SSHSIG_HASH
+        ? sshSigSignedData(namespace, message)
+        : Buffer.concat([
+            Buffer.from('SSHSIG'),
+            sshString(namespace),
+            sshString(''),
+            sshString(hash),
+            sshString(createHash(signHash).update(message).digest()),
+          ]);
+    let sig: Buffer;
+    if (sk) {
+      const flags = o.flags ?? 0x01;
+      const counter = 7;
+      const raw = nacl.sign.detached(
+        skSignedData(application, flags, counter, signed),
+        key.secretKey,
+      );
+      const fc = Buffer.alloc(5);
+      fc.writeUInt8(flags, 0);
+      fc.writeUInt32BE(counter, 1);
+      sig = Buffer.concat([sshString(type), sshString(raw), fc]);
+    } else {
+      sig = Buffer.concat([sshString(type), sshString(nacl.sign.detached(signed, key.secretKey))]);
+    }
+    return encodeSshSig({ publicKey: wire, namespace, hashAlgorithm: hash, signature: sig });
+  };
+  return {
+    publicKey,
+    line: `${type} ${wire.toString('base64')} ${seedText}`,
+    blob,
+    signSsh: (namespace, message) => blob(message, { namespace }),
+  };
+}
+
+/** A real ssh-agent on a socket in `dir`; `stop` ends exactly that process. */
+export async function startAgent(dir: string): Promise<{ sock: string; stop(): void }> {
+  const sock = join(dir, 'agent.sock');
+  const child = spawn('ssh-agent', ['-D', '-a', sock], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // -D prints the environment lines once the socket is listening.
+  await new Promise<void>((resolve, reject) => {
+    child.once('error', reject);
+    child.stdout.once('data', () => resolve());
+  });
+  return { sock, stop: () => child.kill('SIGTERM') };
+}
