@@ -53832,7 +53832,14 @@ function verifyTicketEnvelope(envelope, trusted) {
     );
   }
   const payload = parsePayload(envelope.payload);
-  return { envelope, payload, payloadDigest: payloadDigest(envelope.payload), signers, unverified };
+  return {
+    envelope,
+    payload,
+    payloadDigest: payloadDigest(envelope.payload),
+    signers,
+    unverified,
+    rejected
+  };
 }
 
 // src/ticket/revocation.ts
@@ -56022,7 +56029,8 @@ async function readEnvelopes(ctx, refs, ticketIds, policy, problems) {
           payload,
           payloadDigest: payloadDigest(env.payload),
           signers: [],
-          unverified: []
+          unverified: [],
+          rejected: []
         } : null;
         if (payload.id !== s.id) {
           throw new BreakglassError(

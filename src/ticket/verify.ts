@@ -44,6 +44,8 @@ export interface VerifiedEnvelope<P> {
   readonly signers: readonly Signer[];
   /** Indexes of signatures that verify under no trusted key (ignored for counting). */
   readonly unverified: readonly number[];
+  /** Of those, the SSHSIG entries refused for a stated reason (S1-S4), in envelope order. */
+  readonly rejected: readonly RejectedSignature[];
 }
 
 type Trusted = { readonly principal: string; readonly key: PublicKey };
@@ -176,5 +178,12 @@ export function verifyTicketEnvelope(envelope: Envelope, trusted: TrustedKeys): 
   }
   // A4: parse only after a trusted signature verified, and only the exact signed bytes.
   const payload = parsePayload(envelope.payload);
-  return { envelope, payload, payloadDigest: payloadDigest(envelope.payload), signers, unverified };
+  return {
+    envelope,
+    payload,
+    payloadDigest: payloadDigest(envelope.payload),
+    signers,
+    unverified,
+    rejected,
+  };
 }
