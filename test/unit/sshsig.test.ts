@@ -16,6 +16,8 @@ import {
   SSHSIG_NAMESPACE,
 } from '../../src/ticket/sshsig.ts';
 import { verifyTicketEnvelope } from '../../src/ticket/verify.ts';
+import { createRevocation, verifyRevocation } from '../../src/ticket/revocation.ts';
+import { createReview, verifyReview } from '../../src/audit/review.ts';
 import { evaluateSignatures } from '../../src/engine/evaluate.ts';
 import {
   agentSigner,
@@ -23,7 +25,7 @@ import {
   publicKeyOfPrivateKeyFile,
   sshKeygenSigner,
 } from '../../src/cli/ssh-key.ts';
-import { keys, throwsCode, ticketRequest } from '../helpers/fixtures.ts';
+import { keys, T0, throwsCode, ticketRequest } from '../helpers/fixtures.ts';
 import {
   run,
   softSshKey,
@@ -173,6 +175,26 @@ describe('SSHSIG verification (S1-S5)', () => {
       ],
     );
     assert.deepEqual(evaluateSignatures(t, policy), []);
+  });
+
+  test('revocations and reviews signed with SSH keys verify the same way', () => {
+    const t = verifyTicketEnvelope(env0, policy.keyOwners);
+    const rev = createRevocation(t, 'bob', 'wrong commit', T0 + 1000, bob);
+    assert.equal(verifyRevocation(parseEnvelope(serializeEnvelope(rev)), t, policy).revoker, 'bob');
+    const review = createReview(policy, t, 'carol', 'justified', 'ok', T0 + 2000, carol);
+    const v = verifyReview(parseEnvelope(serializeEnvelope(review)), t, policy);
+    assert.equal(v.keyid, carol.publicKey.keyid);
+    // A revocation signature lifted into a review (same key, same namespace) is bound to its
+    // payload type by PAE (A1): it does not verify there.
+    throwsCode(
+      () =>
+        verifyReview(
+          { ...review, signatures: [{ ...review.signatures[0]!, sig: rev.signatures[0]!.sig }] },
+          t,
+          policy,
+        ),
+      'REVIEW_INVALID',
+    );
   });
 
   test('real ssh-keygen accepts our blobs: check-novalidate and verify with allowed signers', () => {
