@@ -24,7 +24,9 @@ const PRIVATE_END = '-----END OPENSSH PRIVATE KEY-----';
 
 /** True for text that is an OpenSSH public key line we might accept. */
 export function isSshPublicKeyLine(text: string): boolean {
-  return /^(ssh-ed25519|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]+( .*)?$/.test(text.trim());
+  return /^(ssh-ed25519|sk-ssh-ed25519@openssh\.com|ecdsa-sha2-nistp256|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/=]+( .*)?$/.test(
+    text.trim(),
+  );
 }
 
 /** True for an OpenSSH private key file (`openssh-key-v1`). */

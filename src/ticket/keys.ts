@@ -3,16 +3,30 @@ import nacl from 'tweetnacl';
 import { BreakglassError } from '../errors.ts';
 import { decodeBase64Strict } from './base64.ts';
 
-/** OpenSSH key types the policy accepts (RSA and ECDSA stay out: docs/rules.md K1). */
+/** OpenSSH key types the policy accepts (RSA and other curves stay out: docs/rules.md K1). */
 export const SSH_ED25519 = 'ssh-ed25519';
 export const SK_SSH_ED25519 = 'sk-ssh-ed25519@openssh.com';
-export type KeyType = typeof SSH_ED25519 | typeof SK_SSH_ED25519;
+export const ECDSA_P256 = 'ecdsa-sha2-nistp256';
+export const SK_ECDSA_P256 = 'sk-ecdsa-sha2-nistp256@openssh.com';
+export type KeyType =
+  typeof SSH_ED25519 | typeof SK_SSH_ED25519 | typeof ECDSA_P256 | typeof SK_ECDSA_P256;
+const KEY_TYPES: readonly string[] = [SSH_ED25519, SK_SSH_ED25519, ECDSA_P256, SK_ECDSA_P256];
+
+/** True for key types whose signatures are made by a FIDO authenticator (PROTOCOL.u2f). */
+export function isSkType(type: KeyType): boolean {
+  return type === SK_SSH_ED25519 || type === SK_ECDSA_P256;
+}
+
+/** True for the Ed25519 key types (the others are ECDSA P-256). */
+export function isEd25519Type(type: KeyType): boolean {
+  return type === SSH_ED25519 || type === SK_SSH_ED25519;
+}
 
 /** A public key as the policy names it: `ed25519:<base64>` or an OpenSSH public key line. */
 export interface PublicKey {
   /** `ssh-ed25519` (also for `ed25519:` keys: the same key) or `sk-ssh-ed25519@openssh.com`. */
   readonly type: KeyType;
-  /** 32 raw Ed25519 key bytes. */
+  /** 32 raw Ed25519 key bytes, or the 65-byte uncompressed P-256 point for ECDSA keys. */
   readonly raw: Buffer;
   /** FIDO application string (`ssh:` ...) of an `sk-` key; it is part of what the key signs. */
   readonly application?: string;
@@ -55,10 +69,8 @@ export function sshString(bytes: Uint8Array | string): Buffer {
   return Buffer.concat([len, b]);
 }
 
-function sshWire(type: KeyType, raw: Buffer, application?: string): Buffer {
-  const parts = [sshString(type), sshString(raw)];
-  if (type === SK_SSH_ED25519) parts.push(sshString(application ?? ''));
-  return Buffer.concat(parts);
+function sshWire(type: KeyType, raw: Buffer): Buffer {
+  return Buffer.concat([sshString(type), sshString(raw)]);
 }
 
 function keyIdOfWire(wire: Buffer): string {
@@ -152,23 +164,34 @@ export class WireReader {
   }
 }
 
-/** Parses an OpenSSH public key in wire form (`ssh-ed25519` or `sk-ssh-ed25519@openssh.com`). */
+/** Parses an OpenSSH public key in wire form (one of the K1 types). */
 export function publicKeyFromWire(wire: Buffer, fail: (message: string) => never): PublicKey {
   const r = new WireReader(wire, fail);
-  const type = r.string('key type', 64).toString('latin1');
-  if (type !== SSH_ED25519 && type !== SK_SSH_ED25519) {
-    fail(`key type "${type.slice(0, 40)}" is not accepted (ssh-ed25519 or ${SK_SSH_ED25519})`);
+  const typeText = r.string('key type', 64).toString('latin1');
+  if (!KEY_TYPES.includes(typeText)) {
+    fail(`key type "${typeText.slice(0, 40)}" is not accepted (${KEY_TYPES.join(', ')})`);
   }
-  const raw = r.string('public key', 64);
-  if (raw.length !== 32) fail(`an Ed25519 public key has 32 bytes, not ${raw.length}`);
+  const type = typeText as KeyType;
+  let raw: Buffer;
+  if (isEd25519Type(type)) {
+    raw = r.string('public key', 64);
+    if (raw.length !== 32) fail(`an Ed25519 public key has 32 bytes, not ${raw.length}`);
+  } else {
+    const curve = r.string('curve', 64).toString('latin1');
+    if (curve !== 'nistp256') fail(`curve "${curve.slice(0, 20)}" is not nistp256`);
+    raw = r.string('public key', 128);
+    // Uncompressed only, as OpenSSH writes it; the point must be on the curve (checked below).
+    if (raw.length !== 65 || raw[0] !== 0x04) fail('a P-256 public key is an uncompressed point');
+  }
   let application: string | undefined;
-  if (type === SK_SSH_ED25519) {
+  if (isSkType(type)) {
     application = r.string('application', 64).toString('latin1');
     if (!APPLICATION.test(application))
       fail('the FIDO application must be "ssh:" and printable ASCII');
   }
   r.end('the public key');
-  checkRaw(raw);
+  if (isEd25519Type(type)) checkRaw(raw);
+  else if (!p256KeyObject(raw)) fail('the P-256 public key is not a point on the curve');
   const copy = Buffer.from(wire);
   return {
     type,
@@ -196,7 +219,7 @@ export function parseSshPublicKeyLine(text: string, field = 'key'): PublicKey {
 
 /** Parses `ed25519:<base64 of 32 bytes>` or an OpenSSH public key line. */
 export function parsePublicKey(text: unknown, field = 'key'): PublicKey {
-  if (typeof text === 'string' && /^(ssh-|sk-|ecdsa-)/.test(text)) {
+  if (typeof text === 'string' && /^(ssh-|sk-|ecdsa-|webauthn-)/.test(text)) {
     return parseSshPublicKeyLine(text, field);
   }
   if (typeof text !== 'string' || !text.startsWith(PREFIX)) {
@@ -233,7 +256,7 @@ export function verifyEd25519Raw(
   message: Uint8Array,
   signature: Uint8Array,
 ): boolean {
-  if (signature.length !== 64) return false;
+  if (!isEd25519Type(key.type) || signature.length !== 64) return false;
   let ko = keyObjects.get(key.raw);
   if (!ko) {
     ko = createPublicKey({
@@ -245,6 +268,45 @@ export function verifyEd25519Raw(
   }
   try {
     return nodeVerify(null, message, ko, signature);
+  } catch {
+    return false;
+  }
+}
+
+const p256Objects = new Map<string, KeyObject>();
+
+/** Node's key object for an uncompressed P-256 point; undefined when it is not on the curve. */
+export function p256KeyObject(point: Buffer): KeyObject | undefined {
+  const id = point.toString('base64');
+  let ko = p256Objects.get(id);
+  if (!ko) {
+    try {
+      ko = createPublicKey({
+        key: {
+          kty: 'EC',
+          crv: 'P-256',
+          x: point.subarray(1, 33).toString('base64url'),
+          y: point.subarray(33, 65).toString('base64url'),
+        },
+        format: 'jwk',
+      });
+    } catch {
+      return undefined;
+    }
+    // Policy keys are few; a bounded cache keeps a hostile stream of blobs from growing it.
+    if (p256Objects.size > 1024) p256Objects.clear();
+    p256Objects.set(id, ko);
+  }
+  return ko;
+}
+
+/** ECDSA P-256 with SHA-256 over `message`; `signature` is r || s, 32 bytes each. */
+export function verifyP256(key: PublicKey, message: Uint8Array, signature: Uint8Array): boolean {
+  if (isEd25519Type(key.type) || signature.length !== 64) return false;
+  const ko = p256KeyObject(key.raw);
+  if (!ko) return false;
+  try {
+    return nodeVerify('sha256', message, { key: ko, dsaEncoding: 'ieee-p1363' }, signature);
   } catch {
     return false;
   }

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import { BreakglassError } from '../errors.ts';
 import {
+  isEd25519Type,
+  isSkType,
   publicKeyFromWire,
   sshString,
-  SK_SSH_ED25519,
-  SSH_ED25519,
   verifyEd25519Raw,
+  verifyP256,
   WireReader,
   type PublicKey,
 } from './keys.ts';
@@ -33,7 +34,7 @@ export interface SshSig {
   readonly publicKey: PublicKey;
   readonly namespace: string;
   readonly hashAlgorithm: string;
-  /** The 64-byte Ed25519 signature. */
+  /** 64 bytes: the Ed25519 signature, or ECDSA r || s (32 bytes each, from the mpints). */
   readonly signature: Buffer;
   /** For `sk-` keys: the authenticator's flags byte and counter, both signed. */
   readonly sk?: { readonly flags: number; readonly counter: number };
@@ -82,13 +83,36 @@ export function parseSshSig(bytes: Buffer): SshSig {
   if (sigType !== publicKey.type) {
     malformed(`signature type "${sigType.slice(0, 40)}" does not match key type ${publicKey.type}`);
   }
-  const signature = Buffer.from(s.string('signature bytes', 64));
-  if (signature.length !== 64)
-    malformed(`an Ed25519 signature has 64 bytes, not ${signature.length}`);
+  let signature: Buffer;
+  if (isEd25519Type(publicKey.type)) {
+    signature = Buffer.from(s.string('signature bytes', 64));
+    if (signature.length !== 64)
+      malformed(`an Ed25519 signature has 64 bytes, not ${signature.length}`);
+  } else {
+    const inner = new WireReader(Buffer.from(s.string('signature bytes', 128)), malformed);
+    signature = Buffer.concat([p256Scalar(inner, 'r'), p256Scalar(inner, 's')]);
+    inner.end('the ECDSA signature');
+  }
   let sk: SshSig['sk'];
-  if (publicKey.type === SK_SSH_ED25519) sk = { flags: s.u8('flags'), counter: s.u32('counter') };
+  if (isSkType(publicKey.type)) sk = { flags: s.u8('flags'), counter: s.u32('counter') };
   s.end('the signature bytes');
   return { publicKey, namespace, hashAlgorithm, signature, ...(sk ? { sk } : {}) };
+}
+
+/**
+ * An ECDSA scalar as an SSH mpint (RFC 4251 §5), canonical: positive, non-zero, no needless
+ * leading zero byte, at most 256 bits. Returned left-padded to 32 bytes.
+ */
+function p256Scalar(r: WireReader, what: string): Buffer {
+  const m = r.string(`ECDSA ${what}`, 33);
+  if (m.length === 0) malformed(`ECDSA ${what} is zero`);
+  if (m[0]! & 0x80) malformed(`ECDSA ${what} is negative`);
+  if (m[0] === 0 && (m.length === 1 || !(m[1]! & 0x80))) {
+    malformed(`ECDSA ${what} is not a canonical mpint`);
+  }
+  const v = m[0] === 0 ? m.subarray(1) : m;
+  if (v.length > 32) malformed(`ECDSA ${what} is longer than 256 bits`);
+  return Buffer.concat([Buffer.alloc(32 - v.length), v]);
 }
 
 /** PROTOCOL.sshsig "signed data": what the key actually signs, over H(message). */
@@ -103,8 +127,9 @@ export function sshSigSignedData(namespace: string, message: Uint8Array): Buffer
 }
 
 /**
- * What an sk-ssh-ed25519 authenticator signs (PROTOCOL.u2f, ssh-ed25519-sk.c):
- * sha256(application) || flags || uint32 counter || sha256(data).
+ * What an sk- authenticator signs (PROTOCOL.u2f, ssh-ed25519-sk.c, ssh-ecdsa-sk.c):
+ * sha256(application) || flags || uint32 counter || sha256(data). Ed25519 signs these bytes;
+ * ECDSA signs their SHA-256, as for any ECDSA-SHA256 message.
  */
 export function skSignedData(application: string, flags: number, counter: number, data: Buffer) {
   const fc = Buffer.alloc(5);
@@ -130,17 +155,13 @@ export interface SshSigCheck {
 export function verifySshSig(sig: SshSig, key: PublicKey, message: Uint8Array): SshSigCheck | null {
   if (!sig.publicKey.wire.equals(key.wire)) return null;
   const data = sshSigSignedData(SSHSIG_NAMESPACE, message);
-  if (key.type === SSH_ED25519) {
-    return verifyEd25519Raw(key, data, sig.signature)
-      ? { userPresent: false, userVerified: false }
-      : null;
+  const check = isEd25519Type(key.type) ? verifyEd25519Raw : verifyP256;
+  if (!isSkType(key.type)) {
+    // ecdsa-sha2-nistp256 hashes with SHA-256 (RFC 5656 §6.2.1), as verifyP256 does.
+    return check(key, data, sig.signature) ? { userPresent: false, userVerified: false } : null;
   }
   const sk = sig.sk!;
-  const ok = verifyEd25519Raw(
-    key,
-    skSignedData(key.application!, sk.flags, sk.counter, data),
-    sig.signature,
-  );
+  const ok = check(key, skSignedData(key.application!, sk.flags, sk.counter, data), sig.signature);
   if (!ok) return null;
   return {
     userPresent: (sk.flags & SK_USER_PRESENT) !== 0,

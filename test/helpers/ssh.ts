@@ -20,7 +20,7 @@ import {
   sshSigSignedData,
   SSHSIG_HASH,
 } from '../../src/ticket/sshsig.ts';
-import { createHash } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
 
 export function tmp(prefix = 'bg-ssh-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
@@ -137,4 +137,55 @@ export async function startAgent(dir: string): Promise<{ sock: string; stop(): v
     child.stdout.once('data', () => resolve());
   });
   return { sock, stop: () => child.kill('SIGTERM') };
+}
+
+/** Encodes a 32-byte big-endian scalar as an SSH mpint (RFC 4251 §5). */
+function mpint(v: Buffer): Buffer {
+  let i = 0;
+  while (i < v.length - 1 && v[i] === 0) i++;
+  const t = v.subarray(i);
+  return sshString(t[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), t]) : t);
+}
+
+/**
+ * A software ECDSA P-256 key (`ecdsa-sha2-nistp256`, or `sk-ecdsa-sha2-nistp256@openssh.com`
+ * signing the FIDO form): a fresh random key per call.
+ */
+export function softEcdsaKey(comment: string, sk = false, application = 'ssh:'): SoftSshKey {
+  const { privateKey, publicKey: pub } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const jwk = pub.export({ format: 'jwk' });
+  const point = Buffer.concat([
+    Buffer.from([4]),
+    Buffer.from(jwk.x!, 'base64url'),
+    Buffer.from(jwk.y!, 'base64url'),
+  ]);
+  const type = sk ? 'sk-ecdsa-sha2-nistp256@openssh.com' : 'ecdsa-sha2-nistp256';
+  const wire = Buffer.concat([
+    sshString(type),
+    sshString('nistp256'),
+    sshString(point),
+    ...(sk ? [sshString(application)] : []),
+  ]);
+  const publicKey = publicKeyFromWire(wire, (m) => {
+    throw new Error(m);
+  });
+  const blob: SoftSshKey['blob'] = (message, o = {}) => {
+    const namespace = o.namespace ?? 'git-breakglass';
+    const signed = sshSigSignedData(namespace, message);
+    const flags = o.flags ?? 0x01;
+    const toSign = sk ? skSignedData(application, flags, 9, signed) : signed;
+    const rs = cryptoSign('sha256', toSign, { key: privateKey, dsaEncoding: 'ieee-p1363' });
+    const inner = Buffer.concat([mpint(rs.subarray(0, 32)), mpint(rs.subarray(32))]);
+    const fc = Buffer.alloc(5);
+    fc.writeUInt8(flags, 0);
+    fc.writeUInt32BE(9, 1);
+    const sig = Buffer.concat([sshString(type), sshString(inner), ...(sk ? [fc] : [])]);
+    return encodeSshSig({ publicKey: wire, namespace, hashAlgorithm: 'sha512', signature: sig });
+  };
+  return {
+    publicKey,
+    line: `${type} ${wire.toString('base64')} ${comment}`,
+    blob,
+    signSsh: (namespace, message) => blob(message, { namespace }),
+  };
 }

@@ -28,6 +28,7 @@ import {
 import { keys, T0, throwsCode, ticketRequest } from '../helpers/fixtures.ts';
 import {
   run,
+  softEcdsaKey,
   softSshKey,
   sshKeygenFingerprint,
   sshKeygenKey,
@@ -438,5 +439,117 @@ describe('signing with real OpenSSH keys (S6)', () => {
         ),
       'KEY_MISSING',
     );
+  });
+});
+
+describe('ECDSA P-256 keys (ecdsa-sha2-nistp256, sk-ecdsa-sha2-nistp256@openssh.com)', () => {
+  const dave = softEcdsaKey('dave ecdsa');
+  const erin = softEcdsaKey('erin yubikey', true);
+  const p = policyWith({
+    alice: { keys: [alice.line], roles: ['oncall'] },
+    dave: { keys: [dave.line], roles: ['approver'] },
+    erin: { keys: [erin.line], roles: ['approver'] },
+  });
+
+  test('key ids as ssh-keygen -l prints them; ssh-keygen-made keys sign and verify natively', () => {
+    for (const line of [dave.line, erin.line]) {
+      assert.equal(parsePublicKey(line).keyid, sshKeygenFingerprint(line));
+    }
+    const dir = tmp();
+    const path = join(dir, 'id_ecdsa');
+    const made = run('ssh-keygen', ['-q', '-t', 'ecdsa', '-b', '256', '-N', '', '-f', path]);
+    assert.equal(made.status, 0, made.stderr);
+    const pub = readFileSync(path + '.pub', 'latin1').trim();
+    const key = sshKeygenSigner(path, parsePublicKey(pub), { ...process.env, SSH_AUTH_SOCK: '' });
+    const q = policyWith({
+      alice: { keys: [alice.line], roles: ['oncall'] },
+      frank: { keys: [pub], roles: ['approver'] },
+    });
+    const env = addSignature(createTicketEnvelope(ticketRequest(), alice), key);
+    const t = verifyTicketEnvelope(parseEnvelope(serializeEnvelope(env)), q.keyOwners);
+    assert.deepEqual(
+      t.signers.map((s) => s.principal),
+      ['alice', 'frank'],
+    );
+  });
+
+  test('our ECDSA and sk-ECDSA blobs verify natively and under real ssh-keygen', () => {
+    const env = addSignature(
+      addSignature(createTicketEnvelope(ticketRequest(), alice), dave),
+      erin,
+    );
+    const t = verifyTicketEnvelope(parseEnvelope(serializeEnvelope(env)), p.keyOwners);
+    assert.deepEqual(
+      t.signers.map((s) => [s.principal, s.userPresent]),
+      [
+        ['alice', false],
+        ['dave', false],
+        ['erin', true],
+      ],
+    );
+    const message = pae(env.payloadType, env.payload);
+    for (const [i, who] of [
+      [1, 'dave'],
+      [2, 'erin'],
+    ] as const) {
+      const r = sshVerify(p, who, env.signatures[i]!.sig, message);
+      assert.equal(r.novalidate.status, 0, r.novalidate.stderr);
+      assert.equal(r.verify.status, 0, r.verify.stderr);
+    }
+  });
+
+  test('hostile: other curves, off-curve points, non-canonical mpints, edited sk flags', () => {
+    const wire = dave.publicKey.wire;
+    const b64 = (b: Buffer) => b.toString('base64');
+    const p384 = Buffer.concat([
+      sshString('ecdsa-sha2-nistp384'),
+      sshString('nistp384'),
+      sshString(Buffer.alloc(97, 4)),
+    ]);
+    const offCurve = Buffer.from(wire);
+    offCurve[offCurve.length - 1]! ^= 1;
+    const compressed = Buffer.concat([
+      sshString('ecdsa-sha2-nistp256'),
+      sshString('nistp256'),
+      sshString(Buffer.concat([Buffer.from([2]), dave.publicKey.raw.subarray(1, 33)])),
+    ]);
+    for (const bad of [p384, offCurve, compressed]) {
+      throwsCode(
+        () => parsePublicKey(`${bad.subarray(4, 4 + bad.readUInt32BE(0))} ${b64(bad)}`),
+        'KEY_INVALID',
+      );
+    }
+    const message = Buffer.from('m');
+    const good = dave.blob(message);
+    // The signature field is the last string: type, then string(mpint r, mpint s).
+    const parsed = parseSshSig(good);
+    const r = parsed.signature.subarray(0, 32);
+    const s = parsed.signature.subarray(32);
+    const rebuild = (inner: Buffer) =>
+      encodeSshSig({
+        publicKey: wire,
+        namespace: SSHSIG_NAMESPACE,
+        hashAlgorithm: 'sha512',
+        signature: Buffer.concat([sshString('ecdsa-sha2-nistp256'), sshString(inner)]),
+      });
+    const padded = Buffer.concat([
+      sshString(Buffer.concat([Buffer.from([0, 0]), r])),
+      sshString(s),
+    ]);
+    const negative = Buffer.concat([sshString(Buffer.from([0x80, 1])), sshString(s)]);
+    const zero = Buffer.concat([sshString(Buffer.alloc(0)), sshString(s)]);
+    for (const inner of [padded, negative, zero]) {
+      throwsCode(() => parseSshSig(rebuild(inner)), 'SSHSIG_MALFORMED');
+    }
+    // sk-ECDSA flags are signed too: claiming the touch afterwards breaks the signature.
+    const env = createTicketEnvelope(ticketRequest(), alice);
+    const msg = pae(env.payloadType, env.payload);
+    const noTouch = Buffer.from(erin.blob(msg, { flags: 0 }));
+    noTouch[noTouch.length - 5] = 0x01;
+    const t = verifyTicketEnvelope(
+      { ...env, signatures: [...env.signatures, { keyid: erin.publicKey.keyid, sig: noTouch }] },
+      p.keyOwners,
+    );
+    assert.deepEqual(t.unverified, [1]);
   });
 });
