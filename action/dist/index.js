@@ -48892,6 +48892,15 @@ var import_tweetnacl = __toESM(require_nacl_fast(), 1);
 import { createHash, createPublicKey, verify as nodeVerify } from "node:crypto";
 var SSH_ED25519 = "ssh-ed25519";
 var SK_SSH_ED25519 = "sk-ssh-ed25519@openssh.com";
+var ECDSA_P256 = "ecdsa-sha2-nistp256";
+var SK_ECDSA_P256 = "sk-ecdsa-sha2-nistp256@openssh.com";
+var KEY_TYPES = [SSH_ED25519, SK_SSH_ED25519, ECDSA_P256, SK_ECDSA_P256];
+function isSkType(type) {
+  return type === SK_SSH_ED25519 || type === SK_ECDSA_P256;
+}
+function isEd25519Type(type) {
+  return type === SSH_ED25519 || type === SK_SSH_ED25519;
+}
 var PREFIX = "ed25519:";
 var SPKI_ED25519_HEADER = Buffer.from("302a300506032b6570032100", "hex");
 function sshString(bytes) {
@@ -48900,10 +48909,8 @@ function sshString(bytes) {
   len.writeUInt32BE(b.length);
   return Buffer.concat([len, b]);
 }
-function sshWire(type, raw, application) {
-  const parts = [sshString(type), sshString(raw)];
-  if (type === SK_SSH_ED25519) parts.push(sshString(application ?? ""));
-  return Buffer.concat(parts);
+function sshWire(type, raw) {
+  return Buffer.concat([sshString(type), sshString(raw)]);
 }
 function keyIdOfWire(wire) {
   return "SHA256:" + createHash("sha256").update(wire).digest("base64").replace(/=+$/, "");
@@ -48981,20 +48988,30 @@ var WireReader = class {
 };
 function publicKeyFromWire(wire, fail2) {
   const r = new WireReader(wire, fail2);
-  const type = r.string("key type", 64).toString("latin1");
-  if (type !== SSH_ED25519 && type !== SK_SSH_ED25519) {
-    fail2(`key type "${type.slice(0, 40)}" is not accepted (ssh-ed25519 or ${SK_SSH_ED25519})`);
+  const typeText = r.string("key type", 64).toString("latin1");
+  if (!KEY_TYPES.includes(typeText)) {
+    fail2(`key type "${typeText.slice(0, 40)}" is not accepted (${KEY_TYPES.join(", ")})`);
   }
-  const raw = r.string("public key", 64);
-  if (raw.length !== 32) fail2(`an Ed25519 public key has 32 bytes, not ${raw.length}`);
+  const type = typeText;
+  let raw;
+  if (isEd25519Type(type)) {
+    raw = r.string("public key", 64);
+    if (raw.length !== 32) fail2(`an Ed25519 public key has 32 bytes, not ${raw.length}`);
+  } else {
+    const curve = r.string("curve", 64).toString("latin1");
+    if (curve !== "nistp256") fail2(`curve "${curve.slice(0, 20)}" is not nistp256`);
+    raw = r.string("public key", 128);
+    if (raw.length !== 65 || raw[0] !== 4) fail2("a P-256 public key is an uncompressed point");
+  }
   let application;
-  if (type === SK_SSH_ED25519) {
+  if (isSkType(type)) {
     application = r.string("application", 64).toString("latin1");
     if (!APPLICATION.test(application))
       fail2('the FIDO application must be "ssh:" and printable ASCII');
   }
   r.end("the public key");
-  checkRaw(raw);
+  if (isEd25519Type(type)) checkRaw(raw);
+  else if (!p256KeyObject(raw)) fail2("the P-256 public key is not a point on the curve");
   const copy = Buffer.from(wire);
   return {
     type,
@@ -49017,7 +49034,7 @@ function parseSshPublicKeyLine(text2, field = "key") {
   return key;
 }
 function parsePublicKey(text2, field = "key") {
-  if (typeof text2 === "string" && /^(ssh-|sk-|ecdsa-)/.test(text2)) {
+  if (typeof text2 === "string" && /^(ssh-|sk-|ecdsa-|webauthn-)/.test(text2)) {
     return parseSshPublicKeyLine(text2, field);
   }
   if (typeof text2 !== "string" || !text2.startsWith(PREFIX)) {
@@ -49041,7 +49058,7 @@ function verifyEd25519(key, message, signature) {
   return verifyEd25519Raw(key, message, signature);
 }
 function verifyEd25519Raw(key, message, signature) {
-  if (signature.length !== 64) return false;
+  if (!isEd25519Type(key.type) || signature.length !== 64) return false;
   let ko = keyObjects.get(key.raw);
   if (!ko) {
     ko = createPublicKey({
@@ -49053,6 +49070,39 @@ function verifyEd25519Raw(key, message, signature) {
   }
   try {
     return nodeVerify(null, message, ko, signature);
+  } catch {
+    return false;
+  }
+}
+var p256Objects = /* @__PURE__ */ new Map();
+function p256KeyObject(point) {
+  const id = point.toString("base64");
+  let ko = p256Objects.get(id);
+  if (!ko) {
+    try {
+      ko = createPublicKey({
+        key: {
+          kty: "EC",
+          crv: "P-256",
+          x: point.subarray(1, 33).toString("base64url"),
+          y: point.subarray(33, 65).toString("base64url")
+        },
+        format: "jwk"
+      });
+    } catch {
+      return void 0;
+    }
+    if (p256Objects.size > 1024) p256Objects.clear();
+    p256Objects.set(id, ko);
+  }
+  return ko;
+}
+function verifyP256(key, message, signature) {
+  if (isEd25519Type(key.type) || signature.length !== 64) return false;
+  const ko = p256KeyObject(key.raw);
+  if (!ko) return false;
+  try {
+    return nodeVerify("sha256", message, { key: ko, dsaEncoding: "ieee-p1363" }, signature);
   } catch {
     return false;
   }
@@ -49094,13 +49144,31 @@ function parseSshSig(bytes) {
   if (sigType !== publicKey.type) {
     malformed(`signature type "${sigType.slice(0, 40)}" does not match key type ${publicKey.type}`);
   }
-  const signature = Buffer.from(s.string("signature bytes", 64));
-  if (signature.length !== 64)
-    malformed(`an Ed25519 signature has 64 bytes, not ${signature.length}`);
+  let signature;
+  if (isEd25519Type(publicKey.type)) {
+    signature = Buffer.from(s.string("signature bytes", 64));
+    if (signature.length !== 64)
+      malformed(`an Ed25519 signature has 64 bytes, not ${signature.length}`);
+  } else {
+    const inner = new WireReader(Buffer.from(s.string("signature bytes", 128)), malformed);
+    signature = Buffer.concat([p256Scalar(inner, "r"), p256Scalar(inner, "s")]);
+    inner.end("the ECDSA signature");
+  }
   let sk;
-  if (publicKey.type === SK_SSH_ED25519) sk = { flags: s.u8("flags"), counter: s.u32("counter") };
+  if (isSkType(publicKey.type)) sk = { flags: s.u8("flags"), counter: s.u32("counter") };
   s.end("the signature bytes");
   return { publicKey, namespace, hashAlgorithm, signature, ...sk ? { sk } : {} };
+}
+function p256Scalar(r, what) {
+  const m = r.string(`ECDSA ${what}`, 33);
+  if (m.length === 0) malformed(`ECDSA ${what} is zero`);
+  if (m[0] & 128) malformed(`ECDSA ${what} is negative`);
+  if (m[0] === 0 && (m.length === 1 || !(m[1] & 128))) {
+    malformed(`ECDSA ${what} is not a canonical mpint`);
+  }
+  const v = m[0] === 0 ? m.subarray(1) : m;
+  if (v.length > 32) malformed(`ECDSA ${what} is longer than 256 bits`);
+  return Buffer.concat([Buffer.alloc(32 - v.length), v]);
 }
 function sshSigSignedData(namespace, message) {
   return Buffer.concat([
@@ -49124,15 +49192,12 @@ function skSignedData(application, flags, counter, data) {
 function verifySshSig(sig, key, message) {
   if (!sig.publicKey.wire.equals(key.wire)) return null;
   const data = sshSigSignedData(SSHSIG_NAMESPACE, message);
-  if (key.type === SSH_ED25519) {
-    return verifyEd25519Raw(key, data, sig.signature) ? { userPresent: false, userVerified: false } : null;
+  const check2 = isEd25519Type(key.type) ? verifyEd25519Raw : verifyP256;
+  if (!isSkType(key.type)) {
+    return check2(key, data, sig.signature) ? { userPresent: false, userVerified: false } : null;
   }
   const sk = sig.sk;
-  const ok = verifyEd25519Raw(
-    key,
-    skSignedData(key.application, sk.flags, sk.counter, data),
-    sig.signature
-  );
+  const ok = check2(key, skSignedData(key.application, sk.flags, sk.counter, data), sig.signature);
   if (!ok) return null;
   return {
     userPresent: (sk.flags & SK_USER_PRESENT) !== 0,
