@@ -74,6 +74,8 @@ export const ERROR_CODES = [
   'SSHSIG_HASH',
   'SSHSIG_KEY_MISMATCH',
   'USER_PRESENCE_REQUIRED',
+  // a git push certificate that does not vouch for this push (issue 14 part 2 groundwork)
+  'PUSH_CERT_INVALID',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

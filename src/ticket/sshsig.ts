@@ -152,9 +152,14 @@ export interface SshSigCheck {
  * Verifies a parsed SSHSIG over `message` under `key` (already judged trusted and equal to the
  * blob's key by the caller). Namespace and hash were checked by the caller. null: no verify.
  */
-export function verifySshSig(sig: SshSig, key: PublicKey, message: Uint8Array): SshSigCheck | null {
+export function verifySshSig(
+  sig: SshSig,
+  key: PublicKey,
+  message: Uint8Array,
+  namespace = SSHSIG_NAMESPACE,
+): SshSigCheck | null {
   if (!sig.publicKey.wire.equals(key.wire)) return null;
-  const data = sshSigSignedData(SSHSIG_NAMESPACE, message);
+  const data = sshSigSignedData(namespace, message);
   const check = isEd25519Type(key.type) ? verifyEd25519Raw : verifyP256;
   if (!isSkType(key.type)) {
     // ecdsa-sha2-nistp256 hashes with SHA-256 (RFC 5656 §6.2.1), as verifyP256 does.
