@@ -76,6 +76,7 @@ export const ERROR_CODES = [
   'USER_PRESENCE_REQUIRED',
   // a git push certificate that does not vouch for this push (issue 14 part 2 groundwork)
   'PUSH_CERT_INVALID',
+  'PUSH_CERT_REQUIRED',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -49189,9 +49189,9 @@ function skSignedData(application, flags, counter, data) {
     createHash2("sha256").update(data).digest()
   ]);
 }
-function verifySshSig(sig, key, message) {
+function verifySshSig(sig, key, message, namespace = SSHSIG_NAMESPACE) {
   if (!sig.publicKey.wire.equals(key.wire)) return null;
-  const data = sshSigSignedData(SSHSIG_NAMESPACE, message);
+  const data = sshSigSignedData(namespace, message);
   const check2 = isEd25519Type(key.type) ? verifyEd25519Raw : verifyP256;
   if (!isSkType(key.type)) {
     return check2(key, data, sig.signature) ? { userPresent: false, userVerified: false } : null;
@@ -52158,7 +52158,8 @@ var PolicySchema = external_exports.strictObject({
     maxTtl: duration3.default("60m"),
     maxUses: external_exports.number().int().min(1).max(1e3).default(1),
     clockSkew: duration3.default("2m"),
-    requireUserPresence: external_exports.boolean().default(false)
+    requireUserPresence: external_exports.boolean().default(false),
+    requireSignedPush: external_exports.boolean().default(false)
   }),
   recorders: external_exports.array(name).max(16).default([]),
   adminRoles: external_exports.array(role).max(16).default(["admin"])
@@ -52245,7 +52246,8 @@ function parsePolicy(text2, source = ".breakglass/policy.yml") {
     maxTtlMs: ms("maxTtl"),
     maxUses: p.tickets.maxUses,
     clockSkewMs: ms("clockSkew"),
-    requireUserPresence: p.tickets.requireUserPresence
+    requireUserPresence: p.tickets.requireUserPresence,
+    requireSignedPush: p.tickets.requireSignedPush
   };
   if (tickets.maxTtlMs > 7 * 864e5) fail2(["tickets", "maxTtl"], "must be at most 7d");
   if (tickets.clockSkewMs > 15 * 6e4) fail2(["tickets", "clockSkew"], "must be at most 15m");
@@ -52328,6 +52330,32 @@ function hasPresence(s, policy) {
 }
 function countedApprovers(ticket, policy) {
   return ticket.signers.filter((s) => isApproverSigner(s.principal, ticket, policy) && hasPresence(s, policy)).map((s) => s.principal);
+}
+function evaluateSignedPush(p, policy, use) {
+  if (!policy.tickets.requireSignedPush) return [];
+  const fix = "sign the push with your key: git -c gpg.format=ssh -c user.signingkey=<your key> push --signed -o breakglass=<id> ...";
+  const c = use.pushCert;
+  if (!c) {
+    return [
+      {
+        code: "PUSH_CERT_REQUIRED",
+        rule: "PC4",
+        message: `this policy requires break-glass pushes to be signed by the ticket's holder; ${fix}`
+      }
+    ];
+  }
+  if ("error" in c)
+    return [{ code: "PUSH_CERT_INVALID", rule: "PC4", message: `${c.error}; ${fix}` }];
+  if (c.principal !== p.holder) {
+    return [
+      {
+        code: "PUSH_CERT_INVALID",
+        rule: "PC4",
+        message: `the push is signed by ${c.principal} (${c.keyid}), but the ticket is held by ${p.holder}`
+      }
+    ];
+  }
+  return [];
 }
 function evaluateTime(ticket, policy, now) {
   const failures = [];
@@ -52432,6 +52460,7 @@ function evaluateTicket(ticket, policy, use, state, now) {
       message: `ticket is held by ${p.holder}, but the pusher is ${use.pusher.login}${use.pusher.principal ? ` (${use.pusher.principal})` : " (no principal in the policy)"}`
     });
   }
+  failures.push(...evaluateSignedPush(p, policy, use));
   return failures;
 }
 
@@ -52504,7 +52533,13 @@ function decidePush(input2) {
       const failures = evaluateTicket(
         c.ticket,
         policy,
-        { ref: update.ref, actions, newSha: kind === "delete" ? void 0 : update.newSha, pusher },
+        {
+          ref: update.ref,
+          actions,
+          newSha: kind === "delete" ? void 0 : update.newSha,
+          pusher,
+          pushCert: input2.pushCert
+        },
         c.state,
         now
       );

@@ -25,7 +25,13 @@ export interface UseRequest {
   /** New tip; omitted for deletes and for checks without a commit. */
   readonly newSha?: string | undefined;
   readonly pusher: Pusher;
+  /** The push certificate's verdict (PC1-PC3), when the push carried one. */
+  readonly pushCert?: PushCertCheck | undefined;
 }
+
+/** Who signed the push certificate, or why it does not count (src/server/push-cert.ts). */
+export type PushCertCheck =
+  { readonly principal: string; readonly keyid: string } | { readonly error: string };
 
 /** Ticket state that lives outside the envelope. */
 export interface TicketState {
@@ -110,6 +116,35 @@ export function countedApprovers(ticket: VerifiedTicket, policy: Policy): string
   return ticket.signers
     .filter((s) => isApproverSigner(s.principal, ticket, policy) && hasPresence(s, policy))
     .map((s) => s.principal);
+}
+
+/** PC4: under `tickets.requireSignedPush` the ticket's holder signed this push's certificate. */
+function evaluateSignedPush(p: { holder: string }, policy: Policy, use: UseRequest): Failure[] {
+  if (!policy.tickets.requireSignedPush) return [];
+  const fix =
+    'sign the push with your key: git -c gpg.format=ssh -c user.signingkey=<your key> push --signed -o breakglass=<id> ...';
+  const c = use.pushCert;
+  if (!c) {
+    return [
+      {
+        code: 'PUSH_CERT_REQUIRED',
+        rule: 'PC4',
+        message: `this policy requires break-glass pushes to be signed by the ticket's holder; ${fix}`,
+      },
+    ];
+  }
+  if ('error' in c)
+    return [{ code: 'PUSH_CERT_INVALID', rule: 'PC4', message: `${c.error}; ${fix}` }];
+  if (c.principal !== p.holder) {
+    return [
+      {
+        code: 'PUSH_CERT_INVALID',
+        rule: 'PC4',
+        message: `the push is signed by ${c.principal} (${c.keyid}), but the ticket is held by ${p.holder}`,
+      },
+    ];
+  }
+  return [];
 }
 
 /** Time rules (T9-T11): window with clock skew at the start, hard expiry, TTL cap. */
@@ -246,5 +281,6 @@ export function evaluateTicket(
       message: `ticket is held by ${p.holder}, but the pusher is ${use.pusher.login}${use.pusher.principal ? ` (${use.pusher.principal})` : ' (no principal in the policy)'}`,
     });
   }
+  failures.push(...evaluateSignedPush(p, policy, use));
   return failures;
 }

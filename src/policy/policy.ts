@@ -32,6 +32,8 @@ export interface TicketRules {
   readonly clockSkewMs: number;
   /** S5: approvals count only from `sk-` keys whose authenticator asserted user presence. */
   readonly requireUserPresence: boolean;
+  /** PC4: a break-glass push must carry a push certificate signed by the ticket's holder. */
+  readonly requireSignedPush: boolean;
 }
 
 /** A validated `.breakglass/policy.yml`. */
@@ -97,6 +99,7 @@ const PolicySchema = z.strictObject({
     maxUses: z.number().int().min(1).max(1000).default(1),
     clockSkew: duration.default('2m'),
     requireUserPresence: z.boolean().default(false),
+    requireSignedPush: z.boolean().default(false),
   }),
   recorders: z.array(name).max(16).default([]),
   adminRoles: z.array(role).max(16).default(['admin']),
@@ -195,6 +198,7 @@ export function parsePolicy(text: string, source = '.breakglass/policy.yml'): Po
     maxUses: p.tickets.maxUses,
     clockSkewMs: ms('clockSkew'),
     requireUserPresence: p.tickets.requireUserPresence,
+    requireSignedPush: p.tickets.requireSignedPush,
   };
   if (tickets.maxTtlMs > 7 * 86_400_000) fail(['tickets', 'maxTtl'], 'must be at most 7d');
   if (tickets.clockSkewMs > 15 * 60_000) fail(['tickets', 'clockSkew'], 'must be at most 15m');

@@ -1,11 +1,12 @@
 import { BreakglassError } from '../errors.ts';
 import { dearmourSshSig, signatureForm, verifySshSig } from '../ticket/sshsig.ts';
+import type { PushCertCheck } from '../engine/evaluate.ts';
 import type { TrustedKeys } from '../ticket/verify.ts';
 
 /**
  * git push certificates (`git push --signed`, gpg.format=ssh; git's pack-protocol "push-cert"),
- * the groundwork of issue 14 part 2 (docs/rules.md PC1-PC3). Pure: the hook reads the blob named
- * by GIT_PUSH_CERT and hands the bytes here. Not yet enforced by pre-receive.
+ * issue 14 part 2 (docs/rules.md PC1-PC4). Pure: the hook reads the blob named
+ * by GIT_PUSH_CERT and hands the bytes here; the engine applies the verdict (PC4).
  */
 
 /** git signs push certificates (like commits and tags) in the namespace `git`. */
@@ -142,5 +143,26 @@ export function checkPushCertMatches(
   const b = new Set(updates.map(key));
   if (a.size !== b.size || [...a].some((x) => !b.has(x))) {
     invalid('its ref updates differ from the ones pushed');
+  }
+}
+
+/**
+ * PC1-PC3 in one verdict for the engine (PC4): who signed this push, or why the certificate
+ * does not count. Never throws for a bad certificate.
+ */
+export function checkPushCert(
+  bytes: Buffer,
+  trusted: TrustedKeys,
+  updates: readonly PushCertUpdate[],
+  nonceStatus: string | undefined,
+): PushCertCheck {
+  try {
+    const cert = parsePushCert(bytes);
+    const signer = verifyPushCert(cert, trusted);
+    checkPushCertMatches(cert, updates, nonceStatus);
+    return signer;
+  } catch (e) {
+    if (e instanceof BreakglassError) return { error: e.message };
+    throw e;
   }
 }

@@ -12,6 +12,7 @@ import {
   sshString,
   SSH_ED25519,
   type PublicKey,
+  type SigningKey,
   type SshSigner,
 } from '../../src/ticket/keys.ts';
 import {
@@ -188,4 +189,42 @@ export function softEcdsaKey(comment: string, sk = false, application = 'ssh:'):
     blob,
     signSsh: (namespace, message) => blob(message, { namespace }),
   };
+}
+
+/**
+ * Writes one of our Ed25519 signing keys as an unencrypted OpenSSH private key file
+ * (PROTOCOL.key), so git and ssh-keygen sign with a key the fixture policy already lists.
+ */
+export function writeOpenSshPrivateKey(path: string, key: SigningKey, comment = 'test'): void {
+  const pub = Buffer.concat([sshString(SSH_ED25519), sshString(key.publicKey.raw)]);
+  const check = Buffer.alloc(4, 0x5a);
+  let priv = Buffer.concat([
+    check,
+    check,
+    sshString(SSH_ED25519),
+    sshString(key.publicKey.raw),
+    sshString(Buffer.from(key.secretKey)),
+    sshString(comment),
+  ]);
+  const pad: number[] = [];
+  for (let i = 1; (priv.length + pad.length) % 8 !== 0; i++) pad.push(i);
+  priv = Buffer.concat([priv, Buffer.from(pad)]);
+  const body = Buffer.concat([
+    Buffer.from('openssh-key-v1\0'),
+    sshString('none'),
+    sshString('none'),
+    sshString(''),
+    Buffer.from([0, 0, 0, 1]),
+    sshString(pub),
+    sshString(priv),
+  ]);
+  const b64 = body
+    .toString('base64')
+    .match(/.{1,70}/g)!
+    .join('\n');
+  writeFileSync(
+    path,
+    `-----BEGIN OPENSSH PRIVATE KEY-----\n${b64}\n-----END OPENSSH PRIVATE KEY-----\n`,
+    { mode: 0o600 },
+  );
 }

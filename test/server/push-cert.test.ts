@@ -1,6 +1,6 @@
 // Push certificates from a real `git push --signed` (gpg.format=ssh) over file://: parsed
 // strictly, verified natively under the policy's keys in namespace "git", matched to the push
-// (docs/rules.md PC1-PC3; groundwork for issue 14 part 2, not yet enforced by the hook).
+// (docs/rules.md PC1-PC3; the hook applies them under tickets.requireSignedPush, PC4).
 import assert from 'node:assert/strict';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
