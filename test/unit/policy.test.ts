@@ -46,6 +46,7 @@ test('the example policy parses into principals, keys, rules and ticket settings
     maxUses: 1,
     clockSkewMs: 2 * 60_000,
     requireUserPresence: false,
+    requireSignedPush: false,
   });
   assert.deepEqual(p.recorders, []);
   assert.deepEqual(p.adminRoles, ['admin']);
@@ -79,6 +80,7 @@ tickets:
     maxUses: 1,
     clockSkewMs: 120_000,
     requireUserPresence: false,
+    requireSignedPush: false,
   });
   assert.deepEqual(p.protected[0]!.pushers, []);
   assert.equal(p.protected[0]!.requiredApprovals, 1);
