@@ -198,7 +198,7 @@ export function encodeSshSig(fields: {
 const ARMOUR_BEGIN = '-----BEGIN SSH SIGNATURE-----';
 const ARMOUR_END = '-----END SSH SIGNATURE-----';
 
-/** Armours a blob the way ssh-keygen writes it (76-column base64). */
+/** Armours a blob the way ssh-keygen writes it (base64 in 70-column lines). */
 export function armourSshSig(blob: Buffer): string {
   const b64 = blob.toString('base64');
   const lines = b64.match(/.{1,70}/g) ?? [];
