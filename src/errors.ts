@@ -68,6 +68,15 @@ export const ERROR_CODES = [
   'POLICY_LOCKOUT',
   // a ticket asking for more uses than the policy's tickets.maxUses
   'USES_TOO_MANY',
+  // OpenSSH signatures (docs/rules.md S1-S6)
+  'SSHSIG_MALFORMED',
+  'SSHSIG_NAMESPACE',
+  'SSHSIG_HASH',
+  'SSHSIG_KEY_MISMATCH',
+  'USER_PRESENCE_REQUIRED',
+  // a git push certificate that does not vouch for this push (issue 14 part 2 groundwork)
+  'PUSH_CERT_INVALID',
+  'PUSH_CERT_REQUIRED',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

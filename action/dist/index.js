@@ -48884,6 +48884,327 @@ function decodeBase64Strict(text2, field, code, maxBytes) {
   return bytes;
 }
 
+// src/ticket/sshsig.ts
+import { createHash as createHash2 } from "node:crypto";
+
+// src/ticket/keys.ts
+var import_tweetnacl = __toESM(require_nacl_fast(), 1);
+import { createHash, createPublicKey, verify as nodeVerify } from "node:crypto";
+var SSH_ED25519 = "ssh-ed25519";
+var SK_SSH_ED25519 = "sk-ssh-ed25519@openssh.com";
+var ECDSA_P256 = "ecdsa-sha2-nistp256";
+var SK_ECDSA_P256 = "sk-ecdsa-sha2-nistp256@openssh.com";
+var KEY_TYPES = [SSH_ED25519, SK_SSH_ED25519, ECDSA_P256, SK_ECDSA_P256];
+function isSkType(type) {
+  return type === SK_SSH_ED25519 || type === SK_ECDSA_P256;
+}
+function isEd25519Type(type) {
+  return type === SSH_ED25519 || type === SK_SSH_ED25519;
+}
+var PREFIX = "ed25519:";
+var SPKI_ED25519_HEADER = Buffer.from("302a300506032b6570032100", "hex");
+function sshString(bytes) {
+  const b = typeof bytes === "string" ? Buffer.from(bytes) : Buffer.from(bytes);
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(b.length);
+  return Buffer.concat([len, b]);
+}
+function sshWire(type, raw) {
+  return Buffer.concat([sshString(type), sshString(raw)]);
+}
+function keyIdOfWire(wire) {
+  return "SHA256:" + createHash("sha256").update(wire).digest("base64").replace(/=+$/, "");
+}
+var SMALL_ORDER_POINTS = [
+  "0000000000000000000000000000000000000000000000000000000000000000",
+  "0100000000000000000000000000000000000000000000000000000000000000",
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"
+].map((h) => Buffer.from(h, "hex"));
+function hasSmallOrder(raw) {
+  return SMALL_ORDER_POINTS.some(
+    (p) => p.every((b, i) => b === (i === 31 ? raw[i] & 127 : raw[i]))
+  );
+}
+function checkRaw(raw) {
+  if (raw.length !== 32) {
+    throw new BreakglassError(
+      "KEY_INVALID",
+      `an Ed25519 public key has 32 bytes, not ${raw.length}`
+    );
+  }
+  if (hasSmallOrder(raw)) {
+    throw new BreakglassError(
+      "KEY_INVALID",
+      "this Ed25519 public key is a point of small order: signatures under it can be forged"
+    );
+  }
+}
+function publicKeyFromRaw(raw) {
+  checkRaw(raw);
+  const buf = Buffer.from(raw);
+  const wire = sshWire(SSH_ED25519, buf);
+  return {
+    type: SSH_ED25519,
+    raw: buf,
+    wire,
+    text: PREFIX + buf.toString("base64"),
+    keyid: keyIdOfWire(wire)
+  };
+}
+var APPLICATION = /^ssh:[\x21-\x7e]{0,60}$/;
+var WireReader = class {
+  constructor(buf, fail2) {
+    this.buf = buf;
+    this.fail = fail2;
+  }
+  buf;
+  fail;
+  pos = 0;
+  bytes(n, what) {
+    if (this.buf.length - this.pos < n) this.fail(`truncated at ${what}`);
+    const out = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+  u8(what) {
+    return this.bytes(1, what)[0];
+  }
+  u32(what) {
+    return this.bytes(4, what).readUInt32BE(0);
+  }
+  string(what, max) {
+    const n = this.u32(what);
+    if (n > max) this.fail(`${what} is ${n} bytes, more than ${max}`);
+    return this.bytes(n, what);
+  }
+  end(what) {
+    if (this.pos !== this.buf.length)
+      this.fail(`${this.buf.length - this.pos} trailing byte(s) after ${what}`);
+  }
+};
+function publicKeyFromWire(wire, fail2) {
+  const r = new WireReader(wire, fail2);
+  const typeText = r.string("key type", 64).toString("latin1");
+  if (!KEY_TYPES.includes(typeText)) {
+    fail2(`key type "${typeText.slice(0, 40)}" is not accepted (${KEY_TYPES.join(", ")})`);
+  }
+  const type = typeText;
+  let raw;
+  if (isEd25519Type(type)) {
+    raw = r.string("public key", 64);
+    if (raw.length !== 32) fail2(`an Ed25519 public key has 32 bytes, not ${raw.length}`);
+  } else {
+    const curve = r.string("curve", 64).toString("latin1");
+    if (curve !== "nistp256") fail2(`curve "${curve.slice(0, 20)}" is not nistp256`);
+    raw = r.string("public key", 128);
+    if (raw.length !== 65 || raw[0] !== 4) fail2("a P-256 public key is an uncompressed point");
+  }
+  let application;
+  if (isSkType(type)) {
+    application = r.string("application", 64).toString("latin1");
+    if (!APPLICATION.test(application))
+      fail2('the FIDO application must be "ssh:" and printable ASCII');
+  }
+  r.end("the public key");
+  if (isEd25519Type(type)) checkRaw(raw);
+  else if (!p256KeyObject(raw)) fail2("the P-256 public key is not a point on the curve");
+  const copy = Buffer.from(wire);
+  return {
+    type,
+    raw: Buffer.from(raw),
+    ...application !== void 0 ? { application } : {},
+    wire: copy,
+    text: `${type} ${copy.toString("base64")}`,
+    keyid: keyIdOfWire(copy)
+  };
+}
+function parseSshPublicKeyLine(text2, field = "key") {
+  const fail2 = (message) => {
+    throw new BreakglassError("KEY_INVALID", `${field}: ${message}`);
+  };
+  const m = /^(\S+) (\S+)(?: [^\r\n]*)?$/.exec(text2.trim());
+  if (!m) return fail2('expected "ssh-ed25519 AAAA... [comment]"');
+  const wire = decodeBase64Strict(m[2], field, "KEY_INVALID", 512);
+  const key = publicKeyFromWire(wire, fail2);
+  if (key.type !== m[1]) fail2(`the line says "${m[1].slice(0, 40)}" but the key is ${key.type}`);
+  return key;
+}
+function parsePublicKey(text2, field = "key") {
+  if (typeof text2 === "string" && /^(ssh-|sk-|ecdsa-|webauthn-)/.test(text2)) {
+    return parseSshPublicKeyLine(text2, field);
+  }
+  if (typeof text2 !== "string" || !text2.startsWith(PREFIX)) {
+    throw new BreakglassError(
+      "KEY_INVALID",
+      `${field}: expected "ed25519:<base64>" or an OpenSSH public key line "ssh-ed25519 AAAA..."`
+    );
+  }
+  const raw = decodeBase64Strict(text2.slice(PREFIX.length), field, "KEY_INVALID", 64);
+  if (raw.length !== 32) {
+    throw new BreakglassError(
+      "KEY_INVALID",
+      `${field}: an Ed25519 public key has 32 bytes, this one has ${raw.length}`
+    );
+  }
+  return publicKeyFromRaw(raw);
+}
+var keyObjects = /* @__PURE__ */ new WeakMap();
+function verifyEd25519(key, message, signature) {
+  if (key.type !== SSH_ED25519) return false;
+  return verifyEd25519Raw(key, message, signature);
+}
+function verifyEd25519Raw(key, message, signature) {
+  if (!isEd25519Type(key.type) || signature.length !== 64) return false;
+  let ko = keyObjects.get(key.raw);
+  if (!ko) {
+    ko = createPublicKey({
+      key: Buffer.concat([SPKI_ED25519_HEADER, key.raw]),
+      format: "der",
+      type: "spki"
+    });
+    keyObjects.set(key.raw, ko);
+  }
+  try {
+    return nodeVerify(null, message, ko, signature);
+  } catch {
+    return false;
+  }
+}
+var p256Objects = /* @__PURE__ */ new Map();
+function p256KeyObject(point) {
+  const id = point.toString("base64");
+  let ko = p256Objects.get(id);
+  if (!ko) {
+    try {
+      ko = createPublicKey({
+        key: {
+          kty: "EC",
+          crv: "P-256",
+          x: point.subarray(1, 33).toString("base64url"),
+          y: point.subarray(33, 65).toString("base64url")
+        },
+        format: "jwk"
+      });
+    } catch {
+      return void 0;
+    }
+    if (p256Objects.size > 1024) p256Objects.clear();
+    p256Objects.set(id, ko);
+  }
+  return ko;
+}
+function verifyP256(key, message, signature) {
+  if (isEd25519Type(key.type) || signature.length !== 64) return false;
+  const ko = p256KeyObject(key.raw);
+  if (!ko) return false;
+  try {
+    return nodeVerify("sha256", message, { key: ko, dsaEncoding: "ieee-p1363" }, signature);
+  } catch {
+    return false;
+  }
+}
+
+// src/ticket/sshsig.ts
+var SSHSIG_NAMESPACE = "git-breakglass";
+var SSHSIG_HASH = "sha512";
+var MAGIC = Buffer.from("SSHSIG");
+var VERSION9 = 1;
+var MAX_SSHSIG_BYTES = 1024;
+var SK_USER_PRESENT = 1;
+var SK_USER_VERIFIED = 4;
+function signatureForm(bytes) {
+  return bytes.length === 64 ? { kind: "ed25519" } : { kind: "sshsig", sig: parseSshSig(bytes) };
+}
+function malformed(message) {
+  throw new BreakglassError("SSHSIG_MALFORMED", `SSH signature: ${message}`);
+}
+function parseSshSig(bytes) {
+  if (bytes.length > MAX_SSHSIG_BYTES) {
+    throw new BreakglassError(
+      "INPUT_TOO_LARGE",
+      `SSH signature is ${bytes.length} bytes; the limit is ${MAX_SSHSIG_BYTES}`
+    );
+  }
+  const r = new WireReader(bytes, malformed);
+  if (!r.bytes(MAGIC.length, "magic").equals(MAGIC)) malformed('does not start with "SSHSIG"');
+  const version2 = r.u32("version");
+  if (version2 !== VERSION9) malformed(`version ${version2} is not supported (1 is)`);
+  const publicKey = publicKeyFromWire(Buffer.from(r.string("public key", 256)), malformed);
+  const namespace = r.string("namespace", 64).toString("latin1");
+  if (r.string("reserved", 64).length !== 0) malformed("reserved field is not empty");
+  const hashAlgorithm = r.string("hash algorithm", 16).toString("latin1");
+  const sigBlob = Buffer.from(r.string("signature", 256));
+  r.end("the signature");
+  const s = new WireReader(sigBlob, malformed);
+  const sigType = s.string("signature type", 64).toString("latin1");
+  if (sigType !== publicKey.type) {
+    malformed(`signature type "${sigType.slice(0, 40)}" does not match key type ${publicKey.type}`);
+  }
+  let signature;
+  if (isEd25519Type(publicKey.type)) {
+    signature = Buffer.from(s.string("signature bytes", 64));
+    if (signature.length !== 64)
+      malformed(`an Ed25519 signature has 64 bytes, not ${signature.length}`);
+  } else {
+    const inner = new WireReader(Buffer.from(s.string("signature bytes", 128)), malformed);
+    signature = Buffer.concat([p256Scalar(inner, "r"), p256Scalar(inner, "s")]);
+    inner.end("the ECDSA signature");
+  }
+  let sk;
+  if (isSkType(publicKey.type)) sk = { flags: s.u8("flags"), counter: s.u32("counter") };
+  s.end("the signature bytes");
+  return { publicKey, namespace, hashAlgorithm, signature, ...sk ? { sk } : {} };
+}
+function p256Scalar(r, what) {
+  const m = r.string(`ECDSA ${what}`, 33);
+  if (m.length === 0) malformed(`ECDSA ${what} is zero`);
+  if (m[0] & 128) malformed(`ECDSA ${what} is negative`);
+  if (m[0] === 0 && (m.length === 1 || !(m[1] & 128))) {
+    malformed(`ECDSA ${what} is not a canonical mpint`);
+  }
+  const v = m[0] === 0 ? m.subarray(1) : m;
+  if (v.length > 32) malformed(`ECDSA ${what} is longer than 256 bits`);
+  return Buffer.concat([Buffer.alloc(32 - v.length), v]);
+}
+function sshSigSignedData(namespace, message) {
+  return Buffer.concat([
+    MAGIC,
+    sshString(namespace),
+    sshString(""),
+    sshString(SSHSIG_HASH),
+    sshString(createHash2("sha512").update(message).digest())
+  ]);
+}
+function skSignedData(application, flags, counter, data) {
+  const fc = Buffer.alloc(5);
+  fc.writeUInt8(flags, 0);
+  fc.writeUInt32BE(counter, 1);
+  return Buffer.concat([
+    createHash2("sha256").update(application).digest(),
+    fc,
+    createHash2("sha256").update(data).digest()
+  ]);
+}
+function verifySshSig(sig, key, message, namespace = SSHSIG_NAMESPACE) {
+  if (!sig.publicKey.wire.equals(key.wire)) return null;
+  const data = sshSigSignedData(namespace, message);
+  const check2 = isEd25519Type(key.type) ? verifyEd25519Raw : verifyP256;
+  if (!isSkType(key.type)) {
+    return check2(key, data, sig.signature) ? { userPresent: false, userVerified: false } : null;
+  }
+  const sk = sig.sk;
+  const ok = check2(key, skSignedData(key.application, sk.flags, sk.counter, data), sig.signature);
+  if (!ok) return null;
+  return {
+    userPresent: (sk.flags & SK_USER_PRESENT) !== 0,
+    userVerified: (sk.flags & SK_USER_VERIFIED) !== 0
+  };
+}
+
 // src/ticket/dsse.ts
 var MAX_ENVELOPE_BYTES = 64 * 1024;
 var MAX_PAYLOAD_BYTES = 16 * 1024;
@@ -48958,9 +49279,13 @@ function parseEnvelope(input2) {
     const keyid = so.keyid ?? "";
     if (typeof keyid !== "string" || keyid.length > 100)
       fail(`signatures[${i}].keyid must be a string`);
-    const sig = decodeBase64Strict(so.sig, `signatures[${i}].sig`, "ENVELOPE_MALFORMED", 64);
-    if (sig.length !== 64)
-      fail(`signatures[${i}].sig is ${sig.length} bytes; Ed25519 signatures have 64`);
+    const sig = decodeBase64Strict(
+      so.sig,
+      `signatures[${i}].sig`,
+      "ENVELOPE_MALFORMED",
+      MAX_SSHSIG_BYTES
+    );
+    signatureForm(sig);
     return { keyid, sig };
   });
   return { payloadType: obj2.payloadType, payload, signatures };
@@ -49185,85 +49510,6 @@ async function countUses(ctx, id) {
   const ref = refFor("consumed", id);
   if (!await refExists(ctx, ref)) return 0;
   return Number(await gitText(ctx, ["rev-list", "--count", ref]));
-}
-
-// src/ticket/keys.ts
-var import_tweetnacl = __toESM(require_nacl_fast(), 1);
-import { createHash, createPublicKey, verify as nodeVerify } from "node:crypto";
-var PREFIX = "ed25519:";
-var SPKI_ED25519_HEADER = Buffer.from("302a300506032b6570032100", "hex");
-function sshWire(raw) {
-  const type = Buffer.from("ssh-ed25519");
-  const out = Buffer.alloc(4 + type.length + 4 + raw.length);
-  out.writeUInt32BE(type.length, 0);
-  type.copy(out, 4);
-  out.writeUInt32BE(raw.length, 4 + type.length);
-  raw.copy(out, 8 + type.length);
-  return out;
-}
-function keyIdOf(raw) {
-  return "SHA256:" + createHash("sha256").update(sshWire(raw)).digest("base64").replace(/=+$/, "");
-}
-var SMALL_ORDER_POINTS = [
-  "0000000000000000000000000000000000000000000000000000000000000000",
-  "0100000000000000000000000000000000000000000000000000000000000000",
-  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
-  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
-  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-  "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-  "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"
-].map((h) => Buffer.from(h, "hex"));
-function hasSmallOrder(raw) {
-  return SMALL_ORDER_POINTS.some(
-    (p) => p.every((b, i) => b === (i === 31 ? raw[i] & 127 : raw[i]))
-  );
-}
-function publicKeyFromRaw(raw) {
-  if (raw.length !== 32) {
-    throw new BreakglassError(
-      "KEY_INVALID",
-      `an Ed25519 public key has 32 bytes, not ${raw.length}`
-    );
-  }
-  if (hasSmallOrder(raw)) {
-    throw new BreakglassError(
-      "KEY_INVALID",
-      "this Ed25519 public key is a point of small order: signatures under it can be forged"
-    );
-  }
-  const buf = Buffer.from(raw);
-  return { raw: buf, text: PREFIX + buf.toString("base64"), keyid: keyIdOf(buf) };
-}
-function parsePublicKey(text2, field = "key") {
-  if (typeof text2 !== "string" || !text2.startsWith(PREFIX)) {
-    throw new BreakglassError("KEY_INVALID", `${field}: expected "ed25519:<base64>"`);
-  }
-  const raw = decodeBase64Strict(text2.slice(PREFIX.length), field, "KEY_INVALID", 64);
-  if (raw.length !== 32) {
-    throw new BreakglassError(
-      "KEY_INVALID",
-      `${field}: an Ed25519 public key has 32 bytes, this one has ${raw.length}`
-    );
-  }
-  return publicKeyFromRaw(raw);
-}
-var keyObjects = /* @__PURE__ */ new WeakMap();
-function verifyEd25519(key, message, signature) {
-  if (signature.length !== 64) return false;
-  let ko = keyObjects.get(key.raw);
-  if (!ko) {
-    ko = createPublicKey({
-      key: Buffer.concat([SPKI_ED25519_HEADER, key.raw]),
-      format: "der",
-      type: "spki"
-    });
-    keyObjects.set(key.raw, ko);
-  }
-  try {
-    return nodeVerify(null, message, ko, signature);
-  } catch {
-    return false;
-  }
 }
 
 // src/policy/duration.ts
@@ -51891,7 +52137,8 @@ var PolicySchema = external_exports.strictObject({
   principals: external_exports.record(
     name,
     external_exports.strictObject({
-      keys: external_exports.array(external_exports.string().max(200)).max(16).default([]),
+      // An OpenSSH line with its comment can be long; the key itself is bounded when parsed.
+      keys: external_exports.array(external_exports.string().max(600)).max(16).default([]),
       roles: external_exports.array(role).max(16).default([]),
       logins: external_exports.array(login2).max(16).default([])
     })
@@ -51910,7 +52157,9 @@ var PolicySchema = external_exports.strictObject({
     approvals: external_exports.number().int().min(0).max(10).default(1),
     maxTtl: duration3.default("60m"),
     maxUses: external_exports.number().int().min(1).max(1e3).default(1),
-    clockSkew: duration3.default("2m")
+    clockSkew: duration3.default("2m"),
+    requireUserPresence: external_exports.boolean().default(false),
+    requireSignedPush: external_exports.boolean().default(false)
   }),
   recorders: external_exports.array(name).max(16).default([]),
   adminRoles: external_exports.array(role).max(16).default(["admin"])
@@ -51996,7 +52245,9 @@ function parsePolicy(text2, source = ".breakglass/policy.yml") {
     approvals: p.tickets.approvals,
     maxTtlMs: ms("maxTtl"),
     maxUses: p.tickets.maxUses,
-    clockSkewMs: ms("clockSkew")
+    clockSkewMs: ms("clockSkew"),
+    requireUserPresence: p.tickets.requireUserPresence,
+    requireSignedPush: p.tickets.requireSignedPush
   };
   if (tickets.maxTtlMs > 7 * 864e5) fail2(["tickets", "maxTtl"], "must be at most 7d");
   if (tickets.clockSkewMs > 15 * 6e4) fail2(["tickets", "clockSkew"], "must be at most 15m");
@@ -52047,11 +52298,18 @@ function evaluateSignatures(ticket, policy) {
       message: `requester ${p.requester} has none of the roles ${policy.tickets.requesterRoles.join(", ")}`
     });
   }
-  const approvers = signerNames.filter(
-    (n) => n !== p.requester && hasRole(policy, n, policy.tickets.approverRoles)
-  );
-  if (approvers.length < policy.tickets.approvals) {
-    const ignored = signerNames.filter((n) => n !== p.requester && !approvers.includes(n));
+  const approvers = countedApprovers(ticket, policy);
+  const untouched = ticket.signers.filter((s) => isApproverSigner(s.principal, ticket, policy) && !hasPresence(s, policy)).map((s) => s.principal);
+  if (approvers.length < policy.tickets.approvals && untouched.length > 0) {
+    failures.push({
+      code: "USER_PRESENCE_REQUIRED",
+      rule: "S5",
+      message: `needs ${policy.tickets.approvals} approval(s) made with a hardware key (sk-) and a touch (tickets.requireUserPresence), has ${approvers.length}; ${untouched.join(", ")} signed without user presence`
+    });
+  } else if (approvers.length < policy.tickets.approvals) {
+    const ignored = signerNames.filter(
+      (n) => n !== p.requester && !isApproverSigner(n, ticket, policy)
+    );
     const extra = [
       ignored.length ? `${ignored.join(", ")} signed without an approver role` : "",
       ticket.unverified.length ? `${ticket.unverified.length} signature(s) verify under no trusted key` : ""
@@ -52064,10 +52322,40 @@ function evaluateSignatures(ticket, policy) {
   }
   return failures;
 }
+function isApproverSigner(name3, ticket, policy) {
+  return name3 !== ticket.payload.requester && hasRole(policy, name3, policy.tickets.approverRoles);
+}
+function hasPresence(s, policy) {
+  return !policy.tickets.requireUserPresence || s.userPresent;
+}
 function countedApprovers(ticket, policy) {
-  return ticket.signers.map((s) => s.principal).filter(
-    (n) => n !== ticket.payload.requester && hasRole(policy, n, policy.tickets.approverRoles)
-  );
+  return ticket.signers.filter((s) => isApproverSigner(s.principal, ticket, policy) && hasPresence(s, policy)).map((s) => s.principal);
+}
+function evaluateSignedPush(p, policy, use) {
+  if (!policy.tickets.requireSignedPush) return [];
+  const fix = "sign the push with your key: git -c gpg.format=ssh -c user.signingkey=<your key> push --signed -o breakglass=<id> ...";
+  const c = use.pushCert;
+  if (!c) {
+    return [
+      {
+        code: "PUSH_CERT_REQUIRED",
+        rule: "PC4",
+        message: `this policy requires break-glass pushes to be signed by the ticket's holder; ${fix}`
+      }
+    ];
+  }
+  if ("error" in c)
+    return [{ code: "PUSH_CERT_INVALID", rule: "PC4", message: `${c.error}; ${fix}` }];
+  if (c.principal !== p.holder) {
+    return [
+      {
+        code: "PUSH_CERT_INVALID",
+        rule: "PC4",
+        message: `the push is signed by ${c.principal} (${c.keyid}), but the ticket is held by ${p.holder}`
+      }
+    ];
+  }
+  return [];
 }
 function evaluateTime(ticket, policy, now) {
   const failures = [];
@@ -52172,6 +52460,7 @@ function evaluateTicket(ticket, policy, use, state, now) {
       message: `ticket is held by ${p.holder}, but the pusher is ${use.pusher.login}${use.pusher.principal ? ` (${use.pusher.principal})` : " (no principal in the policy)"}`
     });
   }
+  failures.push(...evaluateSignedPush(p, policy, use));
   return failures;
 }
 
@@ -52244,7 +52533,13 @@ function decidePush(input2) {
       const failures = evaluateTicket(
         c.ticket,
         policy,
-        { ref: update.ref, actions, newSha: kind === "delete" ? void 0 : update.newSha, pusher },
+        {
+          ref: update.ref,
+          actions,
+          newSha: kind === "delete" ? void 0 : update.newSha,
+          pusher,
+          pushCert: input2.pushCert
+        },
         c.state,
         now
       );
@@ -53552,36 +53847,73 @@ function countApprovals(reviews, author, policy, head) {
 }
 
 // src/ticket/verify.ts
-import { createHash as createHash2 } from "node:crypto";
+import { createHash as createHash3 } from "node:crypto";
 var MAX_FALLBACK_ATTEMPTS = 512;
 function payloadDigest(payload) {
-  return createHash2("sha256").update(payload).digest("hex");
+  return createHash3("sha256").update(payload).digest("hex");
 }
 function verifySignatures(envelope, trusted) {
   const message = pae(envelope.payloadType, envelope.payload);
   const signers = [];
   const unverified = [];
+  const rejected = [];
   let fallbackBudget = MAX_FALLBACK_ATTEMPTS;
   envelope.signatures.forEach((s, index) => {
     let match;
-    const hinted = trusted.get(s.keyid);
-    if (hinted && verifyEd25519(hinted.key, message, s.sig)) match = hinted;
-    if (!match) {
-      for (const candidate of trusted.values()) {
-        if (candidate === hinted) continue;
-        if (fallbackBudget-- <= 0) break;
-        if (verifyEd25519(candidate.key, message, s.sig)) {
-          match = candidate;
-          break;
-        }
+    let flags = { userPresent: false, userVerified: false };
+    try {
+      const form = signatureForm(s.sig);
+      if (form.kind === "sshsig") {
+        const r = verifySshSigEntry(form.sig, s.keyid, trusted, message);
+        if (r) ({ match, flags } = r);
+      } else {
+        match = verifyRawEntry(s.sig, s.keyid, trusted, message, () => fallbackBudget-- > 0);
       }
+    } catch (e) {
+      if (!(e instanceof BreakglassError)) throw e;
+      rejected.push({ index, error: e });
     }
     if (!match) unverified.push(index);
     else if (!signers.some((x) => x.principal === match.principal)) {
-      signers.push({ principal: match.principal, keyid: match.key.keyid, index });
+      signers.push({ principal: match.principal, keyid: match.key.keyid, index, ...flags });
     }
   });
-  return { signers, unverified };
+  return { signers, unverified, rejected };
+}
+function verifyRawEntry(sig, keyid, trusted, message, budget) {
+  const hinted = trusted.get(keyid);
+  if (hinted && verifyEd25519(hinted.key, message, sig)) return hinted;
+  for (const candidate of trusted.values()) {
+    if (candidate === hinted) continue;
+    if (!budget()) break;
+    if (verifyEd25519(candidate.key, message, sig)) return candidate;
+  }
+  return void 0;
+}
+function verifySshSigEntry(sig, keyid, trusted, message) {
+  if (sig.namespace !== SSHSIG_NAMESPACE) {
+    throw new BreakglassError(
+      "SSHSIG_NAMESPACE",
+      `SSH signature is for namespace "${sig.namespace.slice(0, 40)}", not "${SSHSIG_NAMESPACE}"`,
+      { hint: `sign with: ssh-keygen -Y sign -n ${SSHSIG_NAMESPACE} -f KEY` }
+    );
+  }
+  if (sig.hashAlgorithm !== SSHSIG_HASH) {
+    throw new BreakglassError(
+      "SSHSIG_HASH",
+      `SSH signature uses hash "${sig.hashAlgorithm.slice(0, 20)}"; only ${SSHSIG_HASH} is accepted`
+    );
+  }
+  if (keyid !== "" && keyid !== sig.publicKey.keyid) {
+    throw new BreakglassError(
+      "SSHSIG_KEY_MISMATCH",
+      `SSH signature is made with key ${sig.publicKey.keyid}, but its keyid says ${keyid.slice(0, 60)}`
+    );
+  }
+  const owner = trusted.get(sig.publicKey.keyid);
+  if (!owner) return void 0;
+  const check2 = verifySshSig(sig, owner.key, message);
+  return check2 ? { match: owner, flags: check2 } : void 0;
 }
 function verifyTicketEnvelope(envelope, trusted) {
   if (envelope.payloadType !== TICKET_PAYLOAD_TYPE) {
@@ -53590,8 +53922,9 @@ function verifyTicketEnvelope(envelope, trusted) {
       `envelope payloadType is "${envelope.payloadType.slice(0, 80)}", expected "${TICKET_PAYLOAD_TYPE}"`
     );
   }
-  const { signers, unverified } = verifySignatures(envelope, trusted);
+  const { signers, unverified, rejected } = verifySignatures(envelope, trusted);
   if (signers.length === 0) {
+    if (rejected[0]) throw rejected[0].error;
     throw new BreakglassError(
       "SIGNATURE_INVALID",
       "no signature on this ticket verifies under a key the policy trusts",
@@ -53599,7 +53932,14 @@ function verifyTicketEnvelope(envelope, trusted) {
     );
   }
   const payload = parsePayload(envelope.payload);
-  return { envelope, payload, payloadDigest: payloadDigest(envelope.payload), signers, unverified };
+  return {
+    envelope,
+    payload,
+    payloadDigest: payloadDigest(envelope.payload),
+    signers,
+    unverified,
+    rejected
+  };
 }
 
 // src/ticket/revocation.ts
@@ -54421,12 +54761,12 @@ async function publish(out, o) {
 
 // src/audit/report.ts
 import * as crypto2 from "node:crypto";
-import { createHash as createHash3 } from "node:crypto";
+import { createHash as createHash4 } from "node:crypto";
 var REPORT_SCHEMA_VERSION = 1;
 var oneShot = crypto2.hash;
 function rowId(e) {
   const key = eventKey(e);
-  const hex3 = oneShot ? oneShot("sha256", key, "hex") : createHash3("sha256").update(key).digest("hex");
+  const hex3 = oneShot ? oneShot("sha256", key, "hex") : createHash4("sha256").update(key).digest("hex");
   return hex3.slice(0, 16);
 }
 function factsOf(e) {
@@ -54849,7 +55189,8 @@ function verifyOffThread(key, message, sig) {
 }
 async function hintedSigners(envelope, trusted) {
   const hints = envelope.signatures.map((s) => trusted.get(s.keyid));
-  if (hints.length === 0 || hints.some((h) => !h)) return null;
+  if (hints.length === 0 || hints.some((h) => !h || h.key.type !== SSH_ED25519)) return null;
+  if (envelope.signatures.some((s) => s.sig.length !== 64)) return null;
   const message = pae(envelope.payloadType, envelope.payload);
   const ok = await Promise.all(
     envelope.signatures.map((s, i) => verifyOffThread(hints[i].key, message, s.sig))
@@ -54858,7 +55199,13 @@ async function hintedSigners(envelope, trusted) {
   const signers = [];
   hints.forEach((h, index) => {
     if (!signers.some((x) => x.principal === h.principal)) {
-      signers.push({ principal: h.principal, keyid: h.key.keyid, index });
+      signers.push({
+        principal: h.principal,
+        keyid: h.key.keyid,
+        index,
+        userPresent: false,
+        userVerified: false
+      });
     }
   });
   return signers;
@@ -55782,7 +56129,8 @@ async function readEnvelopes(ctx, refs, ticketIds, policy, problems) {
           payload,
           payloadDigest: payloadDigest(env.payload),
           signers: [],
-          unverified: []
+          unverified: [],
+          rejected: []
         } : null;
         if (payload.id !== s.id) {
           throw new BreakglassError(

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { BreakglassError } from '../errors.ts';
 import { hasRole, type Policy } from '../policy/policy.ts';
 import { pae, type Envelope } from '../ticket/dsse.ts';
-import type { PublicKey, SigningKey } from '../ticket/keys.ts';
+import { SSH_ED25519, type PublicKey, type DocumentKey } from '../ticket/keys.ts';
 import { describeZodError, PRINCIPAL_NAME, TICKET_ID } from '../ticket/payload.ts';
 import { createEnvelope } from '../ticket/sign.ts';
 import { formatTime, parseTime } from '../ticket/time.ts';
@@ -138,7 +138,7 @@ export function createReview(
   outcome: ReviewOutcome,
   note: string,
   now: number,
-  key: SigningKey,
+  key: DocumentKey,
 ): Envelope {
   const owner = policy.keyOwners.get(key.publicKey.keyid);
   if (!owner || owner.principal !== reviewer) {
@@ -199,7 +199,9 @@ export async function hintedSigners(
   trusted: TrustedKeys,
 ): Promise<Signer[] | null> {
   const hints = envelope.signatures.map((s) => trusted.get(s.keyid));
-  if (hints.length === 0 || hints.some((h) => !h)) return null;
+  // Raw Ed25519 signatures under plain Ed25519 keys only; SSHSIG entries take verifySignatures.
+  if (hints.length === 0 || hints.some((h) => !h || h.key.type !== SSH_ED25519)) return null;
+  if (envelope.signatures.some((s) => s.sig.length !== 64)) return null;
   const message = pae(envelope.payloadType, envelope.payload);
   const ok = await Promise.all(
     envelope.signatures.map((s, i) => verifyOffThread(hints[i]!.key, message, s.sig)),
@@ -209,7 +211,13 @@ export async function hintedSigners(
   const signers: Signer[] = [];
   hints.forEach((h, index) => {
     if (!signers.some((x) => x.principal === h!.principal)) {
-      signers.push({ principal: h!.principal, keyid: h!.key.keyid, index });
+      signers.push({
+        principal: h!.principal,
+        keyid: h!.key.keyid,
+        index,
+        userPresent: false,
+        userVerified: false,
+      });
     }
   });
   return signers;

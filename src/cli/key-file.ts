@@ -3,7 +3,21 @@ import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/prom
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { BreakglassError } from '../errors.ts';
-import { decodeSigningKeyFile, encodeSigningKeyFile, type SigningKey } from '../ticket/keys.ts';
+import {
+  decodeSigningKeyFile,
+  encodeSigningKeyFile,
+  parseSshPublicKeyLine,
+  type DocumentKey,
+  type SigningKey,
+} from '../ticket/keys.ts';
+import {
+  agentSigner,
+  gitSshSigningKey,
+  isOpenSshPrivateKey,
+  isSshPublicKeyLine,
+  publicKeyOfPrivateKeyFile,
+  sshKeygenSigner,
+} from './ssh-key.ts';
 
 /** `$XDG_CONFIG_HOME/breakglass/ed25519.key` (XDG default `~/.config`). */
 export function defaultKeyPath(env: NodeJS.ProcessEnv): string {
@@ -25,13 +39,36 @@ export function resolveKeyPath(
   return { path: defaultKeyPath(env), from: 'default key file' };
 }
 
-/** Loads the signing key; a missing file says how to make one. */
+/**
+ * Loads the signing key (S6): `--key` (a file, or a literal OpenSSH public key line for
+ * ssh-agent), else `BG_SIGN_KEY`, else git's `user.signingkey` when `gpg.format` is `ssh`, else
+ * the default file. A file is our key file, an OpenSSH private key or an OpenSSH public key;
+ * a missing file says how to make one.
+ */
 export async function loadSigningKey(
   flag: string | undefined,
   env: NodeJS.ProcessEnv,
   cwd: string,
-): Promise<{ key: SigningKey; path: string; warning?: string }> {
+): Promise<{ key: DocumentKey; path: string; warning?: string }> {
+  if (flag && isSshPublicKeyLine(flag)) {
+    return { key: agentSigner(flag, env), path: 'ssh-agent' };
+  }
+  if (!flag && !env.BG_SIGN_KEY) {
+    const git = await gitSshSigningKey(cwd, env);
+    if (git && 'literal' in git) {
+      return { key: agentSigner(git.literal, env), path: 'ssh-agent (git user.signingkey)' };
+    }
+    if (git) return loadKeyFile(git.path, 'git config user.signingkey', env);
+  }
   const { path, from } = resolveKeyPath(flag, env, cwd);
+  return loadKeyFile(path, from, env);
+}
+
+async function loadKeyFile(
+  path: string,
+  from: string,
+  env: NodeJS.ProcessEnv,
+): Promise<{ key: DocumentKey; path: string; warning?: string }> {
   let text: string;
   let mode: number;
   try {
@@ -53,7 +90,13 @@ export async function loadSigningKey(
       `cannot read signing key ${path}: ${(e as Error).message}`,
     );
   }
-  const key = decodeSigningKeyFile(text, path);
+  if (isSshPublicKeyLine(text)) {
+    // The agent holds the private half; ssh-keygen finds it there by this public key.
+    return { key: sshKeygenSigner(path, parseSshPublicKeyLine(text, path), env), path };
+  }
+  const key: DocumentKey = isOpenSshPrivateKey(text)
+    ? sshKeygenSigner(path, publicKeyOfPrivateKeyFile(text, path), env)
+    : decodeSigningKeyFile(text, path);
   // Like ssh: a private key others can read is worth a warning (not a refusal: CI secrets
   // are often written with a loose umask).
   const warning =

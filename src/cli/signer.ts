@@ -1,12 +1,12 @@
 import { BreakglassError } from '../errors.ts';
 import type { Policy } from '../policy/policy.ts';
-import type { SigningKey } from '../ticket/keys.ts';
+import type { DocumentKey } from '../ticket/keys.ts';
 import { loadSigningKey } from './key-file.ts';
 import type { Cli } from './options.ts';
 
 /** The user's signing key and the policy principal it belongs to. */
 export interface Signer {
-  readonly key: SigningKey;
+  readonly key: DocumentKey;
   readonly principal: string;
 }
 

@@ -3,7 +3,13 @@ import { protectionFor } from '../policy/policy.ts';
 import { isValidRefName } from '../policy/refs.ts';
 import type { Action } from '../ticket/payload.ts';
 import type { VerifiedTicket } from '../ticket/verify.ts';
-import { evaluateTicket, type Failure, type Pusher, type TicketState } from './evaluate.ts';
+import {
+  evaluateTicket,
+  type Failure,
+  type PushCertCheck,
+  type Pusher,
+  type TicketState,
+} from './evaluate.ts';
 import { actionsOf, updateKind, type RefUpdate, type UpdateKind } from './update.ts';
 
 /** A ticket the edge found for this push, or the reason it could not be read. */
@@ -43,6 +49,8 @@ export interface PushInput {
   readonly pusher: Pusher;
   readonly candidates: readonly Candidate[];
   readonly now: number;
+  /** The push certificate's verdict, when the push was signed (PC4). */
+  readonly pushCert?: PushCertCheck | undefined;
 }
 
 /** The failure for a ticket found under a ref id that is not its own (checked by decidePush). */
@@ -114,7 +122,13 @@ export function decidePush(input: PushInput): PushDecision {
       const failures = evaluateTicket(
         c.ticket,
         policy,
-        { ref: update.ref, actions, newSha: kind === 'delete' ? undefined : update.newSha, pusher },
+        {
+          ref: update.ref,
+          actions,
+          newSha: kind === 'delete' ? undefined : update.newSha,
+          pusher,
+          pushCert: input.pushCert,
+        },
         c.state,
         now,
       );

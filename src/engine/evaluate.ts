@@ -3,7 +3,7 @@ import { hasRole, type Policy } from '../policy/policy.ts';
 import { compileRefPattern, refMatches } from '../policy/refs.ts';
 import type { Action } from '../ticket/payload.ts';
 import { formatTime } from '../ticket/time.ts';
-import type { VerifiedTicket } from '../ticket/verify.ts';
+import type { Signer, VerifiedTicket } from '../ticket/verify.ts';
 import { formatDuration } from '../policy/duration.ts';
 
 /** One failed rule, with the rule's number from docs/rules.md. */
@@ -25,7 +25,13 @@ export interface UseRequest {
   /** New tip; omitted for deletes and for checks without a commit. */
   readonly newSha?: string | undefined;
   readonly pusher: Pusher;
+  /** The push certificate's verdict (PC1-PC3), when the push carried one. */
+  readonly pushCert?: PushCertCheck | undefined;
 }
+
+/** Who signed the push certificate, or why it does not count (src/server/push-cert.ts). */
+export type PushCertCheck =
+  { readonly principal: string; readonly keyid: string } | { readonly error: string };
 
 /** Ticket state that lives outside the envelope. */
 export interface TicketState {
@@ -62,11 +68,23 @@ export function evaluateSignatures(ticket: VerifiedTicket, policy: Policy): Fail
   // T3: enough approver principals besides the requester (separation of duties). T4: signers
   // are already distinct principals (verifySignatures), so a second key or a copied signature
   // adds nothing.
-  const approvers = signerNames.filter(
-    (n) => n !== p.requester && hasRole(policy, n, policy.tickets.approverRoles),
-  );
-  if (approvers.length < policy.tickets.approvals) {
-    const ignored = signerNames.filter((n) => n !== p.requester && !approvers.includes(n));
+  const approvers = countedApprovers(ticket, policy);
+  // S5: approvers whose signature lacks a touch of a hardware key, when the policy wants one.
+  const untouched = ticket.signers
+    .filter((s) => isApproverSigner(s.principal, ticket, policy) && !hasPresence(s, policy))
+    .map((s) => s.principal);
+  if (approvers.length < policy.tickets.approvals && untouched.length > 0) {
+    failures.push({
+      code: 'USER_PRESENCE_REQUIRED',
+      rule: 'S5',
+      message:
+        `needs ${policy.tickets.approvals} approval(s) made with a hardware key (sk-) and a touch (tickets.requireUserPresence), has ${approvers.length}; ` +
+        `${untouched.join(', ')} signed without user presence`,
+    });
+  } else if (approvers.length < policy.tickets.approvals) {
+    const ignored = signerNames.filter(
+      (n) => n !== p.requester && !isApproverSigner(n, ticket, policy),
+    );
     const extra = [
       ignored.length ? `${ignored.join(', ')} signed without an approver role` : '',
       ticket.unverified.length
@@ -85,13 +103,48 @@ export function evaluateSignatures(ticket: VerifiedTicket, policy: Policy): Fail
   return failures;
 }
 
-/** The approvers whose signatures count. */
+function isApproverSigner(name: string, ticket: VerifiedTicket, policy: Policy): boolean {
+  return name !== ticket.payload.requester && hasRole(policy, name, policy.tickets.approverRoles);
+}
+
+function hasPresence(s: Signer, policy: Policy): boolean {
+  return !policy.tickets.requireUserPresence || s.userPresent;
+}
+
+/** The approvers whose signatures count (T3, T4, S5). */
 export function countedApprovers(ticket: VerifiedTicket, policy: Policy): string[] {
   return ticket.signers
-    .map((s) => s.principal)
-    .filter(
-      (n) => n !== ticket.payload.requester && hasRole(policy, n, policy.tickets.approverRoles),
-    );
+    .filter((s) => isApproverSigner(s.principal, ticket, policy) && hasPresence(s, policy))
+    .map((s) => s.principal);
+}
+
+/** PC4: under `tickets.requireSignedPush` the ticket's holder signed this push's certificate. */
+function evaluateSignedPush(p: { holder: string }, policy: Policy, use: UseRequest): Failure[] {
+  if (!policy.tickets.requireSignedPush) return [];
+  const fix =
+    'sign the push with your key: git -c gpg.format=ssh -c user.signingkey=<your key> push --signed -o breakglass=<id> ...';
+  const c = use.pushCert;
+  if (!c) {
+    return [
+      {
+        code: 'PUSH_CERT_REQUIRED',
+        rule: 'PC4',
+        message: `this policy requires break-glass pushes to be signed by the ticket's holder; ${fix}`,
+      },
+    ];
+  }
+  if ('error' in c)
+    return [{ code: 'PUSH_CERT_INVALID', rule: 'PC4', message: `${c.error}; ${fix}` }];
+  if (c.principal !== p.holder) {
+    return [
+      {
+        code: 'PUSH_CERT_INVALID',
+        rule: 'PC4',
+        message: `the push is signed by ${c.principal} (${c.keyid}), but the ticket is held by ${p.holder}`,
+      },
+    ];
+  }
+  return [];
 }
 
 /** Time rules (T9-T11): window with clock skew at the start, hard expiry, TTL cap. */
@@ -228,5 +281,6 @@ export function evaluateTicket(
       message: `ticket is held by ${p.holder}, but the pusher is ${use.pusher.login}${use.pusher.principal ? ` (${use.pusher.principal})` : ' (no principal in the policy)'}`,
     });
   }
+  failures.push(...evaluateSignedPush(p, policy, use));
   return failures;
 }

@@ -1351,6 +1351,7 @@ export async function readEnvelopes(
               payloadDigest: payloadDigest(env.payload),
               signers: [],
               unverified: [],
+              rejected: [],
             }
           : null;
         if (payload.id !== s.id) {

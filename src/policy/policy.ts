@@ -30,6 +30,10 @@ export interface TicketRules {
   readonly maxTtlMs: number;
   readonly maxUses: number;
   readonly clockSkewMs: number;
+  /** S5: approvals count only from `sk-` keys whose authenticator asserted user presence. */
+  readonly requireUserPresence: boolean;
+  /** PC4: a break-glass push must carry a push certificate signed by the ticket's holder. */
+  readonly requireSignedPush: boolean;
 }
 
 /** A validated `.breakglass/policy.yml`. */
@@ -69,7 +73,8 @@ const PolicySchema = z.strictObject({
     .record(
       name,
       z.strictObject({
-        keys: z.array(z.string().max(200)).max(16).default([]),
+        // An OpenSSH line with its comment can be long; the key itself is bounded when parsed.
+        keys: z.array(z.string().max(600)).max(16).default([]),
         roles: z.array(role).max(16).default([]),
         logins: z.array(login).max(16).default([]),
       }),
@@ -93,6 +98,8 @@ const PolicySchema = z.strictObject({
     maxTtl: duration.default('60m'),
     maxUses: z.number().int().min(1).max(1000).default(1),
     clockSkew: duration.default('2m'),
+    requireUserPresence: z.boolean().default(false),
+    requireSignedPush: z.boolean().default(false),
   }),
   recorders: z.array(name).max(16).default([]),
   adminRoles: z.array(role).max(16).default(['admin']),
@@ -190,6 +197,8 @@ export function parsePolicy(text: string, source = '.breakglass/policy.yml'): Po
     maxTtlMs: ms('maxTtl'),
     maxUses: p.tickets.maxUses,
     clockSkewMs: ms('clockSkew'),
+    requireUserPresence: p.tickets.requireUserPresence,
+    requireSignedPush: p.tickets.requireSignedPush,
   };
   if (tickets.maxTtlMs > 7 * 86_400_000) fail(['tickets', 'maxTtl'], 'must be at most 7d');
   if (tickets.clockSkewMs > 15 * 60_000) fail(['tickets', 'clockSkew'], 'must be at most 15m');

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 // `bg-sign install-hooks`: puts the pre-receive/post-receive shims into a repository and records
 // where Node and the bundle live, so a server needs nothing but Node and one file.
 import { constants as fsc, statSync } from 'node:fs';
@@ -447,6 +448,13 @@ export async function installHooks(o: InstallOptions): Promise<InstallReport> {
     if (current.code === 0 && current.stdout === value) continue;
     await gitOk(gitDir, ['config', key, value], env);
     actions.push(`set ${key} = ${value}`);
+  }
+  // PC3: git issues push-certificate nonces (and offers `push --signed`) only with a seed; an
+  // existing seed is kept, so certificates in flight stay valid.
+  const seed = await git(gitDir, ['config', '--get', 'receive.certNonceSeed'], env);
+  if (seed.code !== 0 || !seed.stdout) {
+    await gitOk(gitDir, ['config', 'receive.certNonceSeed', randomBytes(32).toString('hex')], env);
+    actions.push('set receive.certNonceSeed (git push --signed)');
   }
   if (!policyPath) {
     const pinned = await git(gitDir, ['config', '--get', 'breakglass.policy'], env);

@@ -135,6 +135,8 @@ function checkNewTicket(env: Envelope, id: string, policy: Policy): NamespaceRes
       `new ticket ${id} is not signed by its requester ${ticket.payload.requester}`,
     );
   }
+  // S1-S4: an SSH signature refused for a stated reason says so (wrong namespace, ...).
+  if (ticket.rejected[0]) return fromError(ticket.rejected[0].error, 'N5');
   if (ticket.unverified.length) {
     return fail(
       'SIGNATURE_INVALID',
@@ -186,7 +188,11 @@ async function checkTicketUpdate(
   const before = new Set(old.signatures.map(sigKey));
   const added = env.signatures.filter((s) => !before.has(sigKey(s)));
   if (added.length) {
-    const { unverified } = verifySignatures({ ...env, signatures: added }, policy.keyOwners);
+    const { unverified, rejected } = verifySignatures(
+      { ...env, signatures: added },
+      policy.keyOwners,
+    );
+    if (rejected[0]) return fromError(rejected[0].error, 'N6');
     if (unverified.length) {
       return fail(
         'SIGNATURE_INVALID',

@@ -2,7 +2,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decidePush, type Candidate, type PushDecision } from '../engine/decide.ts';
-import { countedApprovers, type Failure, type Pusher } from '../engine/evaluate.ts';
+import {
+  countedApprovers,
+  type Failure,
+  type PushCertCheck,
+  type Pusher,
+} from '../engine/evaluate.ts';
 import { guardOf } from '../engine/guard.ts';
 import { triage, type TriageSources } from '../engine/triage.ts';
 import { ZERO_SHA } from '../engine/update.ts';
@@ -39,6 +44,7 @@ import { loadServerPolicy, type PolicyLoad } from './policy-source.ts';
 import { readBoundedBytes, type HookInput, type UpdateLine } from './push-input.ts';
 import { checkPushedPolicies } from './pushed-policy.ts';
 import { forgeOrigin } from './forge.ts';
+import { checkPushCert } from './push-cert.ts';
 import { formatBanner, formatRefFailures, formatRejectedUpdate, oneLine } from './report.ts';
 import { symbolicTargets } from './symref.ts';
 
@@ -516,7 +522,11 @@ async function decide(run: Run, o: PreReceiveOptions, setTimeoutMs: (ms: number)
     const classified = await classifyUpdates(ctx, protectedLines);
     // L6-L7: a pushed policy must load and leave a way to make tickets, ticket or not.
     const policyRefusals = await checkPushedPolicies(reader, classified, loaded.load.branch);
-    const base = { policy, updates: classified, pusher, now: o.now };
+    // PC4: the push certificate is read only when the policy asks for one.
+    const pushCert = policy.tickets.requireSignedPush
+      ? await readPushCert(reader, o.env, policy, lines)
+      : undefined;
+    const base = { policy, updates: classified, pusher, now: o.now, pushCert };
     let decision = decidePush({ ...base, candidates: [] });
     let candidates: Candidate[] = [];
     let warnings: string[] = [];
@@ -682,6 +692,21 @@ export async function runPreReceive(o: PreReceiveOptions): Promise<number> {
 }
 
 /** `$GIT_DIR` of a hook: git runs hooks in the repository with GIT_DIR set (often `.`). */
+/** The certificate git received with a `push --signed` (GIT_PUSH_CERT), judged (PC1-PC3). */
+async function readPushCert(
+  reader: CatFileBatch,
+  env: NodeJS.ProcessEnv,
+  policy: Policy,
+  lines: readonly UpdateLine[],
+): Promise<PushCertCheck | undefined> {
+  const sha = env.GIT_PUSH_CERT;
+  if (!sha) return undefined;
+  const obj = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/.test(sha) ? await reader.read(sha) : null;
+  if (!obj || obj.type !== 'blob')
+    return { error: 'push certificate: GIT_PUSH_CERT names no blob' };
+  return checkPushCert(obj.data, policy.keyOwners, lines, env.GIT_PUSH_CERT_NONCE_STATUS);
+}
+
 export function hookGitDir(env: NodeJS.ProcessEnv): string {
   return path.resolve(env.GIT_DIR ?? '.');
 }

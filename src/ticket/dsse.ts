@@ -1,5 +1,6 @@
 import { BreakglassError } from '../errors.ts';
 import { decodeBase64Strict } from './base64.ts';
+import { MAX_SSHSIG_BYTES, signatureForm } from './sshsig.ts';
 import { findDuplicateKey } from './strict-json.ts';
 
 /** A DSSE envelope (github.com/secure-systems-lab/dsse, envelope.md). */
@@ -104,9 +105,14 @@ export function parseEnvelope(input: string | Uint8Array): Envelope {
     const keyid = so.keyid ?? '';
     if (typeof keyid !== 'string' || keyid.length > 100)
       fail(`signatures[${i}].keyid must be a string`);
-    const sig = decodeBase64Strict(so.sig, `signatures[${i}].sig`, 'ENVELOPE_MALFORMED', 64);
-    if (sig.length !== 64)
-      fail(`signatures[${i}].sig is ${sig.length} bytes; Ed25519 signatures have 64`);
+    const sig = decodeBase64Strict(
+      so.sig,
+      `signatures[${i}].sig`,
+      'ENVELOPE_MALFORMED',
+      MAX_SSHSIG_BYTES,
+    );
+    // S1: a raw Ed25519 signature (64 bytes) or an SSHSIG blob, parsed strictly now.
+    signatureForm(sig);
     return { keyid, sig };
   });
   return { payloadType: obj.payloadType, payload, signatures };

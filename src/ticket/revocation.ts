@@ -4,7 +4,7 @@ import { hasRole, type Policy } from '../policy/policy.ts';
 import type { Envelope } from './dsse.ts';
 import { describeZodError, PRINCIPAL_NAME, TICKET_ID } from './payload.ts';
 import { createEnvelope } from './sign.ts';
-import type { SigningKey } from './keys.ts';
+import type { DocumentKey } from './keys.ts';
 import { formatTime, parseTime } from './time.ts';
 import { verifySignatures, type VerifiedTicket } from './verify.ts';
 
@@ -28,7 +28,7 @@ export function createRevocation(
   revoker: string,
   reason: string,
   now: number,
-  key: SigningKey,
+  key: DocumentKey,
 ): Envelope {
   const payload: RevocationPayload = {
     type: 'git-breakglass/revocation',

@@ -1,6 +1,7 @@
 import { BreakglassError } from '../errors.ts';
 import { pae, type Envelope, type EnvelopeSignature } from './dsse.ts';
-import { signEd25519, type SigningKey } from './keys.ts';
+import { signEd25519, type DocumentKey } from './keys.ts';
+import { SSHSIG_NAMESPACE } from './sshsig.ts';
 import {
   encodePayload,
   TICKET_PAYLOAD_TYPE,
@@ -57,20 +58,22 @@ export function buildTicketPayload(r: TicketRequest): TicketPayloadJson {
   };
 }
 
-/** Signs PAE(payloadType, payload) with one key. */
+/** Signs PAE(payloadType, payload) with one key: raw Ed25519, or SSHSIG for OpenSSH keys. */
 export function signPayload(
   payloadType: string,
   payload: Uint8Array,
-  key: SigningKey,
+  key: DocumentKey,
 ): EnvelopeSignature {
-  return { keyid: key.publicKey.keyid, sig: signEd25519(key, pae(payloadType, payload)) };
+  const message = pae(payloadType, payload);
+  const sig = 'signSsh' in key ? key.signSsh(SSHSIG_NAMESPACE, message) : signEd25519(key, message);
+  return { keyid: key.publicKey.keyid, sig };
 }
 
 /** A new envelope with the first (requester's) signature. */
 export function createEnvelope(
   payloadType: string,
   payload: Uint8Array,
-  key: SigningKey,
+  key: DocumentKey,
 ): Envelope {
   return {
     payloadType,
@@ -80,12 +83,12 @@ export function createEnvelope(
 }
 
 /** A new signed ticket envelope. */
-export function createTicketEnvelope(r: TicketRequest, key: SigningKey): Envelope {
+export function createTicketEnvelope(r: TicketRequest, key: DocumentKey): Envelope {
   return createEnvelope(TICKET_PAYLOAD_TYPE, encodePayload(buildTicketPayload(r)), key);
 }
 
 /** Adds one signature (an approval); the payload bytes are never touched. */
-export function addSignature(envelope: Envelope, key: SigningKey): Envelope {
+export function addSignature(envelope: Envelope, key: DocumentKey): Envelope {
   if (envelope.signatures.some((s) => s.keyid === key.publicKey.keyid)) {
     throw new BreakglassError(
       'USAGE',

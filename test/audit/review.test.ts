@@ -307,7 +307,13 @@ test('hintedSigners gives verifySignatures its signers, or null (then verifySign
   }
   // The usual case takes the fast answer.
   assert.deepEqual(await hintedSigners(signed, policy.keyOwners), [
-    { principal: 'carol', keyid: keys.carol.publicKey.keyid, index: 0 },
+    {
+      principal: 'carol',
+      keyid: keys.carol.publicKey.keyid,
+      index: 0,
+      userPresent: false,
+      userVerified: false,
+    },
   ]);
   assert.equal(
     verifyReview(signed, ticket, policy, await hintedSigners(signed, policy.keyOwners)).reviewer,

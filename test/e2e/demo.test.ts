@@ -30,4 +30,21 @@ describe('bg-sign demo', () => {
       await rm(tmp, { recursive: true, force: true });
     }
   });
+
+  it('--ssh: the same story signed with SSH keys found through git user.signingkey', async () => {
+    const tmp = await mkdtemp(join(os.tmpdir(), 'bg-demo-test-'));
+    try {
+      const r = await run(process.execPath, [BUNDLE, 'demo', '--ssh'], {
+        env: cleanEnv({ HOME: tmp, TMPDIR: tmp }),
+      });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /alice\$ ssh-keygen -q -t ed25519 /);
+      assert.match(r.stdout, /alice: \{ keys: \["ssh-ed25519 AAAA[A-Za-z0-9+/=]+ alice"\]/);
+      assert.match(r.stdout, /BREAK-GLASS PUSH ACCEPTED/);
+      assert.match(r.stdout, /TICKET_USED_UP/);
+      assert.deepEqual(readdirSync(tmp), [], 'nothing was left in TMPDIR');
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  });
 });

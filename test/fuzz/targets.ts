@@ -18,7 +18,11 @@ import {
   parseNoteFast,
   type AuditEvent,
 } from '../../src/audit/note.ts';
-import { approvedEnvelope, policyYaml, testPolicy, T0 } from '../helpers/fixtures.ts';
+import { approvedEnvelope, keys, policyYaml, testPolicy, T0 } from '../helpers/fixtures.ts';
+import { parseSshSig } from '../../src/ticket/sshsig.ts';
+import { verifySignatures } from '../../src/ticket/verify.ts';
+import { addSignature } from '../../src/ticket/sign.ts';
+import { softSshKey } from '../helpers/ssh.ts';
 
 /** Runs `f`; a throw that is not a coded BreakglassError fails the property. */
 function onlyCodedErrors(f: () => unknown): boolean {
@@ -121,6 +125,14 @@ export interface FuzzTarget {
   readonly property: fc.IProperty<never> | fc.IPropertyWithHooks<never>;
 }
 
+// bob approving with a FIDO key (sk-ssh-ed25519, FIDO form): an SSHSIG blob to mutate (S1-S4).
+const bobSk = softSshKey('fuzz bob yubikey', true);
+const skPolicy = parsePolicy(
+  policyYaml().replace(`"${keys.bob.publicKey.text}"`, `"${bobSk.line}"`),
+);
+const skGood = addSignature(approvedEnvelope({}, []), bobSk);
+const skBlob = skGood.signatures[1]!.sig;
+
 /** The targets; `scale` multiplies nothing here, runs are chosen by the caller. */
 export function fuzzTargets(): { name: string; property: fc.IRawProperty<unknown> }[] {
   const payloadLen = good.payload.length;
@@ -172,6 +184,34 @@ export function fuzzTargets(): { name: string; property: fc.IRawProperty<unknown
         fc.pre(!sig.equals(good.signatures[i]!.sig));
         const signatures = good.signatures.map((s, j) => (j === i ? { ...s, sig } : s));
         return !accepted({ ...good, signatures });
+      }),
+    },
+    {
+      name: 'SSHSIG parser: arbitrary and mutated blobs only throw coded errors',
+      property: fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 400 }).map((a) => Buffer.from(a)),
+          byteMutation(skBlob.length).map((m) => mutate(skBlob, m)),
+        ),
+        (b) => onlyCodedErrors(() => parseSshSig(b)),
+      ),
+    },
+    {
+      name: 'SSHSIG: any mutation of an sk approval blob loses that approval',
+      property: fc.property(byteMutation(skBlob.length), (m) => {
+        const sig = mutate(skBlob, m);
+        fc.pre(!sig.equals(skBlob));
+        const env = {
+          ...skGood,
+          signatures: [skGood.signatures[0]!, { ...skGood.signatures[1]!, sig }],
+        };
+        try {
+          const { signers } = verifySignatures(env, skPolicy.keyOwners);
+          return signers.every((s) => s.principal !== 'bob');
+        } catch (e) {
+          if (e instanceof BreakglassError) return true;
+          throw e;
+        }
       }),
     },
     {

@@ -226,7 +226,13 @@ test('a small-order public key is refused: under it a trivial forged signature v
 test('the native verifier never throws on a 32-byte key that is not a curve point', () => {
   // y = 2 does not decode to a point; verification must just say no.
   const notAPoint = hex('02' + '00'.repeat(31));
-  const pub: PublicKey = { raw: notAPoint, text: '', keyid: keyIdOf(notAPoint) };
+  const pub: PublicKey = {
+    type: 'ssh-ed25519',
+    raw: notAPoint,
+    wire: Buffer.alloc(0),
+    text: '',
+    keyid: keyIdOf(notAPoint),
+  };
   assert.equal(verifyEd25519(pub, Buffer.from('x'), Buffer.alloc(64, 1)), false);
 });
 

@@ -45,6 +45,8 @@ test('the example policy parses into principals, keys, rules and ticket settings
     maxTtlMs: 60 * 60_000,
     maxUses: 1,
     clockSkewMs: 2 * 60_000,
+    requireUserPresence: false,
+    requireSignedPush: false,
   });
   assert.deepEqual(p.recorders, []);
   assert.deepEqual(p.adminRoles, ['admin']);
@@ -77,6 +79,8 @@ tickets:
     maxTtlMs: 3_600_000,
     maxUses: 1,
     clockSkewMs: 120_000,
+    requireUserPresence: false,
+    requireSignedPush: false,
   });
   assert.deepEqual(p.protected[0]!.pushers, []);
   assert.equal(p.protected[0]!.requiredApprovals, 1);

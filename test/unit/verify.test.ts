@@ -23,8 +23,20 @@ test('alice requests, bob approves: both count, nothing unverified', () => {
   const env = approvedEnvelope();
   const t = verifyTicketEnvelope(env, trusted);
   assert.deepEqual(t.signers, [
-    { principal: 'alice', keyid: keys.alice.publicKey.keyid, index: 0 },
-    { principal: 'bob', keyid: keys.bob.publicKey.keyid, index: 1 },
+    {
+      principal: 'alice',
+      keyid: keys.alice.publicKey.keyid,
+      index: 0,
+      userPresent: false,
+      userVerified: false,
+    },
+    {
+      principal: 'bob',
+      keyid: keys.bob.publicKey.keyid,
+      index: 1,
+      userPresent: false,
+      userVerified: false,
+    },
   ]);
   assert.deepEqual(t.unverified, []);
   assert.equal(t.payload.requester, 'alice');
@@ -119,7 +131,13 @@ test("T4: alice's two keys count as one principal", () => {
   assert.equal(env.signatures.length, 2);
   const t = verifyTicketEnvelope(env, trusted);
   assert.deepEqual(t.signers, [
-    { principal: 'alice', keyid: keys.alice.publicKey.keyid, index: 0 },
+    {
+      principal: 'alice',
+      keyid: keys.alice.publicKey.keyid,
+      index: 0,
+      userPresent: false,
+      userVerified: false,
+    },
   ]);
   assert.deepEqual(t.unverified, []);
 });

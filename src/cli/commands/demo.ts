@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { realpathSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { BreakglassError } from '../../errors.ts';
 import type { Output } from '../output.ts';
 import { cliFor, defineCommand } from '../options.ts';
@@ -167,7 +167,7 @@ function mustMatch(text: string, re: RegExp, what: string): RegExpExecArray {
   return m;
 }
 
-async function runDemo(out: Output, keep: boolean): Promise<void> {
+async function runDemo(out: Output, keep: boolean, ssh: boolean): Promise<void> {
   const bundle = bundlePath();
   const root = await mkdtemp(join(os.tmpdir(), 'bg-demo-'));
   const s = out.style;
@@ -184,7 +184,10 @@ async function runDemo(out: Output, keep: boolean): Promise<void> {
       await mkdir(join(home, '.config'), { recursive: true });
       await writeFile(
         join(home, '.gitconfig'),
-        `[user]\n\tname = ${name}\n\temail = ${name}@example.test\n[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n`,
+        `[user]\n\tname = ${name}\n\temail = ${name}@example.test\n` +
+          // --ssh: bg-sign signs with git's SSH signing key, as git signs commits (S6).
+          (ssh ? `\tsigningkey = ~/.ssh/id_ed25519\n[gpg]\n\tformat = ssh\n` : '') +
+          `[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n`,
       );
       return {
         name,
@@ -219,6 +222,20 @@ async function runDemo(out: Output, keep: boolean): Promise<void> {
       ),
     );
     const keygen = async (p: Person) => {
+      if (ssh) {
+        // Their everyday SSH key (here made fresh); git's user.signingkey points at it.
+        const file = join(String(p.env.HOME), '.ssh', 'id_ed25519');
+        await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+        await demo.run(
+          p,
+          `ssh-keygen -q -t ed25519 -N '' -C ${p.name} -f ~/.ssh/id_ed25519`,
+          'ssh-keygen',
+          ['-q', '-t', 'ed25519', '-N', '', '-C', p.name, '-f', file],
+          'ok',
+          'none',
+        );
+        return (await readFile(`${file}.pub`, 'utf8')).trim();
+      }
       const r = await demo.bg(p, ['keygen'], 'ok', 'stdout');
       return mustMatch(r.stdout, /(ed25519:[A-Za-z0-9+/=]+)/, 'public key')[1]!;
     };
@@ -403,7 +420,7 @@ tickets:
       out.out(`Server repository: ${gitDir}`);
       out.out(`Audit it with: bg-sign audit ${gitDir}`);
       out.out(
-        `Review as Carol: cd ${c.dir} && BG_SIGN_KEY=${join(String(c.env.HOME), '.config/breakglass/ed25519.key')} bg-sign review <ticket id> --outcome justified --note "..." --push`,
+        `Review as Carol: cd ${c.dir} && ${ssh ? `HOME=${String(c.env.HOME)}` : `BG_SIGN_KEY=${join(String(c.env.HOME), '.config/breakglass/ed25519.key')}`} bg-sign review <ticket id> --outcome justified --note "..." --push`,
       );
     } else {
       out.out('Run `bg-sign demo --keep` to keep the repositories and audit them yourself.');
@@ -431,11 +448,17 @@ export default defineCommand({
           default: false,
           describe: 'keep the temp folder (to run bg-sign audit in it)',
         },
+        ssh: {
+          type: 'boolean',
+          default: false,
+          describe: "sign with SSH keys (ssh-keygen), found through git's user.signingkey",
+        },
       })
       .example('$0 demo', 'watch a rejected push, a ticket, an accepted push and its note')
-      .example('$0 demo --keep', 'keep the repositories afterwards'),
+      .example('$0 demo --keep', 'keep the repositories afterwards')
+      .example('$0 demo --ssh', 'the same story signed with SSH keys'),
   handler: async (argv) => {
     const cli = cliFor(argv);
-    await runDemo(cli.output, argv.keep);
+    await runDemo(cli.output, argv.keep, argv.ssh);
   },
 });
