@@ -7,11 +7,13 @@
 //  (b) as (a) after one break-glass use was recorded (once a per-push reservation sweep);
 //  (c) as (c0) with the pusher holding 104 used tickets (once one `git rev-list` per ticket);
 //  (d) a ticketed break-glass push of one commit (informative: total push time).
-// Transports: file://, and ssh to a loopback sshd (test/helpers/server.ts) when it can run here.
+// Transports: file://, ssh to a loopback sshd (test/helpers/server.ts) when it can run here, and
+// http: Apache + git http-backend with basic auth (test/helpers/recipes.ts) serving two www-data
+// repositories kept identical to the file:// pair (refs and the hooks' state copied in, untimed).
 // Run: npm run build && node --import tsx bench/push.ts [pairs]   (or BG_BENCH_PUSH_PAIRS=N)
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { copyFile, cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { loadavg, tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { parseNote } from '../src/audit/note.ts';
@@ -24,6 +26,7 @@ import {
   type DevClone,
   type RunResult,
 } from '../test/helpers/server.ts';
+import { httpUrls, missing, Recipe, runAs, startApache } from '../test/helpers/recipes.ts';
 import { machine, ms, summarize } from './stats.ts';
 
 const PAIRS = Math.max(3, Number(process.argv[2] ?? process.env.BG_BENCH_PUSH_PAIRS ?? 15));
@@ -173,13 +176,32 @@ const load0 = loadavg();
 const setup0 = performance.now();
 const hooks = await TestServer.create();
 const none = await TestServer.create({ noHooks: true });
+const noHttp = missing({
+  '/usr/sbin/apache2': 'apache2',
+  '/usr/lib/apache2/modules/mod_cgi.so': 'apache2',
+  '/usr/bin/htpasswd': 'apache2-utils',
+});
+let recipe: Recipe | undefined;
 try {
   const noSsh = sshUnavailable();
   // The developer's clone (over ssh when it can, so it carries the ssh command; file:// works too).
   const alice = await hooks.clone('alice', noSsh ? 'file' : 'ssh');
   const port = noSsh ? 0 : await hooks.startSshd();
-  const transports = [
-    { name: 'file://', hooks: `file://${hooks.gitDir}`, none: `file://${none.gitDir}` },
+  type Side = 'hooks' | 'none';
+  const local = (side: Side, args: string[]) => (side === 'hooks' ? hooks : none).git(args);
+  const transports: {
+    name: string;
+    hooks: string;
+    none: string;
+    /** git on the repository a side pushes into (untimed resets). */
+    git: (side: Side, args: string[]) => Promise<RunResult>;
+  }[] = [
+    {
+      name: 'file://',
+      hooks: `file://${hooks.gitDir}`,
+      none: `file://${none.gitDir}`,
+      git: local,
+    },
     ...(noSsh
       ? []
       : [
@@ -187,23 +209,71 @@ try {
             name: 'ssh (loopback sshd)',
             hooks: `ssh://${userInfo().username}@127.0.0.1:${port}${hooks.gitDir}`,
             none: `ssh://${userInfo().username}@127.0.0.1:${port}${none.gitDir}`,
+            git: local,
           },
         ]),
   ];
+  // http: Apache runs git http-backend (and so the hooks) as www-data, which cannot write the
+  // repositories above: two www-data repositories (the server bundle's hooks, the same pinned
+  // policy; and none) that `mirror` keeps identical to them.
+  const http = { hooks: '', none: '' };
+  if (!noHttp) {
+    recipe = await Recipe.create('bench-http');
+    const srv = join(recipe.root, 'srv');
+    await mkdir(srv, { mode: 0o755 });
+    const policy = join(recipe.root, 'policy.yml');
+    await copyFile(hooks.policyFile, policy);
+    for (const side of ['hooks', 'none'] as const) {
+      const dir = await recipe.repository(join(srv, `${side}.git`), 'www-data', { install: false });
+      const www = (args: string[]) => runAs('www-data', 'git', ['--git-dir', dir, ...args]);
+      ok(await www(['config', 'http.receivepack', 'true']), 'http.receivepack');
+      ok(await www(['config', 'receive.advertisePushOptions', 'true']), 'push options');
+      if (side === 'hooks') {
+        ok(
+          await runAs('www-data', recipe.bgSign, ['install-hooks', dir, '--policy', policy]),
+          'install-hooks',
+        );
+      }
+      http[side] = dir;
+    }
+    const port = await startApache(recipe, srv);
+    transports.push({
+      name: 'http (loopback Apache + git http-backend, basic auth)',
+      hooks: httpUrls(port, 'hooks.git').alice,
+      none: httpUrls(port, 'none.git').alice,
+      git: (side, args) => runAs('www-data', 'git', ['--git-dir', http[side], ...args]),
+    });
+  }
   const fileUrl = { hooks: transports[0]!.hooks, none: transports[0]!.none };
   // Identical refs (tickets, consumed/, notes) in both; `push -o` needs the advertisement.
-  const mirror = async () => ok(await hooks.git(['push', '-q', '--mirror', none.gitDir]), 'mirror');
+  const mirror = async () => {
+    ok(await hooks.git(['push', '-q', '--mirror', none.gitDir]), 'mirror');
+    if (!recipe) return;
+    // The same refs and objects in the http pair, and the hooks' state ($GIT_DIR/breakglass/).
+    for (const side of ['hooks', 'none'] as const) {
+      const dir = http[side];
+      const fetch = ['-c', 'safe.directory=*', '--git-dir', dir, 'fetch', '-q', '--prune'];
+      ok(
+        await run('git', [...fetch, hooks.gitDir, '+refs/*:refs/*'], { env: cleanEnv() }),
+        'fetch',
+      );
+      const state = join(hooks.gitDir, 'breakglass');
+      if (side === 'hooks' && existsSync(state)) {
+        await cp(state, join(dir, 'breakglass'), { recursive: true, force: true });
+      }
+      ok(await run('chown', ['-R', 'www-data:', dir]), 'chown');
+    }
+  };
   await none.git(['config', 'receive.advertisePushOptions', 'true']);
   await mirror();
-  const serverOf = (side: 'hooks' | 'none') => (side === 'hooks' ? hooks : none);
   let main = (await hooks.ref('refs/heads/main'))!;
   const BRANCH = 'refs/heads/feature/bench';
-  const dropBranch = async (side: 'hooks' | 'none') => {
-    await serverOf(side).git(['update-ref', '-d', BRANCH]);
+  const dropBranch = (t: (typeof transports)[number]) => async (side: Side) => {
+    ok(await t.git(side, ['update-ref', '-d', BRANCH]), 'drop branch');
   };
   // Without hooks the direct push lands: put main back (untimed) so every push is the same.
-  const restoreMain = async (side: 'hooks' | 'none') => {
-    if (side === 'none') await none.git(['update-ref', 'refs/heads/main', main]);
+  const restoreMain = (t: (typeof transports)[number]) => async (side: Side) => {
+    if (side === 'none') ok(await t.git('none', ['update-ref', 'refs/heads/main', main]), 'reset');
   };
   const setupMs: number[] = [performance.now() - setup0];
   const traced = new Map<string, { procs: string[]; said: string }>();
@@ -220,7 +290,7 @@ try {
             `new branch \`feature/bench\` (1 commit)`,
             PAIRS,
             (side) => timedPush(alice, [t[side], `${change}:${BRANCH}`], 'accepted'),
-            dropBranch,
+            dropBranch(t),
           ),
         );
     }
@@ -228,7 +298,7 @@ try {
       state,
       await gitProcesses(alice, [fileUrl.hooks, `${change}:${BRANCH}`], 'accepted'),
     );
-    await dropBranch('hooks');
+    await dropBranch(transports[0]!)('hooks');
   };
   const direct = async (state: string) => {
     const change = (await alice.commitsOn(main, 1, `direct ${state}`))[0]!;
@@ -246,7 +316,7 @@ try {
                 [t[side], `${change}:refs/heads/main`],
                 side === 'hooks' ? 'refused' : 'accepted',
               ),
-            restoreMain,
+            restoreMain(t),
           ),
         );
     }
@@ -329,7 +399,7 @@ try {
         async (side, i) => {
           if (tickets[i] === undefined) {
             const id = await alice.makeTicket();
-            for (const url of [fileUrl.hooks, fileUrl.none]) {
+            for (const url of [t.hooks, t.none]) {
               ok(await alice.git(['push', '-q', url, `refs/breakglass/tickets/${id}`]), 'ticket');
             }
             tickets[i] = id;
@@ -355,7 +425,10 @@ try {
       'one with the hooks installed (`installHooks`: pre-receive, post-receive and reference-transaction shims, policy pinned, `dist/bg-hook.cjs`), one with no hooks. ' +
       `${PAIRS} pairs per state (${D_PAIRS} for (d)) after one untimed warm-up pair, alternating which repository goes first; what a push changed is undone between pushes (untimed). ` +
       '*Added* is the median of the per-pair differences, *ratio* the ratio of the medians. CPU = user + system of `git push` and every process it waited for ' +
-      '(file:// only: over ssh the server side runs under sshd). ' +
+      '(file:// only: over ssh and http the server side runs under sshd or Apache). ' +
+      (noHttp
+        ? `http: skipped (${noHttp}). `
+        : "Over http both repositories are www-data's, served by one Apache (`git http-backend`, basic auth as alice), hooks from the server bundle (`bg-sign install-hooks --policy`), refs and hook state copied from the file:// pair. ") +
       `Setup (repositories, clone, the break-glass use, ${USED_TICKETS - 1} more used tickets): ${setupMs.map((x) => ms(x)).join(' + ')}.`,
     '',
     `State (c): alice holds ${USED_TICKETS} live tickets, each used up (one real use; ${USED_TICKETS - 1} written by \`recordEvents\` as copies of it); auto-discovery reads the newest 64. ` +
@@ -418,6 +491,7 @@ try {
   );
   console.log(out.join('\n'));
 } finally {
+  await recipe?.close(); // stops Apache
   await hooks.close();
   await none.close();
 }

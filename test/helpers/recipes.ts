@@ -260,5 +260,79 @@ export function sshCommand(keyFile: string): string {
   ].join(' ');
 }
 
+/** htpasswd lines for alice and bob (apache2-utils' htpasswd, bcrypt). */
+export async function htpasswd(file: string): Promise<void> {
+  await run('htpasswd', ['-cbB', file, 'alice', 'alice-secret'], { check: true });
+  await run('htpasswd', ['-bB', file, 'bob', 'bob-secret'], { check: true });
+  await chmod(file, 0o644);
+}
+
+/** Each person's clone URL for api.git, with their basic-auth credentials. */
+export const httpUrls = (port: number, repo = 'api.git') => ({
+  alice: `http://alice:alice-secret@127.0.0.1:${port}/git/${repo}`,
+  bob: `http://bob:bob-secret@127.0.0.1:${port}/git/${repo}`,
+});
+
+/**
+ * Apache with the http-backend recipe (docs/server-setup.md §5) serving `srv` under /git/, basic
+ * auth for alice and bob. `extra` lines go into the server config (e.g. safe.directory).
+ */
+export async function startApache(
+  recipe: Recipe,
+  srv: string,
+  extra: string[] = [],
+): Promise<number> {
+  const dir = join(recipe.root, 'apache');
+  await mkdir(dir, { mode: 0o755 });
+  await htpasswd(join(dir, 'git.htpasswd'));
+  const port = await freePort();
+  const mods = '/usr/lib/apache2/modules';
+  // The modules Debian's default site enables, plus `a2enmod cgi` (prefork: mod_cgi).
+  const modules = [
+    'mpm_prefork',
+    'authz_core',
+    'authn_core',
+    'authn_file',
+    'auth_basic',
+    'authz_user',
+    'alias',
+    'env',
+    'cgi',
+  ].map((m) => `LoadModule ${m}_module ${mods}/mod_${m}.so`);
+  await writeFile(
+    join(dir, 'httpd.conf'),
+    [
+      ...modules,
+      'ServerName 127.0.0.1',
+      `Listen 127.0.0.1:${port}`,
+      `PidFile ${dir}/httpd.pid`,
+      `ErrorLog ${dir}/error.log`,
+      `DefaultRuntimeDir ${dir}`,
+      `Mutex file:${dir} default`,
+      'User www-data',
+      'Group www-data',
+      // The recipe, as docs/server-setup.md gives it:
+      `SetEnv GIT_PROJECT_ROOT ${srv}`,
+      'SetEnv GIT_HTTP_EXPORT_ALL',
+      'ScriptAlias /git/ /usr/lib/git-core/git-http-backend/',
+      '<Location /git/>',
+      '  AuthType Basic',
+      '  AuthName "Git"',
+      `  AuthUserFile ${dir}/git.htpasswd`,
+      '  Require valid-user',
+      '</Location>',
+      ...extra,
+      '',
+    ].join('\n'),
+  );
+  await recipe.start(
+    'apache2',
+    '/usr/sbin/apache2',
+    ['-f', join(dir, 'httpd.conf'), '-DFOREGROUND'],
+    { port },
+  );
+  return port;
+}
+
 /** A free loopback port. */
 export { freePort };
