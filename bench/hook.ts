@@ -15,7 +15,7 @@ import { writeEnvelope } from '../src/git/store.ts';
 import { shimText } from '../src/server/install.ts';
 import { addSignature, createTicketEnvelope, formatTicketId } from '../src/ticket/sign.ts';
 import { keys, policyYaml } from '../test/helpers/fixtures.ts';
-import { machine, ms, summarize, type Summary } from './stats.ts';
+import { childCpuMs, machine, ms, summarize, type Summary } from './stats.ts';
 
 const RUNS = Number(process.argv[2] ?? 30);
 const PROTECTED_RUNS = Math.max(5, Math.round(RUNS / 2));
@@ -38,17 +38,6 @@ const BASE_ENV: NodeJS.ProcessEnv = {
   GIT_COMMITTER_NAME: 'Bench',
   GIT_COMMITTER_EMAIL: 'bench@example.com',
 };
-
-/** User + system CPU of this process's waited-for children so far, ms (Linux, 10 ms ticks). */
-function childCpuMs(): number {
-  try {
-    const stat = readFileSync('/proc/self/stat', 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[13]) + Number(f[14])) * 10; // cutime, cstime
-  } catch {
-    return NaN;
-  }
-}
 
 interface Sample {
   wall: number;

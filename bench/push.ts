@@ -12,7 +12,7 @@
 // repositories kept identical to the file:// pair (refs and the hooks' state copied in, untimed).
 // Run: npm run build && node --import tsx bench/push.ts [pairs]   (or BG_BENCH_PUSH_PAIRS=N)
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { copyFile, cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { loadavg, tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -27,7 +27,7 @@ import {
   type RunResult,
 } from '../test/helpers/server.ts';
 import { httpUrls, missing, Recipe, runAs, startApache } from '../test/helpers/recipes.ts';
-import { machine, ms, summarize } from './stats.ts';
+import { childCpuMs, machine, ms, summarize } from './stats.ts';
 
 const PAIRS = Math.max(3, Number(process.argv[2] ?? process.env.BG_BENCH_PUSH_PAIRS ?? 15));
 // (d) needs a fresh ticket and commit per push (untimed, but slow): half as many pairs.
@@ -38,17 +38,6 @@ const USED_TICKETS = 104;
  * missed: half the per-push sweep it replaced (~80 ms), well above the noise of paired medians.
  */
 const TOLERANCE_MS = 40;
-
-/** User + system CPU of this process's waited-for children so far, ms (Linux, 10 ms ticks). */
-function childCpuMs(): number {
-  try {
-    const stat = readFileSync('/proc/self/stat', 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[13]) + Number(f[14])) * 10; // cutime, cstime
-  } catch {
-    return NaN;
-  }
-}
 
 interface Sample {
   readonly wall: number;
@@ -279,56 +268,33 @@ try {
   const traced = new Map<string, { procs: string[]; said: string }>();
   const rows = new Map<string, Row[]>(transports.map((t) => [t.name, []]));
   // One new commit on the current main, pushed as a new branch (a, b) or straight to main (c0, c).
-  const unprotected = async (state: string) => {
-    const change = (await alice.commitsOn(main, 1, `feature work ${state}`))[0]!;
+  const pushState = async (state: string, kind: 'branch' | 'main') => {
+    const toMain = kind === 'main';
+    const change = (await alice.commitsOn(main, 1, `${kind} ${state}`))[0]!;
+    const refspec = `${change}:${toMain ? 'refs/heads/main' : BRANCH}`;
+    const hooked = toMain ? 'refused' : 'accepted';
     for (const t of transports) {
       rows
         .get(t.name)!
         .push(
           await measure(
             state,
-            `new branch \`feature/bench\` (1 commit)`,
+            toMain
+              ? 'direct push to `main` (refused with hooks, auto-discovery)'
+              : 'new branch `feature/bench` (1 commit)',
             PAIRS,
-            (side) => timedPush(alice, [t[side], `${change}:${BRANCH}`], 'accepted'),
-            dropBranch(t),
+            (side) => timedPush(alice, [t[side], refspec], side === 'hooks' ? hooked : 'accepted'),
+            toMain ? restoreMain(t) : dropBranch(t),
           ),
         );
     }
-    traced.set(
-      state,
-      await gitProcesses(alice, [fileUrl.hooks, `${change}:${BRANCH}`], 'accepted'),
-    );
-    await dropBranch(transports[0]!)('hooks');
-  };
-  const direct = async (state: string) => {
-    const change = (await alice.commitsOn(main, 1, `direct ${state}`))[0]!;
-    for (const t of transports) {
-      rows
-        .get(t.name)!
-        .push(
-          await measure(
-            state,
-            'direct push to `main` (refused with hooks, auto-discovery)',
-            PAIRS,
-            (side) =>
-              timedPush(
-                alice,
-                [t[side], `${change}:refs/heads/main`],
-                side === 'hooks' ? 'refused' : 'accepted',
-              ),
-            restoreMain(t),
-          ),
-        );
-    }
-    traced.set(
-      state,
-      await gitProcesses(alice, [fileUrl.hooks, `${change}:refs/heads/main`], 'refused'),
-    );
+    traced.set(state, await gitProcesses(alice, [fileUrl.hooks, refspec], hooked));
+    if (!toMain) await dropBranch(transports[0]!)('hooks');
   };
 
   // (a), (c0): the fresh repository.
-  await unprotected('(a) fresh');
-  await direct('(c0) fresh, 0 tickets');
+  await pushState('(a) fresh', 'branch');
+  await pushState('(c0) fresh, 0 tickets', 'main');
 
   // (b): one real break-glass use, recorded by the hooks (ticket pushed, then the push with -o).
   let t1 = performance.now();
@@ -353,7 +319,7 @@ try {
   }
   await mirror();
   setupMs.push(performance.now() - t1);
-  await unprotected('(b) 1 break-glass use recorded');
+  await pushState('(b) 1 break-glass use recorded', 'branch');
 
   // (c): 103 more of alice's tickets, each with a recorded use. The uses are written by the
   // recorder post-receive uses (recordEvents), as copies of the real event above with the ticket
@@ -385,7 +351,7 @@ try {
   }
   await mirror();
   setupMs.push(performance.now() - t1);
-  await direct(`(c) ${USED_TICKETS} used tickets`);
+  await pushState(`(c) ${USED_TICKETS} used tickets`, 'main');
 
   // (d): a break-glass push of one commit with a fresh ticket each time (ticket pushed and commit
   // made beforehand, untimed; both repositories move main the same way).

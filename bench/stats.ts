@@ -1,4 +1,5 @@
 // Small statistics and machine description shared by the benchmarks.
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { execFileSync } from 'node:child_process';
 
@@ -27,4 +28,15 @@ export function machine(): string {
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
   const git = execFileSync('git', ['--version']).toString().trim();
   return `${cpu}, ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()}, Node ${process.version}, ${git}`;
+}
+
+/** User + system CPU of this process's waited-for children so far, ms (Linux, 10 ms ticks). */
+export function childCpuMs(): number {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[13]) + Number(f[14])) * 10; // cutime, cstime
+  } catch {
+    return NaN;
+  }
 }

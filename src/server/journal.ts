@@ -531,7 +531,6 @@ async function knownEntries(gitDir: string): Promise<Set<string>> {
 // ---- What git said about the updates of an accepted push (E2) ----
 
 export type TxState = 'prepared' | 'committed' | 'aborted';
-export const TX_STATES: readonly TxState[] = ['prepared', 'committed', 'aborted'];
 
 /** `<ref> <old> <new>`: one update, as journal events and git's hook lines both name it. */
 export const updateKey = (ref: string, oldSha: string, newSha: string) =>

@@ -21,7 +21,7 @@ import {
   startApache,
   type Developer,
 } from '../helpers/recipes.ts';
-import { cleanEnv, run, type RunResult } from '../helpers/server.ts';
+import { cleanEnv, run, sshdConfig, type RunResult } from '../helpers/server.ts';
 
 /** A server-side git command on a repository another account owns. */
 function serverGit(gitDir: string, args: readonly string[]): Promise<RunResult> {
@@ -121,26 +121,7 @@ async function startGitShellSshd(recipe: Recipe, keys: Map<string, string>): Pro
     check: true,
   });
   const port = await freePort();
-  await writeFile(
-    join(dir, 'sshd_config'),
-    [
-      `Port ${port}`,
-      'ListenAddress 127.0.0.1',
-      `HostKey ${join(dir, 'host_ed25519')}`,
-      `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
-      `PidFile ${join(dir, 'sshd.pid')}`,
-      'AllowUsers git',
-      'PermitUserEnvironment REMOTE_USER',
-      'StrictModes no',
-      'PubkeyAuthentication yes',
-      'PasswordAuthentication no',
-      'KbdInteractiveAuthentication no',
-      'UsePAM no',
-      'PrintMotd no',
-      'LogLevel ERROR',
-      '',
-    ].join('\n'),
-  );
+  await writeFile(join(dir, 'sshd_config'), sshdConfig(dir, port, ['AllowUsers git']));
   await mkdir('/run/sshd', { recursive: true });
   await recipe.start('sshd', '/usr/sbin/sshd', ['-D', '-e', '-f', join(dir, 'sshd_config')], {
     port,

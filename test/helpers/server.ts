@@ -287,6 +287,31 @@ export interface TicketSpec {
   readonly repository?: string;
 }
 
+/**
+ * sshd_config for a test sshd on a loopback port: its own host key, authorized_keys and pid file
+ * in `dir`, public keys only, and `REMOTE_USER` taken from the key's `environment=` option (the
+ * recipe docs/server-setup.md gives). `extra` adds lines (who may log in).
+ */
+export function sshdConfig(dir: string, port: number, extra: readonly string[]): string {
+  return [
+    `Port ${port}`,
+    'ListenAddress 127.0.0.1',
+    `HostKey ${join(dir, 'host_ed25519')}`,
+    `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
+    `PidFile ${join(dir, 'sshd.pid')}`,
+    ...extra,
+    'PermitUserEnvironment REMOTE_USER',
+    'StrictModes no',
+    'PubkeyAuthentication yes',
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'UsePAM no',
+    'PrintMotd no',
+    'LogLevel ERROR',
+    '',
+  ].join('\n');
+}
+
 /** A bare server repository in a temp folder, with its transports. */
 export class TestServer {
   private daemon: ChildProcess | null = null;
@@ -485,23 +510,7 @@ export class TestServer {
     }
     await writeFile(join(dir, 'authorized_keys'), authorized.join('\n') + '\n', { mode: 0o600 });
     const port = await freePort();
-    const config = [
-      `Port ${port}`,
-      'ListenAddress 127.0.0.1',
-      `HostKey ${join(dir, 'host_ed25519')}`,
-      `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
-      `PidFile ${join(dir, 'sshd.pid')}`,
-      'PermitRootLogin yes',
-      'PermitUserEnvironment REMOTE_USER',
-      'StrictModes no',
-      'PubkeyAuthentication yes',
-      'PasswordAuthentication no',
-      'KbdInteractiveAuthentication no',
-      'UsePAM no',
-      'PrintMotd no',
-      'LogLevel ERROR',
-      '',
-    ].join('\n');
+    const config = sshdConfig(dir, port, ['PermitRootLogin yes']);
     await writeFile(join(dir, 'sshd_config'), config);
     await mkdir('/run/sshd', { recursive: true }); // privilege separation directory (Debian)
     const child = track(
