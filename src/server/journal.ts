@@ -495,8 +495,13 @@ export async function finish(gitDir: string, c: Claimed, entry: JournalEntry): P
     journalDir(gitDir, 'tmp'),
   );
   await fs.rm(c.file, { force: true });
+  // The entry is resolved and filed: what is left here is inert (an arming is checked against
+  // the process's start time, a finished entry's records are never read), so a failure to tidy
+  // it up is no recording failure.
   await disarm(gitDir, entry);
-  await fs.rm(path.join(journalDir(gitDir, 'tx'), entry.name), { recursive: true, force: true });
+  await fs
+    .rm(path.join(journalDir(gitDir, 'tx'), entry.name), { recursive: true, force: true })
+    .catch(() => {});
 }
 
 /**
@@ -634,13 +639,7 @@ export async function resolveEntry(
   if (!ENTRY_NAME.test(name)) {
     throw new BreakglassError('USAGE', `"${name.slice(0, 80)}" is not a journal entry name`);
   }
-  let found: JournalEntry | null = null;
-  for (const which of ['pending', 'processing'] as const) {
-    for (const f of await listJson(journalDir(gitDir, which))) {
-      if (f.replace(/\.json$/, '').replace(CLAIM_SUFFIX, '') !== name) continue;
-      found = (await readEntry(path.join(journalDir(gitDir, which), f))).entry;
-    }
-  }
+  const found = (await openEntries(gitDir)).find((o) => o.entry?.name === name)?.entry;
   if (!found) {
     throw new BreakglassError(
       'USAGE',
